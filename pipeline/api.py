@@ -1,0 +1,118 @@
+"""Request and response shapes of the worker's web view, exactly as the design names them.
+
+``/openapi.json`` is generated from these models, so the docs and the fuzzer see the same contract.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.records import (
+    Deployment,
+    FeatureContribution,
+    Fraction,
+    Metrics,
+    Namespace,
+    RecommendationItem,
+    Severity,
+    UtcDatetime,
+)
+
+ModelName = Literal["baseline", "prophet", "auto"]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PredictRequest(_Body):
+    metrics: Metrics
+    periods: int = Field(12, ge=1, le=288, description="Steps of HELIOS_SCORING_INTERVAL to forecast")
+    model: ModelName = "baseline"
+    namespace: Namespace | None = None
+    deployment: Deployment | None = None
+
+
+class PredictionPoint(BaseModel):
+    period: int
+    timestamp: UtcDatetime
+    cpu_utilization: float
+    memory_utilization: float | None
+    confidence_lower: float = Field(description="Lower end of the CPU band at `confidence`")
+    confidence_upper: float = Field(description="Upper end of the CPU band at `confidence`")
+
+
+class PredictResponse(BaseModel):
+    predictions: list[PredictionPoint]
+    model_used: str = Field(description="Model name and whether live deployment state or a prior was used")
+    confidence: float = Field(ge=0.0, le=1.0, description="Nominal coverage of the bands (calibrated online)")
+
+
+class DetectRequest(_Body):
+    metrics: Metrics
+    namespace: Namespace | None = None
+    deployment: Deployment | None = None
+
+
+class DetectResponse(BaseModel):
+    anomaly_score: float
+    is_anomaly: bool
+    threshold: float
+    severity: Severity
+    contributing_features: list[FeatureContribution]
+    model_used: str | None = None
+
+
+class CurrentMetrics(_Body):
+    cpu_utilization: Fraction | None = None
+    memory_utilization: Fraction | None = None
+    db_cpu: Fraction | None = None
+    db_connections: float | None = Field(None, ge=0, le=1_000_000)
+
+
+class RecommendRequest(_Body):
+    namespace: Namespace
+    deployment: Deployment
+    current_replicas: int = Field(ge=0, le=10_000)
+    current_metrics: CurrentMetrics
+    predicted_metrics: CurrentMetrics
+    anomaly_score: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+
+
+class RecommendResponse(BaseModel):
+    recommendations: list[RecommendationItem]
+    summary: str
+
+
+class HealthResponse(BaseModel):
+    status: Literal["healthy"]
+    timestamp: UtcDatetime
+
+
+class ReadyResponse(BaseModel):
+    ready: bool
+    models_loaded: list[str]
+    reasons: list[str] = Field(default_factory=list, description="Why the worker is not ready, if it is not")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    loaded_at: UtcDatetime | None
+    metrics: dict[str, float]
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelInfo]
+
+
+class ErrorDetail(BaseModel):
+    field: str | None
+    problem: str
+
+
+class ErrorResponse(BaseModel):
+    error: str
+    details: list[ErrorDetail] = Field(default_factory=list)
