@@ -12,8 +12,6 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from models.features import HORIZONS
-
 #: Kubernetes names: DNS-1123 labels (namespaces) and subdomains (deployments).
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
@@ -171,7 +169,3 @@ class DeadLetter(_Record):
     key: str | None
     value_b64: str = Field(description="The original bytes, base64")
     received_at: UtcDatetime
-
-
-def horizon_labels() -> list[str]:
-    return list(HORIZONS)

@@ -1,0 +1,157 @@
+"""The Faust application factory: ``create_app(settings) -> faust.App``, no import-time side effects.
+
+Everything a worker needs is built here from one :class:`Settings` and handed down: the metrics
+bundle on an injected registry, the model store, the per-worker :class:`Runtime`, the topics,
+the state table with its changelog, the agents and the web views.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from pipeline import web
+from pipeline.kafka_config import kafka_client_kwargs
+from pipeline.metrics import HeliosMetrics
+from pipeline.model_store import ModelStore
+from pipeline.prophet_service import ProphetService
+from pipeline.runtime import Runtime
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "helios-state"
+
+
+@dataclass
+class Helios:
+    """What the agents and views share; one per app (``app.helios``)."""
+
+    settings: Settings
+    app: faust.App
+    registry: CollectorRegistry
+    metrics: HeliosMetrics
+    models: ModelStore
+    runtime: Runtime
+    metrics_topic: Any
+    dlq_topic: Any
+    output_topics: dict[str, Any]
+    state: Any
+    prophet: ProphetService
+    clock: Callable[[], float]
+    broker_up: bool = False
+    models_loaded: bool = False
+
+    def online_model_metrics(self) -> dict[str, dict[str, float]]:
+        """Live accuracy of the online models over the deployments this worker holds (for /models)."""
+        errors, coverage = [], []
+        for entry in self.runtime.entries.values():
+            for forecaster in entry.pipeline.forecasters.values():
+                for mae, cov in forecaster.accuracy().values():
+                    errors.append(mae)
+                    coverage.append(cov)
+        baseline = {"deployments": float(len(self.runtime.entries))}
+        if errors:
+            baseline |= {"mae": sum(errors) / len(errors), "coverage": sum(coverage) / len(coverage)}
+        return {"baseline": baseline, "prophet": self.prophet.metrics()}
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def _credentials(settings: Settings) -> Any:
+    kwargs = kafka_client_kwargs(settings)
+    protocol = settings.kafka_security_protocol
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=kwargs["sasl_plain_username"],
+            password=kwargs["sasl_plain_password"],
+            mechanism=kwargs["sasl_mechanism"],
+            ssl_context=kwargs.get("ssl_context"),
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(kwargs["ssl_context"])
+    return None
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+) -> faust.App:
+    """Build a worker. Nothing connects until the app is started."""
+    registry = CollectorRegistry() if registry is None else registry
+    app = faust.App(
+        settings.app_id,
+        broker=_broker_urls(settings.kafka_bootstrap),
+        broker_credentials=_credentials(settings),
+        store="memory://",
+        autodiscover=False,
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=settings.topic_replicas,
+        topic_allow_declare=True,
+        processing_guarantee="at_least_once",
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        broker_session_timeout=settings.broker_session_timeout,
+        broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
+        table_cleanup_interval=30.0,
+        web_enabled=True,
+        web_port=settings.port,
+        web_bind=settings.bind,
+        web_host=socket.gethostname() if settings.bind in ("0.0.0.0", "::") else settings.bind,  # noqa: S104
+        web_transport="tcp://",
+        web_application_options=web.application_options(settings),
+        logging_config=None,
+        loghandlers=[],
+    )
+    metrics = HeliosMetrics.create(registry, clock=clock)
+    metrics.anomaly_threshold.set(settings.anomaly_threshold)
+    metrics.forecast_level.set(settings.risk_level)
+    models = ModelStore(settings.model_path, metrics, clock=clock)
+    runtime = Runtime(settings, metrics, models, clock=clock)
+    prophet = ProphetService(
+        runtime.config, f"{settings.metrics_namespace}/{settings.metrics_deployment}", clock=clock
+    )
+    runtime.on_window_closed = prophet.observe
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    helios = Helios(
+        settings=settings,
+        app=app,
+        registry=registry,
+        metrics=metrics,
+        models=models,
+        runtime=runtime,
+        metrics_topic=app.topic(settings.topic_metrics, **raw),
+        dlq_topic=app.topic(settings.topic_dlq, **raw),
+        output_topics={
+            name: app.topic(name, **raw)
+            for name in (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
+        },
+        state=app.Table(
+            STATE_TABLE,
+            default=None,
+            partitions=settings.topic_partitions,
+            schema=faust.Schema(key_type=str, value_type=bytes, key_serializer="raw", value_serializer="raw"),
+            help="Per-deployment aligner, forecasters, detector and recommender state (JSON)",
+        ),
+        prophet=prophet,
+        clock=clock,
+    )
+    app.helios = helios  # type: ignore[attr-defined]
+
+    from agents import wire
+
+    wire(app, helios)
+    web.register(app, helios)
+    return app

@@ -1,0 +1,117 @@
+"""``helios``: the console script.
+
+``helios worker`` runs the stream processor and its web view; ``helios ingest --source …`` feeds
+``helios.metrics``; ``helios eval``, ``helios train`` and ``helios simulate`` are the offline
+harnesses; ``helios schema`` prints the JSON schemas of the records on Kafka.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from pipeline.errors import ConfigError
+from pipeline.settings import Settings, load_settings
+
+log = logging.getLogger("helios")
+
+#: Subcommands implemented by modules exposing ``add_arguments(parser)`` and ``run(args) -> int``.
+_DELEGATES: dict[str, tuple[str, str]] = {
+    "ingest": ("pipeline.ingest", "Push samples from a source onto the metrics topic"),
+    "train": ("pipeline.training", "Train the XGBoost anomaly model and write a versioned artifact"),
+    "simulate": ("pipeline.simulate", "Replay a trace under a reactive HPA and under Helios, and compare"),
+}
+_EVALS: dict[str, tuple[str, str]] = {
+    "nab": ("pipeline.evaluation.nab", "Run the anomaly detector over NAB data and score it"),
+    "forecast": ("pipeline.evaluation.forecast_eval", "Stream a series through the forecaster and score it"),
+}
+
+
+def _module(name: str) -> ModuleType:
+    return importlib.import_module(name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="helios", description=__doc__.splitlines()[0] if __doc__ else None)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    worker = sub.add_parser("worker", help="Run the Faust worker (agents, tables, web view on HELIOS_PORT)")
+    worker.set_defaults(func=run_worker)
+    for name, (module, help_text) in _DELEGATES.items():
+        p = sub.add_parser(name, help=help_text)
+        mod = _module(module)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
+    ev = sub.add_parser("eval", help="Evaluation harnesses").add_subparsers(dest="what", required=True, metavar="WHAT")
+    for name, (module, help_text) in _EVALS.items():
+        p = ev.add_parser(name, help=help_text)
+        mod = _module(module)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
+    schema = sub.add_parser("schema", help="Print the JSON schema of every record on Kafka")
+    schema.set_defaults(func=print_schemas)
+    return parser
+
+
+def configure_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    import faust
+
+    from pipeline.app import create_app
+
+    settings = load_settings()
+    configure_logging(settings)
+    app = create_app(settings)
+    log.info(
+        "helios worker %s: broker %s, web http://%s:%d, interval %d s",
+        settings.app_id,
+        settings.kafka_bootstrap,
+        settings.bind,
+        settings.port,
+        settings.scoring_interval,
+    )
+    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()
+    return 0
+
+
+def print_schemas(args: argparse.Namespace) -> int:
+    from pipeline import records
+
+    out = {
+        model.__name__: model.model_json_schema()
+        for model in (
+            records.MetricSample,
+            records.ForecastRecord,
+            records.AnomalyRecord,
+            records.RecommendationRecord,
+            records.DeadLetter,
+        )
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"helios: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

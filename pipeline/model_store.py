@@ -1,0 +1,93 @@
+"""The models a worker serves, and their safe reload.
+
+A new XGBoost artifact under ``HELIOS_MODEL_PATH`` is validated (checksum, feature list, a trial
+prediction) before it replaces the one in service; a corrupt or incompatible artifact is
+rejected with a log line and ``helios_model_reload_failures_total``, and the old one stays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from models.artifacts import LoadedArtifact, load_latest
+from models.xgb import XGBAnomalyModel
+from pipeline.api import ModelInfo
+from pipeline.metrics import HeliosMetrics
+
+log = logging.getLogger(__name__)
+
+XGB_NAME = "xgboost"
+
+
+@dataclass
+class ModelStore:
+    """Holds the loaded XGBoost anomaly model; the online models live per deployment."""
+
+    model_path: Path
+    metrics: HeliosMetrics
+    clock: Callable[[], float] = time.time
+    artifact: LoadedArtifact | None = None
+    loaded_at: float | None = None
+    started_at: float = field(default_factory=time.time)
+    last_error: str | None = None
+
+    @property
+    def xgb(self) -> XGBAnomalyModel | None:
+        return None if self.artifact is None else self.artifact.model
+
+    def reload(self) -> bool:
+        """Load the newest valid artifact if it differs from the one in service. True if swapped."""
+        try:
+            candidate = load_latest(self.model_path, XGB_NAME)
+            if self.artifact is not None and candidate.version == self.artifact.version:
+                return False
+            probe = np.zeros((2, len(candidate.model.feature_names)), dtype=np.float32)
+            probs = candidate.model.predict_batch(probe)
+            if probs.shape != (2,) or not np.all(np.isfinite(probs)):
+                raise ValueError(f"trial prediction returned {probs!r}")
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the old model serving
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.metrics.model_reload_failures.labels(XGB_NAME).inc()
+            log.error("model reload from %s rejected, keeping %s: %s", self.model_path, self._serving(), exc)
+            return False
+        if self.artifact is not None:
+            self.metrics.model_info.remove(XGB_NAME, self.artifact.version)
+        self.artifact = candidate
+        self.loaded_at = self.clock()
+        self.last_error = None
+        self.metrics.model_info.labels(XGB_NAME, candidate.version).set(1)
+        log.info("serving %s %s from %s", XGB_NAME, candidate.version, candidate.path)
+        return True
+
+    def _serving(self) -> str:
+        return "nothing" if self.artifact is None else f"{XGB_NAME} {self.artifact.version}"
+
+    def infos(self, online: dict[str, dict[str, float]], prophet_available: bool) -> list[ModelInfo]:
+        """What ``/models`` lists: the online baseline, Prophet, and the XGBoost artifact."""
+        started = datetime.fromtimestamp(self.started_at, tz=UTC)
+        infos = [
+            ModelInfo(name="baseline", version="online-1", loaded_at=started, metrics=online.get("baseline", {})),
+        ]
+        if prophet_available:
+            infos.append(
+                ModelInfo(name="prophet", version="background-1", loaded_at=started, metrics=online.get("prophet", {}))
+            )
+        if self.artifact is not None and self.loaded_at is not None:
+            raw = self.artifact.metadata.get("metrics", {})
+            numeric = {k: float(v) for k, v in raw.items() if isinstance(v, int | float)}
+            infos.append(
+                ModelInfo(
+                    name=XGB_NAME,
+                    version=self.artifact.version,
+                    loaded_at=datetime.fromtimestamp(self.loaded_at, tz=UTC),
+                    metrics=numeric,
+                )
+            )
+        return infos

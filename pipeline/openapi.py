@@ -1,0 +1,89 @@
+"""``/openapi.json``: the web view's contract, generated from the pydantic models in :mod:`pipeline.api`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from pipeline import api
+
+_REF = "#/components/schemas/{model}"
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": _REF.format(model=model.__name__)}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Malformed JSON",
+        401: "Missing or wrong bearer token (only when HELIOS_API_TOKEN is set)",
+        409: "The requested model is not available for this deployment",
+        413: "Body larger than HELIOS_MAX_BODY_BYTES",
+        422: "The body does not match the schema; `details` names each field",
+    }
+    return {str(c): {"description": text[c], "content": _json(api.ErrorResponse)} for c in codes}
+
+
+def openapi_spec() -> dict[str, Any]:
+    models: list[type[BaseModel]] = [
+        api.PredictRequest,
+        api.PredictResponse,
+        api.DetectRequest,
+        api.DetectResponse,
+        api.RecommendRequest,
+        api.RecommendResponse,
+        api.HealthResponse,
+        api.ReadyResponse,
+        api.ModelsResponse,
+        api.ErrorResponse,
+    ]
+    modes = [(m, "validation" if m.__name__.endswith("Request") else "serialization") for m in models]
+    _, schema = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
+    secured = [{"bearer": []}, {}]
+
+    def post(summary: str, req: type[BaseModel], resp: type[BaseModel], extra: tuple[int, ...]) -> dict[str, Any]:
+        return {
+            "post": {
+                "summary": summary,
+                "security": secured,
+                "requestBody": {"required": True, "content": _json(req)},
+                "responses": {"200": {"description": "OK", "content": _json(resp)}, **_errors(400, 401, 413, 422, *extra)},
+            }
+        }
+
+    def get(summary: str, resp: type[BaseModel], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"get": {"summary": summary, "responses": {"200": {"description": "OK", "content": _json(resp)}, **(extra or {})}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Helios worker", "version": "1.0.0"},
+        "components": {
+            "schemas": schema.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "paths": {
+            "/health": get("Liveness", api.HealthResponse),
+            "/ready": get(
+                "Readiness: models loaded, broker reachable, partitions assigned",
+                api.ReadyResponse,
+                {"503": {"description": "Not ready (reasons listed)", "content": _json(api.ReadyResponse)}},
+            ),
+            "/models": get("Models in service", api.ModelsResponse),
+            "/predict": post("Forecast CPU and memory with calibrated bands", api.PredictRequest, api.PredictResponse, (409,)),
+            "/detect": post("Score metrics for anomalies", api.DetectRequest, api.DetectResponse, ()),
+            "/recommend": post("Recommend scaling", api.RecommendRequest, api.RecommendResponse, ()),
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus exposition",
+                    "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
+        },
+    }

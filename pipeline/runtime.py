@@ -1,0 +1,247 @@
+"""What a worker does with a micro-batch of raw records, without any Faust in it.
+
+The agent hands :meth:`Runtime.process` the raw records of one ``stream.take_events()`` batch; it
+gets back what to emit, what to write to the state table's changelog and what to dead-letter.
+Tests drive it directly; the Faust agent only moves bytes in and out.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import orjson
+from pydantic import ValidationError
+
+from pipeline.errors import BadSample
+from pipeline.metrics import HeliosMetrics
+from pipeline.model_store import ModelStore
+from pipeline.records import DeadLetter, MetricSample
+from pipeline.settings import Settings
+from pipeline.stages import DeploymentPipeline, PipelineConfig, Prepared, StageOutput, score_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One Kafka record as it arrived on the metrics topic."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(slots=True)
+class Entry:
+    """A tracked deployment on this worker."""
+
+    pipeline: DeploymentPipeline
+    partition: int
+    last_seen: float
+    exported: bool = False
+
+
+@dataclass
+class BatchResult:
+    emits: list[Emit] = field(default_factory=list)
+    #: (partition, key, value or None for a tombstone) for the state table's changelog
+    state_writes: list[tuple[int, str, bytes | None]] = field(default_factory=list)
+    outputs: list[StageOutput] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
+
+
+def describe_validation(exc: ValidationError) -> str:
+    """``metrics.cpu_utilization: Input should be less than or equal to 1 (got 1.7)``; ..."""
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "record"
+        got = err.get("input")
+        shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+        parts.append(f"{loc}: {err['msg']}{shown}")
+    return "; ".join(parts)
+
+
+class Runtime:
+    """Per-worker state: the tracked deployments and the code that advances them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: HeliosMetrics,
+        models: ModelStore,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.models = models
+        self.clock = clock
+        self.config = PipelineConfig.from_settings(settings)
+        self.entries: dict[str, Entry] = {}
+        #: Called with (key, window start, values) for every window a sample closes (Prophet's history).
+        self.on_window_closed: Callable[[str, float, dict[str, float]], None] | None = None
+        self._topics = (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
+
+    # -- decoding ---------------------------------------------------------------------------
+    def decode(self, raw: RawRecord, now: float) -> MetricSample:
+        """Validate one record; raises :class:`BadSample` with a precise reason."""
+        if not raw.value:
+            raise BadSample("empty", "the record has no value")
+        try:
+            data = orjson.loads(raw.value)
+        except orjson.JSONDecodeError as exc:
+            raise BadSample("not_json", f"value is not JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise BadSample("schema", f"expected a JSON object, got {type(data).__name__}")
+        try:
+            sample = MetricSample.model_validate(data)
+        except ValidationError as exc:
+            raise BadSample("schema", describe_validation(exc)) from None
+        key = None if raw.key is None else raw.key.decode("utf-8", "replace")
+        if key != sample.key:
+            raise BadSample("key_mismatch", f"record key {key!r} is not {sample.key!r} (namespace/deployment)")
+        if not sample.metrics.present():
+            raise BadSample("no_metrics", "the sample carries none of the six features")
+        t = sample.timestamp.timestamp()
+        if t > now + self.settings.max_future_skew:
+            raise BadSample(
+                "future", f"timestamp {sample.timestamp.isoformat()} is {t - now:.0f} s ahead of the worker's clock"
+            )
+        if t < now - self.settings.max_sample_age:
+            raise BadSample(
+                "too_old",
+                f"timestamp {sample.timestamp.isoformat()} is older than HELIOS_MAX_SAMPLE_AGE "
+                f"({self.settings.max_sample_age:.0f} s)",
+            )
+        return sample
+
+    def dead_letter(self, raw: RawRecord, err: BadSample, now: float) -> DeadLetter:
+        self.metrics.dead_letters.labels(err.reason).inc()
+        self.metrics.samples.labels("dead_lettered").inc()
+        return DeadLetter(
+            reason=err.reason,
+            detail=err.detail,
+            topic=raw.topic,
+            partition=raw.partition,
+            offset=raw.offset,
+            key=None if raw.key is None else raw.key.decode("utf-8", "replace"),
+            value_b64=base64.b64encode(raw.value or b"").decode("ascii"),
+            received_at=datetime.fromtimestamp(now, tz=UTC),
+        )
+
+    # -- state --------------------------------------------------------------------------------
+    def entry_for(self, sample: MetricSample, partition: int, load: Callable[[str], bytes | None]) -> Entry:
+        key = sample.key
+        entry = self.entries.get(key)
+        if entry is not None:
+            return entry
+        stored = load(key)
+        if stored is None and len(self.entries) >= self.settings.max_deployments:
+            raise BadSample(
+                "deployment_cap",
+                f"this worker already tracks HELIOS_MAX_DEPLOYMENTS={self.settings.max_deployments} deployments",
+            )
+        if stored is not None:
+            try:
+                pipe = DeploymentPipeline.from_dict(orjson.loads(stored), self.config)
+            except (ValueError, KeyError, TypeError) as exc:
+                log.error("state of %s unreadable, starting afresh: %s", key, exc)
+                pipe = DeploymentPipeline(sample.namespace, sample.deployment, self.config)
+        else:
+            pipe = DeploymentPipeline(sample.namespace, sample.deployment, self.config)
+        entry = Entry(pipeline=pipe, partition=partition, last_seen=self.clock())
+        self.entries[key] = entry
+        self.metrics.tracked_deployments.set(len(self.entries))
+        return entry
+
+    # -- the batch --------------------------------------------------------------------------
+    def process(self, records: Iterable[RawRecord], load: Callable[[str], bytes | None]) -> BatchResult:
+        """Decode, run the three stages for every good record, and say what to emit and persist."""
+        now = self.clock()
+        result = BatchResult()
+        prepared: list[tuple[Prepared, Entry, float]] = []
+        dirty: dict[str, Entry] = {}
+        for raw in records:
+            try:
+                sample = self.decode(raw, now)
+                entry = self.entry_for(sample, raw.partition, load)
+                started = time.perf_counter()
+                prep = entry.pipeline.prepare(sample)
+                prepared.append((prep, entry, time.perf_counter() - started))
+                if prep.closed is not None and self.on_window_closed is not None:
+                    self.on_window_closed(sample.key, prep.closed.start, prep.closed.values)
+            except BadSample as err:
+                result.dead.append(self.dead_letter(raw, err, now))
+                continue
+            entry.partition = raw.partition
+            entry.last_seen = now
+            dirty[sample.key] = entry
+        batch_started = time.perf_counter()
+        probabilities = score_batch(self.models.xgb, [p for p, _, _ in prepared])
+        xgb_share = (time.perf_counter() - batch_started) / max(1, len(prepared))
+        stream_latency = self.metrics.inference_duration.labels("stream")
+        for (prep, entry, prepare_seconds), probability in zip(prepared, probabilities, strict=True):
+            started = time.perf_counter()
+            out = entry.pipeline.finish(prep, probability)
+            # Model time of this sample: its own stages plus its share of the batched XGBoost call.
+            stream_latency.observe(prepare_seconds + xgb_share + time.perf_counter() - started)
+            result.outputs.append(out)
+            key = prep.sample.key.encode()
+            for topic, record in zip(self._topics, (out.forecast, out.anomaly, out.recommendation), strict=True):
+                result.emits.append(Emit(topic, key, record.model_dump_json().encode()))
+            self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
+            entry.exported = True
+        self.metrics.samples.labels("processed").inc(len(prepared))
+        for key, entry in dirty.items():
+            result.state_writes.append((entry.partition, key, orjson.dumps(entry.pipeline.to_dict())))
+        result.emits.extend(self.dlq_emit(dead) for dead in result.dead)
+        return result
+
+    def dlq_emit(self, dead: DeadLetter) -> Emit:
+        return Emit(self.settings.topic_dlq, (dead.key or "").encode(), dead.model_dump_json().encode())
+
+    def _accuracy(self, entry: Entry) -> dict[str, dict[str, tuple[float, float]]]:
+        by_step = {steps: label for label, steps in self.config.horizon_steps.items()}
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for feature, forecaster in entry.pipeline.forecasters.items():
+            acc = forecaster.accuracy()
+            out[feature] = {label: acc[step] for step, label in by_step.items() if step in acc}
+        return out
+
+    # -- ownership and hygiene ----------------------------------------------------------------
+    def revoke(self, partitions: set[int]) -> list[str]:
+        """Forget every deployment on partitions this worker no longer owns."""
+        gone = [key for key, e in self.entries.items() if e.partition in partitions]
+        for key in gone:
+            entry = self.entries.pop(key)
+            self.metrics.forget(entry.pipeline.namespace, entry.pipeline.deployment)
+        self.metrics.tracked_deployments.set(len(self.entries))
+        return gone
+
+    def sweep(self) -> list[tuple[int, str]]:
+        """Unexport stale deployments; drop idle ones. Returns (partition, key) to tombstone."""
+        now = self.clock()
+        tombstones = []
+        for key, entry in list(self.entries.items()):
+            idle = now - entry.last_seen
+            if entry.exported and idle > self.settings.stale_after:
+                self.metrics.forget(entry.pipeline.namespace, entry.pipeline.deployment)
+                entry.exported = False
+            if idle > self.settings.idle_ttl:
+                del self.entries[key]
+                tombstones.append((entry.partition, key))
+        self.metrics.tracked_deployments.set(len(self.entries))
+        return tombstones

@@ -1,0 +1,166 @@
+"""Answers to ``/predict``, ``/detect`` and ``/recommend``: plain functions over the models.
+
+A request names a deployment (or gets ``HELIOS_METRICS_NAMESPACE/HELIOS_METRICS_DEPLOYMENT``).
+When this worker holds that deployment's live streaming state, the answer uses it; otherwise a
+prior (a fresh forecaster and a detector warmed on the synthetic Saleor workload) answers, and
+``model_used`` says which. Nothing here mutates live state: forecasts peek, detectors only score.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from datetime import UTC, datetime
+
+import numpy as np
+
+from models.anomaly import StreamingDetector, combine
+from models.features import CPU, FEATURES, MEMORY
+from models.forecast import Interval
+from models.recommender import RecommenderState, ScalingInputs
+from models.xgb import XGBAnomalyModel
+from pipeline.api import (
+    DetectRequest,
+    DetectResponse,
+    PredictionPoint,
+    PredictRequest,
+    PredictResponse,
+    RecommendRequest,
+    RecommendResponse,
+)
+from pipeline.errors import HeliosError
+from pipeline.records import FeatureContribution, RecommendationItem
+from pipeline.stages import DeploymentPipeline, PipelineConfig
+
+#: Horizon that ``/recommend``'s single ``predicted_metrics`` value is taken to be at.
+RECOMMEND_HORIZON_SECONDS = 900
+
+
+class BadRequest(HeliosError, ValueError):
+    """A request that validates but cannot be answered; ``field`` names the culprit."""
+
+    def __init__(self, field: str, problem: str, status: int = 422) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+        self.status = status
+
+
+@functools.cache
+def prior_detector(config: PipelineConfig) -> StreamingDetector:
+    """A detector that has seen two days of the synthetic Saleor workload (used without live state)."""
+    from pipeline.sources.synthetic import synthetic_trace
+
+    detector = config.new_detector()
+    frame = synthetic_trace(n_steps=2 * 86400 // 300, step_seconds=300, seed=7, incident_at=None)
+    for row in frame[list(f for f in FEATURES if f in frame.columns)].itertuples(index=False):
+        detector.learn_one({k: float(v) for k, v in row._asdict().items() if not math.isnan(v)})
+    return detector
+
+
+def _window_start(now: float, step: int) -> float:
+    return math.floor(now / step) * step
+
+
+def predict(req: PredictRequest, live: DeploymentPipeline | None, config: PipelineConfig, now: float, key: str) -> PredictResponse:
+    if req.model != "baseline" and req.model != "auto":
+        raise BadRequest("model", f"{req.model} is served through the prophet service", status=409)
+    step = config.step_seconds
+    t = _window_start(now, step)
+    cpu_now = req.metrics.cpu_utilization
+    mem_now = req.metrics.memory_utilization
+    if live is not None:
+        cpu_f = live.forecasters.get(CPU)
+        mem_f = live.forecasters.get(MEMORY)
+        used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (live state of {key})"
+    else:
+        if cpu_now is None:
+            raise BadRequest("metrics.cpu_utilization", f"required: no live state for {key} on this worker")
+        cpu_f, mem_f = config.new_forecaster(), config.new_forecaster()
+        used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (prior: no live state for {key})"
+    assert cpu_f is not None
+    cpu = _bands(cpu_f, req.periods, t, cpu_now)
+    mem = _bands(mem_f, req.periods, t, mem_now) if mem_f is not None and (mem_now is not None or live) else None
+    predictions = [
+        PredictionPoint(
+            period=i + 1,
+            timestamp=datetime.fromtimestamp(t + (i + 1) * step, tz=UTC),
+            cpu_utilization=_clip(band.point),
+            memory_utilization=None if mem is None else _clip(mem[i].point),
+            confidence_lower=_clip(band.lower),
+            confidence_upper=_clip(band.upper),
+        )
+        for i, band in enumerate(cpu)
+    ]
+    return PredictResponse(predictions=predictions, model_used=used, confidence=config.level)
+
+
+def _bands(forecaster: object, periods: int, t: float, value: float | None) -> list[Interval]:
+    current = None if value is None else (t, value)
+    return forecaster.forecast(periods, current=current)  # type: ignore[attr-defined, no-any-return]
+
+
+def _clip(x: float) -> float:
+    """Utilisations are fractions of a limit: a band below 0 or above 1 says nothing more."""
+    return min(1.0, max(0.0, float(x)))
+
+
+def detect(
+    req: DetectRequest,
+    live: DeploymentPipeline | None,
+    config: PipelineConfig,
+    xgb: XGBAnomalyModel | None,
+    key: str,
+) -> DetectResponse:
+    values = req.metrics.present()
+    if not values:
+        raise BadRequest("metrics", "give at least one of " + ", ".join(FEATURES))
+    detector = live.detector if live is not None else prior_detector(config)
+    stream = detector.score_one(values)
+    probability = None
+    if xgb is not None:
+        row = np.asarray([detector.xgb_features(values)], dtype=np.float32)
+        probability = float(xgb.predict_batch(row)[0])
+    score = combine(stream, probability, config.anomaly_threshold)
+    return DetectResponse(
+        anomaly_score=score.score,
+        is_anomaly=score.is_anomaly,
+        threshold=config.anomaly_threshold,
+        severity=score.severity,
+        contributing_features=[FeatureContribution(feature=f, contribution=c) for f, c in score.contributions],
+        model_used=("streaming+xgboost" if probability is not None else "streaming")
+        + (f" (live state of {key})" if live is not None else f" (prior: no live state for {key})"),
+    )
+
+
+def recommend(req: RecommendRequest, config: PipelineConfig, now: float) -> RecommendResponse:
+    def band(value: float | None) -> dict[int, Interval]:
+        return {} if value is None else {RECOMMEND_HORIZON_SECONDS: Interval(value, value, value)}
+
+    threshold = config.anomaly_threshold
+    inputs = ScalingInputs(
+        now=now,
+        current_replicas=req.current_replicas,
+        cpu_now=req.current_metrics.cpu_utilization,
+        memory_now=req.current_metrics.memory_utilization,
+        cpu_forecast=band(req.predicted_metrics.cpu_utilization),
+        memory_forecast=band(req.predicted_metrics.memory_utilization),
+        anomaly_score=req.anomaly_score,
+        is_anomaly=req.anomaly_score >= threshold,
+        db_cpu=req.current_metrics.db_cpu,
+        db_connections=req.current_metrics.db_connections,
+    )
+    decision = config.recommender.recommend(RecommenderState(), inputs)
+    items = [
+        RecommendationItem(
+            type=a.type,
+            action=a.action,
+            target_replicas=a.target_replicas,
+            reason=a.reason,
+            confidence=a.confidence,
+            urgency=a.urgency,
+            execute_by=None if a.execute_by is None else datetime.fromtimestamp(a.execute_by, tz=UTC),
+        )
+        for a in decision.advice
+    ]
+    return RecommendResponse(recommendations=items, summary=decision.summary)

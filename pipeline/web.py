@@ -1,0 +1,245 @@
+"""The worker's web view: health, readiness, models, ad-hoc inference, metrics and the OpenAPI spec.
+
+Every error is JSON naming the field and the problem: malformed JSON is 400, a body over
+``HELIOS_MAX_BODY_BYTES`` is 413, a schema violation is 422, a missing or wrong bearer token is
+401, an unavailable model is 409, an unknown route 404. A bug answers 500 with a short JSON body
+and is logged; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import faust
+import orjson
+from aiohttp import web as aioweb
+from faust import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ValidationError
+
+from pipeline import serving
+from pipeline.api import (
+    DetectRequest,
+    ErrorDetail,
+    ErrorResponse,
+    HealthResponse,
+    ModelsResponse,
+    PredictRequest,
+    ReadyResponse,
+    RecommendRequest,
+)
+from pipeline.openapi import openapi_spec
+from pipeline.settings import Settings
+
+if TYPE_CHECKING:
+    from pipeline.app import Helios
+
+log = logging.getLogger(__name__)
+
+#: Set on a request one worker forwards to the deployment's owner, so it is never forwarded twice.
+FORWARDED = "X-Helios-Forwarded"
+
+
+def _error_body(error: str, details: list[ErrorDetail] | None = None) -> bytes:
+    return ErrorResponse(error=error, details=details or []).model_dump_json().encode()
+
+
+def _json_error(status: int, error: str, details: list[ErrorDetail] | None = None) -> aioweb.Response:
+    return aioweb.Response(body=_error_body(error, details), status=status, content_type="application/json")
+
+
+@aioweb.middleware
+async def json_errors(
+    request: aioweb.Request, handler: Callable[[aioweb.Request], Awaitable[aioweb.StreamResponse]]
+) -> aioweb.StreamResponse:
+    """aiohttp's own 404/405/413 become JSON; anything unexpected is a logged 500 without a traceback."""
+    try:
+        return await handler(request)
+    except aioweb.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _json_error(exc.status, exc.reason)
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return _json_error(500, "internal error; see the worker's log")
+
+
+def application_options(settings: Settings) -> dict[str, Any]:
+    # A little headroom so an oversized body is refused by our own check with a precise message.
+    return {"client_max_size": settings.max_body_bytes + 1, "middlewares": [json_errors]}
+
+
+def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
+    return [
+        ErrorDetail(field=".".join(str(p) for p in err["loc"]) or None, problem=err["msg"]) for err in exc.errors()
+    ]
+
+
+def register(app: faust.App, helios: Helios) -> None:
+    settings = helios.settings
+    runtime = helios.runtime
+    token = settings.api_token.get_secret_value().encode() if settings.api_token else None
+    duration = helios.metrics.inference_duration
+
+    class JsonView(web.View):
+        def reply(self, model: BaseModel, status: int = 200) -> web.Response:
+            return self.bytes(model.model_dump_json().encode(), content_type="application/json", status=status)
+
+        def fail(self, status: int, error: str, details: list[ErrorDetail] | None = None) -> web.Response:
+            return self.bytes(_error_body(error, details), content_type="application/json", status=status)
+
+        def unauthorised(self, request: web.Request) -> web.Response | None:
+            if token is None:
+                return None
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token):
+                return None
+            response = self.fail(401, "missing or wrong bearer token (HELIOS_API_TOKEN is set)")
+            response.headers["WWW-Authenticate"] = 'Bearer realm="helios"'
+            return response
+
+        async def parse(self, request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+            length = request.content_length
+            if length is not None and length > settings.max_body_bytes:
+                return self.fail(413, f"body of {length} bytes exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
+            try:
+                body = await request.read()
+            except aioweb.HTTPRequestEntityTooLarge:
+                return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
+            if len(body) > settings.max_body_bytes:
+                return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return self.fail(400, f"malformed JSON: {exc}", [ErrorDetail(field=None, problem=str(exc))])
+            try:
+                return model.model_validate(data)
+            except ValidationError as exc:
+                return self.fail(422, "request does not match the schema", _validation_details(exc))
+
+        async def forward(self, request: web.Request, key: str, body: bytes) -> web.Response | None:
+            """Answer from the worker that owns ``key``'s partition (Faust's table routing)."""
+            if request.headers.get(FORWARDED) or key in runtime.entries:
+                return None
+            try:
+                owner = app.router.key_store(helios.state.name, key)
+            except Exception:  # noqa: BLE001 - no assignment known yet: answer here with a prior
+                return None
+            if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
+                return None
+            url = request.url.with_host(owner.host).with_port(owner.port)
+            headers = {"Content-Type": "application/json", FORWARDED: "1"}
+            if "Authorization" in request.headers:
+                headers["Authorization"] = request.headers["Authorization"]
+            try:
+                async with app.http_client.post(str(url), data=body, headers=headers) as resp:
+                    return self.bytes(await resp.read(), content_type="application/json", status=resp.status)
+            except Exception as exc:  # noqa: BLE001 - the owner is away: a prior answer beats none
+                log.warning("forwarding %s for %s to %s failed: %s", request.path, key, url, exc)
+                return None
+
+        def key_of(self, namespace: str | None, deployment: str | None) -> str:
+            return f"{namespace or settings.metrics_namespace}/{deployment or settings.metrics_deployment}"
+
+    @app.page("/health")
+    class Health(JsonView):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.reply(HealthResponse(status="healthy", timestamp=datetime.now(UTC)))
+
+    @app.page("/ready")
+    class Ready(JsonView):
+        async def get(self, request: web.Request) -> web.Response:
+            from agents.wiring import is_ready
+
+            ready, reasons = is_ready(app, helios)
+            loaded = [m.name for m in helios.models.infos({}, prophet_available=helios.prophet.available)]
+            return self.reply(ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503)
+
+    @app.page("/models")
+    class Models(JsonView):
+        async def get(self, request: web.Request) -> web.Response:
+            infos = helios.models.infos(helios.online_model_metrics(), prophet_available=helios.prophet.available)
+            return self.reply(ModelsResponse(models=infos))
+
+    @app.page("/predict")
+    class Predict(JsonView):
+        async def post(self, request: web.Request) -> web.Response:
+            if (denied := self.unauthorised(request)) is not None:
+                return denied
+            req = await self.parse(request, PredictRequest)
+            if not isinstance(req, PredictRequest):
+                return req
+            if req.periods > settings.max_periods:
+                return self.fail(
+                    422,
+                    "periods too large",
+                    [ErrorDetail(field="periods", problem=f"at most HELIOS_MAX_PERIODS={settings.max_periods}")],
+                )
+            key = self.key_of(req.namespace, req.deployment)
+            if (routed := await self.forward(request, key, await request.read())) is not None:
+                return routed
+            started = time.perf_counter()
+            try:
+                entry = runtime.entries.get(key)
+                live = entry.pipeline if entry is not None else None
+                if req.model == "prophet" or (req.model == "auto" and helios.prophet.prefers(key, live)):
+                    answer = helios.prophet.predict(req, key, runtime.config, helios.clock())
+                else:
+                    answer = serving.predict(req, live, runtime.config, helios.clock(), key)
+            except serving.BadRequest as exc:
+                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
+            duration.labels("/predict").observe(time.perf_counter() - started)
+            return self.reply(answer)
+
+    @app.page("/detect")
+    class Detect(JsonView):
+        async def post(self, request: web.Request) -> web.Response:
+            if (denied := self.unauthorised(request)) is not None:
+                return denied
+            req = await self.parse(request, DetectRequest)
+            if not isinstance(req, DetectRequest):
+                return req
+            key = self.key_of(req.namespace, req.deployment)
+            if (routed := await self.forward(request, key, await request.read())) is not None:
+                return routed
+            started = time.perf_counter()
+            try:
+                entry = runtime.entries.get(key)
+                answer = serving.detect(
+                    req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key
+                )
+            except serving.BadRequest as exc:
+                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
+            duration.labels("/detect").observe(time.perf_counter() - started)
+            return self.reply(answer)
+
+    @app.page("/recommend")
+    class Recommend(JsonView):
+        async def post(self, request: web.Request) -> web.Response:
+            if (denied := self.unauthorised(request)) is not None:
+                return denied
+            req = await self.parse(request, RecommendRequest)
+            if not isinstance(req, RecommendRequest):
+                return req
+            started = time.perf_counter()
+            answer = serving.recommend(req, runtime.config, helios.clock())
+            duration.labels("/recommend").observe(time.perf_counter() - started)
+            return self.reply(answer)
+
+    @app.page("/metrics")
+    class Metrics(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.bytes(generate_latest(helios.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    spec = orjson.dumps(openapi_spec())
+
+    @app.page("/openapi.json")
+    class OpenAPI(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.bytes(spec, content_type="application/json")
