@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 import faust
+import orjson
 
 from pipeline.errors import BadSample
 from pipeline.runtime import BatchResult, RawRecord
@@ -28,11 +29,19 @@ def _raw(event: Any) -> RawRecord:
     return RawRecord(key=msg.key, value=msg.value, topic=msg.topic, partition=msg.partition, offset=msg.offset)
 
 
-def _publish(helios: Helios, result: BatchResult) -> None:
-    """Queue every output on the buffered producer and persist state, partition by partition."""
+async def _publish(helios: Helios, result: BatchResult) -> None:
+    """Send the outputs, wait until Kafka has them, then persist state.
+
+    The order is the delivery guarantee: outputs are durable before the state that produced them,
+    and Faust flushes the producer again before it commits offsets. A crash anywhere replays the
+    batch; replayed records already in the state are recognised by their offset and skipped, so
+    state counts every sample once and outputs are at-least-once.
+    """
     topics = helios.output_topics | {helios.settings.topic_dlq: helios.dlq_topic}
     for emit in result.emits:
         topics[emit.topic].send_soon(key=emit.key, value=emit.value)
+    if result.emits and result.state_writes:
+        await helios.app.producer.flush()
     table = helios.state
     for partition, key, value in result.state_writes:
         # Written to the changelog partition of the record's own partition (co-partitioning), which
@@ -49,15 +58,15 @@ def wire(app: faust.App, helios: Helios) -> None:
     settings = helios.settings
     runtime = helios.runtime
 
-    def load(key: str) -> bytes | None:
+    def load(key: str) -> dict[str, Any] | None:
+        # Values we wrote are bytes; values restored from the changelog arrive already decoded.
         value = helios.state.data.get(key)
-        return None if value is None else bytes(value)
+        if value is None or isinstance(value, dict):
+            return value
+        return orjson.loads(value)  # type: ignore[no-any-return]
 
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
-        # Output topics are created with the source's partition count before the first send.
-        for topic in (*helios.output_topics.values(), helios.dlq_topic):
-            await topic.maybe_declare()
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             records = [_raw(e) for e in events]
             try:
@@ -75,7 +84,7 @@ def wire(app: faust.App, helios: Helios) -> None:
                         one.emits.append(runtime.dlq_emit(dead))
                     result.emits += one.emits
                     result.state_writes += one.state_writes
-            _publish(helios, result)
+            await _publish(helios, result)
 
     owned: set[int] = set()
 
@@ -94,7 +103,7 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def sweep() -> None:
         tombstones = runtime.sweep()
         if tombstones:
-            _publish(helios, BatchResult(state_writes=[(p, k, None) for p, k in tombstones]))
+            await _publish(helios, BatchResult(state_writes=[(p, k, None) for p, k in tombstones]))
 
     @app.task
     async def load_models() -> None:

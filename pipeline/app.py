@@ -24,6 +24,7 @@ from pipeline.model_store import ModelStore
 from pipeline.prophet_service import ProphetService
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
+from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ class Helios:
     """What the agents and views share; one per app (``app.helios``)."""
 
     settings: Settings
-    app: faust.App
+    app: HeliosApp
     registry: CollectorRegistry
     metrics: HeliosMetrics
     models: ModelStore
@@ -82,6 +83,16 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+class HeliosApp(faust.App):
+    """A Faust app that creates its topics (with the configured partition count) before it subscribes."""
+
+    helios: Helios
+
+    async def on_first_start(self) -> None:
+        await super().on_first_start()
+        await ensure_topics(self.helios.settings)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -90,7 +101,7 @@ def create_app(
 ) -> faust.App:
     """Build a worker. Nothing connects until the app is started."""
     registry = CollectorRegistry() if registry is None else registry
-    app = faust.App(
+    app = HeliosApp(
         settings.app_id,
         broker=_broker_urls(settings.kafka_bootstrap),
         broker_credentials=_credentials(settings),
@@ -148,7 +159,7 @@ def create_app(
         prophet=prophet,
         clock=clock,
     )
-    app.helios = helios  # type: ignore[attr-defined]
+    app.helios = helios
 
     from agents import wire
 

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 from datetime import UTC, datetime
 
 import orjson
@@ -25,6 +26,10 @@ from pipeline.settings import Settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig, Prepared, StageOutput, score_batch
 
 log = logging.getLogger(__name__)
+
+
+#: Reads a deployment's persisted state (the decoded JSON object) or None.
+StateLoader = Callable[[str], "dict[str, Any] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +58,8 @@ class Entry:
     partition: int
     last_seen: float
     exported: bool = False
+    #: Offset of the last metrics record applied to this state: a replay after a crash skips it.
+    applied_offset: int = -1
 
 
 @dataclass
@@ -143,7 +150,7 @@ class Runtime:
         )
 
     # -- state --------------------------------------------------------------------------------
-    def entry_for(self, sample: MetricSample, partition: int, load: Callable[[str], bytes | None]) -> Entry:
+    def entry_for(self, sample: MetricSample, partition: int, load: StateLoader) -> Entry:
         key = sample.key
         entry = self.entries.get(key)
         if entry is not None:
@@ -154,21 +161,19 @@ class Runtime:
                 "deployment_cap",
                 f"this worker already tracks HELIOS_MAX_DEPLOYMENTS={self.settings.max_deployments} deployments",
             )
+        pipe, applied = DeploymentPipeline(sample.namespace, sample.deployment, self.config), -1
         if stored is not None:
             try:
-                pipe = DeploymentPipeline.from_dict(orjson.loads(stored), self.config)
+                pipe, applied = DeploymentPipeline.from_dict(stored["pipe"], self.config), int(stored["offset"])
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("state of %s unreadable, starting afresh: %s", key, exc)
-                pipe = DeploymentPipeline(sample.namespace, sample.deployment, self.config)
-        else:
-            pipe = DeploymentPipeline(sample.namespace, sample.deployment, self.config)
-        entry = Entry(pipeline=pipe, partition=partition, last_seen=self.clock())
+        entry = Entry(pipeline=pipe, partition=partition, last_seen=self.clock(), applied_offset=applied)
         self.entries[key] = entry
         self.metrics.tracked_deployments.set(len(self.entries))
         return entry
 
     # -- the batch --------------------------------------------------------------------------
-    def process(self, records: Iterable[RawRecord], load: Callable[[str], bytes | None]) -> BatchResult:
+    def process(self, records: Iterable[RawRecord], load: StateLoader) -> BatchResult:
         """Decode, run the three stages for every good record, and say what to emit and persist."""
         now = self.clock()
         result = BatchResult()
@@ -178,6 +183,10 @@ class Runtime:
             try:
                 sample = self.decode(raw, now)
                 entry = self.entry_for(sample, raw.partition, load)
+                if raw.offset <= entry.applied_offset:
+                    # Already in the durable state (the worker died before committing the offset).
+                    self.metrics.samples.labels("replayed").inc()
+                    continue
                 started = time.perf_counter()
                 prep = entry.pipeline.prepare(sample)
                 prepared.append((prep, entry, time.perf_counter() - started))
@@ -187,6 +196,7 @@ class Runtime:
                 result.dead.append(self.dead_letter(raw, err, now))
                 continue
             entry.partition = raw.partition
+            entry.applied_offset = raw.offset
             entry.last_seen = now
             dirty[sample.key] = entry
         batch_started = time.perf_counter()
@@ -206,7 +216,8 @@ class Runtime:
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))
         for key, entry in dirty.items():
-            result.state_writes.append((entry.partition, key, orjson.dumps(entry.pipeline.to_dict())))
+            state = {"offset": entry.applied_offset, "pipe": entry.pipeline.to_dict()}
+            result.state_writes.append((entry.partition, key, orjson.dumps(state)))
         result.emits.extend(self.dlq_emit(dead) for dead in result.dead)
         return result
 

@@ -47,11 +47,11 @@ class BadRequest(HeliosError, ValueError):
 
 
 @functools.cache
-def prior_detector(config: PipelineConfig) -> StreamingDetector:
+def prior_detector(threshold: float) -> StreamingDetector:
     """A detector that has seen two days of the synthetic Saleor workload (used without live state)."""
     from pipeline.sources.synthetic import synthetic_trace
 
-    detector = config.new_detector()
+    detector = StreamingDetector(features=FEATURES, threshold=threshold)
     frame = synthetic_trace(n_steps=2 * 86400 // 300, step_seconds=300, seed=7, incident_at=None)
     for row in frame[list(f for f in FEATURES if f in frame.columns)].itertuples(index=False):
         detector.learn_one({k: float(v) for k, v in row._asdict().items() if not math.isnan(v)})
@@ -115,7 +115,7 @@ def detect(
     values = req.metrics.present()
     if not values:
         raise BadRequest("metrics", "give at least one of " + ", ".join(FEATURES))
-    detector = live.detector if live is not None else prior_detector(config)
+    detector = live.detector if live is not None else prior_detector(config.anomaly_threshold)
     stream = detector.score_one(values)
     probability = None
     if xgb is not None:

@@ -1,0 +1,465 @@
+"""Streaming anomaly detector: robust running statistics, learned envelopes and one alarm per event.
+
+For every feature the detector keeps a handful of numbers (about twenty floats):
+
+* exponentially weighted means and mean absolute deviations at a fast and a slow time scale, giving the
+  *level surprise* ``|x - mean| / (1.2533 * mad)`` (1.2533 = sqrt(pi/2) turns a mean absolute deviation
+  into a standard deviation for Gaussian noise), clipped so one outlier cannot dominate;
+* an *anomaly likelihood* layer in the spirit of Numenta's: a short average of the level surprise is
+  compared with the long-run mean and spread of the surprise itself, which puts noisy and quiet series
+  on one scale (``z``);
+* *envelopes*: slowly decaying running minimum and maximum of three signals -- the value, its fast
+  moving average (level shifts) and the fast moving average of ``|x_t - x_{t-1}|`` (volatility). A point
+  that leaves an envelope is new behaviour; its *novelty* is the excursion as a fraction of the envelope
+  width;
+* the decayed *peak* of recent raw scores: a point only scores what it adds above that peak, so an event
+  raises one alarm rather than a train of them (NAB, and an on-call human, penalise repeated alarms).
+
+The raw score of a feature is ``novelty / novelty_unit + likelihood_weight * max(0, z - likelihood_floor)``
+in sigma-equivalents (one sigma is an excursion of ``novelty_unit`` of the envelope width, or one sigma of the
+likelihood ``z`` above its floor); the reported sigma is its excess over the decayed peak, never negative.
+
+Points that score at or above the threshold are winsorised before they update the running means and
+deviations, so an anomaly does not teach the detector that it is normal; the envelopes do absorb the new
+extreme, which together with the peak is what makes the score fire once per event.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models.features import FEATURES
+
+# Layout of one feature's state list; kept flat so a step costs a few dozen float operations.
+_N, _PREV, _MF, _DF, _MS, _DS, _SM, _LM, _LV, _K, _FM, _FD = range(12)
+_VLO, _VHI, _MLO, _MHI, _DLO, _DHI, _PEAK = range(12, 19)
+_STATE_LEN = 19
+_STATE_FORMAT = 1
+
+#: sqrt(pi / 2): mean absolute deviation -> standard deviation for Gaussian noise.
+_MAD_TO_SIGMA = 1.2533
+_TINY = 1e-12
+
+Severity = Literal["normal", "warning", "critical"]
+
+
+@dataclass(frozen=True)
+class DetectorScore:
+    """The detector's verdict on one point.
+
+    Attributes
+    ----------
+    sigma
+        The score in sigma-equivalents: the largest per-feature score (0 before any data).
+    contributions
+        Each scored feature's share of ``sigma``; the shares are proportional to the per-feature scores
+        and **sum to** ``sigma`` (all zero when ``sigma`` is zero).
+    """
+
+    sigma: float
+    contributions: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CombinedScore:
+    """Streaming sigma combined with the XGBoost probability (see :func:`combine`)."""
+
+    score: float
+    is_anomaly: bool
+    severity: Severity
+    contributions: list[tuple[str, float]]
+    parts: dict[str, float]
+
+
+def _new_state(v: float) -> list[float]:
+    s = [0.0] * _STATE_LEN
+    s[_PREV] = s[_MF] = s[_MS] = s[_FM] = v
+    s[_VLO] = s[_VHI] = s[_MLO] = s[_MHI] = v
+    return s
+
+
+class StreamingDetector:
+    """Per-feature streaming anomaly scorer with compact JSON state.
+
+    Parameters
+    ----------
+    features
+        Feature names scored; others in ``x`` are ignored, missing ones are skipped.
+    threshold
+        sigma at or above which a point is anomalous (also the winsorising level for learning).
+    fast_alpha, slow_alpha
+        Smoothing factors of the fast and slow running mean/deviation (0 < slow < fast <= 1).
+    trend_alpha
+        Smoothing factor of the moving average and moving volatility whose envelopes are tracked.
+    short_alpha
+        Smoothing of the level surprise before the likelihood layer (1 = none).
+    long_alpha
+        Smoothing of the long-run mean and variance of the surprise (about 1 / memory in points).
+    envelope_decay
+        Fraction of the distance to the centre by which an envelope edge relaxes per point, so that
+        extremes seen long ago are slowly forgotten.
+    peak_decay
+        Per-point decay of the remembered peak score (closer to 1 = longer re-alarm suppression).
+    novelty_unit
+        Envelope excursion (as a fraction of envelope width) that counts as one sigma.
+    likelihood_weight, likelihood_floor
+        Weight of the likelihood ``z`` above ``likelihood_floor`` in the raw score.
+    surprise_clip
+        Clip of the level surprise (sigma) and of the deviation used to update the means.
+    warmup
+        Points seen before any score is produced (the envelopes need a few points of history).
+
+    Examples
+    --------
+    >>> det = StreamingDetector(features=["cpu_utilization"])
+    >>> det.score_one({"cpu_utilization": 0.5}).sigma
+    0.0
+    >>> for i in range(300):
+    ...     x = {"cpu_utilization": 0.5 + 0.01 * ((i * 7) % 5)}
+    ...     _ = det.score_one(x)
+    ...     det.learn_one(x)
+    >>> det.score_one({"cpu_utilization": 0.52}).sigma
+    0.0
+    >>> spike = det.score_one({"cpu_utilization": 0.95})
+    >>> spike.sigma > det.threshold, severity(spike.sigma, det.threshold)
+    (True, 'critical')
+    """
+
+    def __init__(
+        self,
+        features: Sequence[str] = FEATURES,
+        threshold: float = 2.5,
+        *,
+        fast_alpha: float = 0.1,
+        slow_alpha: float = 0.01,
+        trend_alpha: float = 0.03,
+        short_alpha: float = 0.3,
+        long_alpha: float = 0.001,
+        envelope_decay: float = 1e-5,
+        peak_decay: float = 0.98,
+        novelty_unit: float = 0.008,
+        likelihood_weight: float = 1.25,
+        likelihood_floor: float = 3.0,
+        surprise_clip: float = 10.0,
+        warmup: int = 50,
+    ) -> None:
+        if isinstance(features, str) or not features or len(set(features)) != len(features):
+            raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
+        if not threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {threshold!r}")
+        for name, value in (
+            ("fast_alpha", fast_alpha),
+            ("slow_alpha", slow_alpha),
+            ("trend_alpha", trend_alpha),
+            ("short_alpha", short_alpha),
+            ("long_alpha", long_alpha),
+            ("peak_decay", peak_decay),
+        ):
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        if not slow_alpha < fast_alpha:
+            raise ValueError(f"slow_alpha ({slow_alpha}) must be smaller than fast_alpha ({fast_alpha})")
+        if not 0.0 <= envelope_decay < 1.0:
+            raise ValueError(f"envelope_decay must be in [0, 1), got {envelope_decay!r}")
+        for name, value in (
+            ("novelty_unit", novelty_unit),
+            ("surprise_clip", surprise_clip),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if likelihood_weight < 0:
+            raise ValueError(f"likelihood_weight must be >= 0, got {likelihood_weight!r}")
+        if warmup < 1:
+            raise ValueError(f"warmup must be >= 1, got {warmup!r}")
+        self.features = tuple(features)
+        self.threshold = float(threshold)
+        self.fast_alpha = fast_alpha
+        self.slow_alpha = slow_alpha
+        self.trend_alpha = trend_alpha
+        self.short_alpha = short_alpha
+        self.long_alpha = long_alpha
+        self.envelope_decay = envelope_decay
+        self.peak_decay = peak_decay
+        self.novelty_unit = novelty_unit
+        self.likelihood_weight = likelihood_weight
+        self.likelihood_floor = likelihood_floor
+        self.surprise_clip = surprise_clip
+        self.warmup = int(warmup)
+        self._state: dict[str, list[float]] = {}
+
+    # -- core step ------------------------------------------------------------------------------
+
+    def _parts(self, s: list[float], v: float) -> tuple[float, float, float, list[float]]:
+        """(level surprise, raw score, sigma, explanatory parts) of ``v`` against ``s`` (left unchanged)."""
+        clip = self.surprise_clip
+        vw = s[_VHI] - s[_VLO]
+        floor = 0.01 * vw + _TINY  # a flat series has zero deviation; measure against 1 % of its range
+        zf = min(clip, abs(v - s[_MF]) / (_MAD_TO_SIGMA * s[_DF] + floor))
+        zs = min(clip, abs(v - s[_MS]) / (_MAD_TO_SIGMA * s[_DS] + floor))
+        raw = zf if zf > zs else zs
+        sm = s[_SM] + self.short_alpha * (raw - s[_SM])
+        n = s[_N]
+        z = (sm - s[_LM]) / math.sqrt(s[_LV] + 1e-6) if s[_K] > self.warmup else 0.0
+        fm = s[_FM] + self.trend_alpha * (v - s[_FM])
+        fd = s[_FD] + self.trend_alpha * (abs(v - s[_PREV]) - s[_FD])
+        if n > self.warmup:
+            nv = max(0.0, v - s[_VHI], s[_VLO] - v) / (vw if vw > 1e-9 else 1e-9)
+            w = s[_MHI] - s[_MLO]
+            nm = max(0.0, fm - s[_MHI], s[_MLO] - fm) / (w if w > 1e-9 else 1e-9)
+            w = s[_DHI] - s[_DLO]
+            nd = max(0.0, fd - s[_DHI], s[_DLO] - fd) / (w if w > 1e-9 else 1e-9)
+        else:
+            nv = nm = nd = 0.0
+        novelty = max(nv, nm, nd)
+        score = novelty / self.novelty_unit + self.likelihood_weight * max(0.0, z - self.likelihood_floor)
+        sigma = score - s[_PEAK] if score > s[_PEAK] else 0.0
+        return raw, score, sigma, [sigma, nv, nm, nd, z, zf, zs]
+
+    def _learn(self, s: list[float], v: float, surprise: float, score: float, sigma: float) -> None:
+        # Winsorise anomalous points: the running means and deviations move as if the point were at
+        # most `threshold` deviations away, so an anomaly does not become the new normal at once.
+        limit = self.threshold if sigma >= self.threshold else self.surprise_clip
+        warm = s[_N] > self.warmup
+        for m_i, d_i, a in ((_MF, _DF, self.fast_alpha), (_MS, _DS, self.slow_alpha)):
+            d = v - s[m_i]
+            if warm:
+                bound = limit * _MAD_TO_SIGMA * s[d_i]
+                d = min(bound, max(-bound, d))
+            s[m_i] += a * d
+            s[d_i] += a * (abs(d) - s[d_i])
+        fm = s[_FM] + self.trend_alpha * (v - s[_FM])
+        fd = s[_FD] + self.trend_alpha * (abs(v - s[_PREV]) - s[_FD])
+        s[_FM], s[_FD] = fm, fd
+        e = self.envelope_decay
+        if s[_N] == 0:
+            s[_MLO] = s[_MHI] = fm
+            s[_DLO] = s[_DHI] = fd
+        else:
+            # The value envelope relaxes toward the slow mean, the derived ones toward their own centre.
+            centre = s[_MS]
+            s[_VHI] = max(v, s[_VHI] - e * (s[_VHI] - centre))
+            s[_VLO] = min(v, s[_VLO] + e * (centre - s[_VLO]))
+            for lo, hi, x in ((_MLO, _MHI, fm), (_DLO, _DHI, fd)):
+                c = 0.5 * (s[hi] + s[lo])
+                s[hi] = max(x, s[hi] - e * (s[hi] - c))
+                s[lo] = min(x, s[lo] + e * (c - s[lo]))
+        s[_PEAK] = max(s[_PEAK] * self.peak_decay, score)
+        s[_PREV] = v
+        s[_N] += 1
+        if s[_N] > self.warmup:
+            # The likelihood layer learns the distribution of the level surprise itself.
+            s[_SM] += self.short_alpha * (surprise - s[_SM])
+            s[_K] += 1
+            d = surprise - s[_LM]
+            if s[_K] > 1.0 / self.long_alpha:
+                s[_LM] += self.long_alpha * d
+                s[_LV] = (1.0 - self.long_alpha) * (s[_LV] + self.long_alpha * d * d)
+            else:
+                s[_LM] += d / s[_K]
+                s[_LV] += (d * d - s[_LV]) / s[_K]
+
+    # -- River verbs ---------------------------------------------------------------------------
+
+    def _values(self, x: Mapping[str, float]) -> list[tuple[str, float]]:
+        out = []
+        for f in self.features:
+            v = x.get(f)
+            if v is None:
+                continue
+            v = float(v)
+            if math.isfinite(v):
+                out.append((f, v))
+        return out
+
+    def score_one(self, x: Mapping[str, float]) -> DetectorScore:
+        """Score one point against the state learned so far; does not change the detector."""
+        per: dict[str, float] = {}
+        for f, v in self._values(x):
+            s = self._state.get(f)
+            per[f] = 0.0 if s is None else self._parts(s, v)[2]
+        return _score_from(per)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """Update the state with one point (call after :meth:`score_one` on the same point)."""
+        for f, v in self._values(x):
+            s = self._state.get(f)
+            if s is None:
+                s = self._state[f] = _new_state(v)
+                self._learn(s, v, 0.0, 0.0, 0.0)
+                continue
+            surprise, score, sigma, _ = self._parts(s, v)
+            self._learn(s, v, surprise, score, sigma)
+
+    def explain_one(self, x: Mapping[str, float]) -> dict[str, dict[str, float]]:
+        """Per-feature parts behind the score: sigma, three novelties, likelihood z, fast/slow surprise."""
+        out = {}
+        for f, v in self._values(x):
+            s = self._state.get(f)
+            if s is not None:
+                out[f] = dict(zip(_PART_NAMES, self._parts(s, v)[3], strict=True))
+        return out
+
+    def xgb_features(self, x: Mapping[str, float]) -> list[float]:
+        """The fixed-length vector the XGBoost model sees for ``x``, from the state before learning.
+
+        For each feature of :attr:`features`, in order, the parts named by :func:`xgb_feature_names`;
+        NaN for a feature that is missing from ``x`` or not yet seen (XGBoost treats NaN as missing).
+        """
+        row: list[float] = []
+        vals = dict(self._values(x))
+        for f in self.features:
+            s = self._state.get(f)
+            if s is None or f not in vals:
+                row.extend([math.nan] * len(_PART_NAMES))
+            else:
+                row.extend(self._parts(s, vals[f])[3])
+        return row
+
+    def xgb_feature_names(self) -> list[str]:
+        """Column names matching :meth:`xgb_features`: ``<feature>:<part>``."""
+        return xgb_feature_names(self.features)
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state and hyperparameters (about 0.5 KB per feature)."""
+        return {
+            "format": _STATE_FORMAT,
+            "params": self._params(),
+            # 10 significant digits keep the state compact; scores move by far less than that.
+            "state": {f: [float(f"{v:.10g}") for v in s] for f, s in self._state.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> StreamingDetector:
+        """Rebuild a detector saved by :meth:`to_dict`; rejects unknown formats and malformed state."""
+        if d.get("format") != _STATE_FORMAT:
+            raise ValueError(f"detector state format must be {_STATE_FORMAT}, got {d.get('format')!r}")
+        params = dict(d["params"])
+        det = cls(**params)
+        for f, s in dict(d.get("state", {})).items():
+            if f not in det.features:
+                raise ValueError(f"state for unknown feature {f!r}; features are {det.features}")
+            if len(s) != _STATE_LEN or not all(isinstance(v, int | float) and math.isfinite(v) for v in s):
+                raise ValueError(f"state of {f!r} must be {_STATE_LEN} finite numbers")
+            det._state[f] = [float(v) for v in s]
+        return det
+
+    def _params(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "threshold": self.threshold,
+            "fast_alpha": self.fast_alpha,
+            "slow_alpha": self.slow_alpha,
+            "trend_alpha": self.trend_alpha,
+            "short_alpha": self.short_alpha,
+            "long_alpha": self.long_alpha,
+            "envelope_decay": self.envelope_decay,
+            "peak_decay": self.peak_decay,
+            "novelty_unit": self.novelty_unit,
+            "likelihood_weight": self.likelihood_weight,
+            "likelihood_floor": self.likelihood_floor,
+            "surprise_clip": self.surprise_clip,
+            "warmup": self.warmup,
+        }
+
+
+_PART_NAMES = (
+    "sigma",
+    "novelty_value",
+    "novelty_level",
+    "novelty_volatility",
+    "likelihood_z",
+    "z_fast",
+    "z_slow",
+)
+
+
+def xgb_feature_names(features: Sequence[str] = FEATURES) -> list[str]:
+    """Column names of :meth:`StreamingDetector.xgb_features` for ``features``."""
+    return [f"{f}:{p}" for f in features for p in _PART_NAMES]
+
+
+def _score_from(per: Mapping[str, float]) -> DetectorScore:
+    sigma = max(per.values(), default=0.0)
+    total = sum(per.values())
+    if total <= 0.0:
+        return DetectorScore(sigma, {f: 0.0 for f in per})
+    return DetectorScore(sigma, {f: sigma * v / total for f, v in per.items()})
+
+
+#: Multiple of the threshold at which a score is critical.
+CRITICAL_FACTOR = 1.6
+
+
+def severity(score: float, threshold: float) -> Severity:
+    """``critical`` at ``score >= 1.6 * threshold``, ``warning`` at ``score >= threshold``, else ``normal``.
+
+    Examples
+    --------
+    >>> severity(2.0, 2.5), severity(2.5, 2.5), severity(4.0, 2.5)
+    ('normal', 'warning', 'critical')
+    """
+    if score >= CRITICAL_FACTOR * threshold:
+        return "critical"
+    if score >= threshold:
+        return "warning"
+    return "normal"
+
+
+#: XGBoost probability that counts as one threshold's worth of evidence (see :func:`combine`).
+XGB_ALARM_PROBABILITY = 0.5
+
+
+def combine(stream: DetectorScore, xgb_probability: float | None, threshold: float) -> CombinedScore:
+    """Combine the streaming sigma with the XGBoost probability into one score in sigma units.
+
+    The XGBoost probability ``p`` is expressed in sigma as ``threshold * p / 0.5`` (so ``p = 0.5`` sits at
+    the threshold and ``p = 1`` at twice it) and the combined score is the larger of the two: either
+    model alone can raise an alarm, neither can hide the other's. Feature contributions are the
+    streaming ones scaled to sum to the combined score, sorted by size (largest first).
+
+    Examples
+    --------
+    >>> s = DetectorScore(3.0, {"cpu_utilization": 2.0, "memory_utilization": 1.0})
+    >>> c = combine(s, 0.1, 2.5)
+    >>> c.score, c.is_anomaly, c.severity, c.contributions[0]
+    (3.0, True, 'warning', ('cpu_utilization', 2.0))
+    >>> combine(DetectorScore(0.0, {}), 0.9, 2.5).score
+    4.5
+    """
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    parts = {"stream_sigma": stream.sigma}
+    score = stream.sigma
+    if xgb_probability is not None and math.isfinite(xgb_probability):
+        p = min(1.0, max(0.0, float(xgb_probability)))
+        parts["xgb_probability"] = p
+        parts["xgb_sigma"] = threshold * p / XGB_ALARM_PROBABILITY
+        score = max(score, parts["xgb_sigma"])
+    total = sum(stream.contributions.values())
+    if total > 0:
+        contributions = [(f, score * c / total) for f, c in stream.contributions.items()]
+    else:
+        contributions = [(f, 0.0) for f in stream.contributions]
+    contributions.sort(key=lambda fc: (-fc[1], fc[0]))
+    return CombinedScore(score, score >= threshold, severity(score, threshold), contributions, parts)
+
+
+def to_unit_interval(score_sigma: float, threshold: float) -> float:
+    """Monotone map of a sigma score onto [0, 1): ``s / (s + threshold)``, 0.5 at the threshold.
+
+    Strictly increasing for ``s >= 0`` (negative scores map to 0), so ranking -- all NAB's threshold sweep
+    looks at -- is preserved, and it never saturates to exactly 1 for finite scores.
+
+    Examples
+    --------
+    >>> to_unit_interval(0.0, 2.5), to_unit_interval(2.5, 2.5), to_unit_interval(7.5, 2.5)
+    (0.0, 0.5, 0.75)
+    """
+    if score_sigma <= 0.0:
+        return 0.0
+    return score_sigma / (score_sigma + threshold)

@@ -1,0 +1,544 @@
+"""``helios simulate``: replay a trace through Helios and against a Kubernetes HPA on the same demand.
+
+The demand model (issue 4): a CPU-utilisation trace (fraction, or percent / 100) times ``--base-replicas``
+gives demand in cores; any other trace (request counts, bytes) is scaled so that its 95th percentile
+equals ``base_replicas * hpa_target``. Demand is held constant over each trace step (a CloudWatch point is
+the average of its period) and the controllers advance in ``tick`` steps (15 s, the HPA's sync period).
+
+Two workloads run on that demand:
+
+* **HPA** — :class:`models.autoscalers.HPASimulator` at ``--hpa-target`` (70 %);
+* **Helios** — every trace step becomes a :class:`pipeline.records.MetricSample` carrying the Helios
+  workload's ready replicas and its CPU utilisation ``demand / (ready * capacity)`` (capped at 1, the
+  record's range) and goes through :class:`pipeline.stages.DeploymentPipeline` — the code the stream runs.
+  Its ``recommended_replicas`` reaches Prometheus ``--publish-delay`` seconds later (a scrape) and KEDA
+  (:class:`models.autoscalers.KEDASimulator`) reads it every 30 s, next to a CPU trigger at
+  ``--floor-target`` (default: the scale-up threshold). With ``--shadow`` Helios only reports: the workload
+  is driven by the CPU trigger at the HPA's target and the Helios columns show what it would have asked.
+
+Scored per policy: under-provisioned minutes (time with demand per ready replica above the scale-up
+threshold, or no ready replica while there is demand), replica-hours (pods requested, ready or starting:
+they are paid for either way) and scaling actions (changes of the replica count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from models.autoscalers import HPASimulator, KEDASimulator
+from models.features import CPU
+
+#: Filename fragments that mark a utilisation trace (the rest are counts).
+_UTILISATION_HINTS = ("cpu", "utiliz", "utilis")
+
+
+@dataclass
+class Totals:
+    """The score of one policy over a run."""
+
+    under_seconds: float = 0.0
+    replica_seconds: float = 0.0
+    actions: int = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "under_provisioned_minutes": round(self.under_seconds / 60, 2),
+            "replica_hours": round(self.replica_seconds / 3600, 3),
+            "scaling_actions": self.actions,
+        }
+
+
+@dataclass
+class SimResult:
+    steps: pd.DataFrame
+    hpa: Totals
+    helios: Totals
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        h, k = self.hpa.as_dict(), self.helios.as_dict()
+
+        def ratio(a: float, b: float) -> float | None:
+            if b == 0:
+                return None if a else 1.0
+            return round(a / b, 4)
+
+        return {
+            "config": self.config,
+            "hpa": h,
+            "helios": k,
+            "ratios": {
+                "under_provisioned": ratio(k["under_provisioned_minutes"], h["under_provisioned_minutes"]),
+                "replica_hours": ratio(k["replica_hours"], h["replica_hours"]),
+                "scaling_actions": ratio(k["scaling_actions"], h["scaling_actions"]),
+            },
+        }
+
+
+# -- traces and demand ---------------------------------------------------------------------------------
+def load_trace(path: Path) -> pd.DataFrame:
+    """A ``timestamp,value`` CSV (NAB layout) as a frame with UTC timestamps, sorted, NaNs dropped."""
+    df = pd.read_csv(path)
+    if "timestamp" not in df.columns:
+        raise ValueError(f"{path}: expected a 'timestamp' column, got {list(df.columns)}")
+    value_col = "value" if "value" in df.columns else next((c for c in df.columns if c != "timestamp"), None)
+    if value_col is None:
+        raise ValueError(f"{path}: no value column")
+    out = pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(df["timestamp"], utc=True),
+            "value": pd.to_numeric(df[value_col], errors="coerce"),
+        }
+    )
+    out = out.dropna().sort_values("timestamp").drop_duplicates("timestamp").reset_index(drop=True)
+    if len(out) < 3:
+        raise ValueError(f"{path}: need at least 3 rows, got {len(out)}")
+    return out
+
+
+def trace_kind(path: Path, values: np.ndarray) -> str:
+    """``fraction``, ``percent`` or ``count``: utilisation traces are named so (``cpu``, ``utilization``)."""
+    name = path.name.lower()
+    if any(h in name for h in _UTILISATION_HINTS) and float(np.min(values)) >= 0:
+        return "fraction" if float(np.max(values)) <= 1.0 else "percent"
+    return "count"
+
+
+def demand_cores(values: np.ndarray, kind: str, base_replicas: int, hpa_target: float) -> np.ndarray:
+    """Demand in cores under the issue's model.
+
+    Examples
+    --------
+    >>> demand_cores(np.array([50.0, 100.0]), "percent", 4, 0.7).tolist()
+    [2.0, 4.0]
+    >>> d = demand_cores(np.arange(101.0), "count", 4, 0.7)
+    >>> round(float(np.percentile(d, 95)), 6)
+    2.8
+    """
+    v = np.clip(np.asarray(values, dtype=float), 0.0, None)
+    if kind == "fraction":
+        return v * base_replicas
+    if kind == "percent":
+        return v / 100.0 * base_replicas
+    if kind != "count":
+        raise ValueError(f"kind must be fraction, percent or count, got {kind!r}")
+    p95 = float(np.percentile(v, 95))
+    if p95 <= 0:
+        p95 = float(np.max(v)) or 1.0
+    return v * (base_replicas * hpa_target / p95)
+
+
+def saleor_trace(days: float = 14.0, step_seconds: int = 300, seed: int = 7) -> pd.DataFrame:
+    """The synthetic Saleor workload as a ``timestamp,value`` trace of its CPU demand (pod-cores).
+
+    The value is ``cpu_utilization * replicas`` of :func:`pipeline.sources.synthetic.synthetic_trace`,
+    i.e. load independent of that generator's own replica count; it is a count-like trace here.
+    """
+    from pipeline.sources.synthetic import synthetic_trace
+
+    n = int(days * 86400 // step_seconds)
+    df = synthetic_trace(n, float(step_seconds), seed=seed)
+    return pd.DataFrame({"timestamp": df["timestamp"], "value": df[CPU] * df["replicas"]})
+
+
+# -- Helios, one call per step -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HeliosStep:
+    """What Helios published for one sample."""
+
+    recommended: int
+    forecast: float | None  # CPU utilisation point at the first horizon
+    forecast_lower: float | None
+    forecast_upper: float | None
+    action: str
+    rule: str
+
+
+def make_helios(
+    step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
+) -> Callable[[float, int, float], HeliosStep]:
+    """A function ``(t, ready_replicas, cpu_utilisation) -> HeliosStep`` running the stream's stages."""
+    try:
+        import pipeline.stages  # noqa: F401
+    except ImportError:
+        return make_models_only_helios(step_seconds, startup_seconds, cpu_scale_up, max_replicas)
+    from pipeline.records import Metrics, MetricSample
+    from pipeline.settings import load_settings
+    from pipeline.stages import DeploymentPipeline, PipelineConfig, score_batch
+
+    settings = load_settings(
+        {},
+        HELIOS_SCORING_INTERVAL=step_seconds,
+        HELIOS_POD_STARTUP_SECONDS=startup_seconds,
+        HELIOS_CPU_SCALE_UP=cpu_scale_up,
+        HELIOS_MAX_REPLICAS=max_replicas,
+    )
+    pipe = DeploymentPipeline("sim", "workload", PipelineConfig.from_settings(settings))
+
+    def step(t: float, replicas: int, cpu: float) -> HeliosStep:
+        sample = MetricSample(
+            namespace="sim",
+            deployment="workload",
+            timestamp=datetime.fromtimestamp(t, tz=UTC),
+            metrics=Metrics(cpu_utilization=min(1.0, max(0.0, cpu))),
+            replicas=replicas,
+            source="simulate",
+        )
+        prepared = pipe.prepare(sample)
+        out = pipe.finish(prepared, score_batch(None, [prepared])[0])
+        first = out.forecast.horizons[0].cpu_utilization if out.forecast.horizons else None
+        return HeliosStep(
+            recommended=out.recommendation.recommended_replicas,
+            forecast=None if first is None else first.point,
+            forecast_lower=None if first is None else first.lower,
+            forecast_upper=None if first is None else first.upper,
+            action=out.decision.action,
+            rule=str(out.decision.evidence.get("rule", "")),
+        )
+
+    return step
+
+
+def make_models_only_helios(
+    step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
+) -> Callable[[float, int, float], HeliosStep]:
+    """The forecaster and the recommender the stages use, without the aligner and the anomaly stage.
+
+    A fallback for when :mod:`pipeline.stages` cannot be imported; never scales down on anomalies
+    because it sees none.
+    """
+    from models.forecast import OnlineForecaster
+    from models.recommender import Recommender, RecommenderState, ScalingInputs
+
+    steps = {300: 1, 900: 3, 1800: 6, 3600: 12}
+    steps = {sec: max(1, round(sec / step_seconds)) for sec in steps}
+    fc = OnlineForecaster(
+        step_seconds=step_seconds, level=0.9, calibrated_steps=sorted(set(steps.values()) | {1})
+    )
+    rec = Recommender(cpu_scale_up=cpu_scale_up, startup_seconds=startup_seconds, max_replicas=max_replicas)
+    state = RecommenderState()
+    last: list[float] = []
+
+    def step(t: float, replicas: int, cpu: float) -> HeliosStep:
+        cpu = min(1.0, max(0.0, cpu))
+        if last:
+            fc.learn_one(last[0], last[1])
+        bands = fc.forecast(max(steps.values()), current=(t, cpu))
+        last[:] = [t, cpu]
+        x = ScalingInputs(
+            now=t,
+            current_replicas=replicas,
+            cpu_now=cpu,
+            memory_now=None,
+            cpu_forecast={n * step_seconds: bands[n - 1] for n in steps.values()},
+            memory_forecast={},
+        )
+        d = rec.recommend(state, x)
+        first = bands[0]
+        return HeliosStep(
+            d.target_replicas,
+            first.point,
+            first.lower,
+            first.upper,
+            d.action,
+            str(d.evidence.get("rule", "")),
+        )
+
+    return step
+
+
+# -- the replay ----------------------------------------------------------------------------------------
+def simulate(
+    trace: pd.DataFrame,
+    demand: np.ndarray,
+    *,
+    base_replicas: int = 4,
+    capacity: float = 1.0,
+    hpa_target: float = 0.70,
+    startup: float = 60.0,
+    shadow: bool = False,
+    floor_target: float | None = None,
+    cpu_scale_up: float = 0.80,
+    min_replicas: int = 1,
+    max_replicas: int = 10,
+    tick: float = 15.0,
+    publish_delay: float = 15.0,
+    helios: Callable[[float, int, float], HeliosStep] | None = None,
+) -> SimResult:
+    """Run both policies over ``demand`` (cores per trace step) and score them."""
+    ts = trace["timestamp"].map(lambda x: x.timestamp()).to_numpy(dtype=float)
+    step_seconds = round(float(np.median(np.diff(ts))))
+    if step_seconds <= 0:
+        raise ValueError("trace timestamps must increase")
+    if helios is None:
+        helios = make_helios(step_seconds, startup, cpu_scale_up, max_replicas)
+    floor = floor_target if floor_target is not None else (hpa_target if shadow else cpu_scale_up)
+    initial = min(max_replicas, max(min_replicas, math.ceil(round(demand[0] / (capacity * hpa_target), 9))))
+    common = dict(
+        capacity=capacity,
+        startup_seconds=startup,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        initial_replicas=initial,
+    )
+    hpa = HPASimulator(target=hpa_target, **common)
+    keda = KEDASimulator(floor_target=floor, shadow=shadow, **common)
+    tot_h, tot_k = Totals(), Totals()
+    rows = []
+    published: list[tuple[float, int]] = []  # (visible from, value) awaiting Prometheus
+    visible: int | None = None
+    n_ticks = max(1, round(step_seconds / tick))
+    prev_fc: tuple[float | None, ...] = (None, None, None)
+    for i, (t0, d) in enumerate(zip(ts, demand, strict=True)):
+        ready_k = keda.pods.ready(t0)
+        util = d / (max(ready_k, 1) * capacity)
+        hs = helios(float(t0), ready_k, util)
+        published.append((t0 + publish_delay, hs.recommended))
+        scale = ready_k * capacity
+        row = {
+            "timestamp": trace["timestamp"].iloc[i].isoformat(),
+            "demand": round(float(d), 6),
+            "capacity_per_replica": capacity,
+            "hpa_replicas": hpa.pods.ready(t0),
+            "helios_replicas": ready_k,
+            "helios_recommended": hs.recommended,
+            # the forecast issued one step earlier for this step, in cores at the replicas it was made for
+            "forecast": prev_fc[0],
+            "forecast_lower": prev_fc[1],
+            "forecast_upper": prev_fc[2],
+            "helios_action": hs.action,
+            "helios_rule": hs.rule,
+        }
+        under_h = under_k = 0.0
+        for j in range(n_ticks):
+            t = t0 + j * tick
+            while published and published[0][0] <= t:
+                visible = published.pop(0)[1]
+            rh = hpa.step(t, d)
+            rk = keda.step(t, d, visible)
+            for res, tot in ((rh, tot_h), (rk, tot_k)):
+                tot.replica_seconds += res.spec * tick
+            if _under(d, rh.ready, capacity, cpu_scale_up):
+                under_h += tick
+            if _under(d, rk.ready, capacity, cpu_scale_up):
+                under_k += tick
+        tot_h.under_seconds += under_h
+        tot_k.under_seconds += under_k
+        row["hpa_under_seconds"] = under_h
+        row["helios_under_seconds"] = under_k
+        rows.append(row)
+        prev_fc = tuple(
+            None if v is None else round(v * scale, 6)
+            for v in (hs.forecast, hs.forecast_lower, hs.forecast_upper)
+        )
+    tot_h.actions, tot_k.actions = hpa.actions, keda.actions
+    config = {
+        "base_replicas": base_replicas,
+        "capacity": capacity,
+        "hpa_target": hpa_target,
+        "startup_seconds": startup,
+        "shadow": shadow,
+        "floor_target": floor,
+        "cpu_scale_up": cpu_scale_up,
+        "min_replicas": min_replicas,
+        "max_replicas": max_replicas,
+        "tick_seconds": tick,
+        "publish_delay_seconds": publish_delay,
+        "trace_step_seconds": step_seconds,
+    }
+    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config)
+
+
+def _under(demand: float, ready: int, capacity: float, threshold: float) -> bool:
+    if ready <= 0:
+        return demand > 0
+    return demand / (ready * capacity) > threshold
+
+
+# -- outputs -------------------------------------------------------------------------------------------
+def plot(result: SimResult, path: Path, title: str) -> None:
+    """Demand, forecast band and the ready capacity of both policies; the second panel zooms on the day
+    where the HPA was short for longest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    df = result.steps
+    t = pd.to_datetime(df["timestamp"])
+    cap = df["capacity_per_replica"]
+    thr = float(result.config["cpu_scale_up"])
+    fig, axes = plt.subplots(2, 1, figsize=(14, 8), constrained_layout=True)
+    day = pd.Series(df["hpa_under_seconds"].to_numpy(), index=t).resample("1D").sum()
+    busiest = day.idxmax() if len(day) else t.iloc[0]
+    zoom = (t >= busiest) & (t < busiest + pd.Timedelta(days=1))
+    for ax, mask, label in (
+        (axes[0], slice(None), "whole trace"),
+        (axes[1], zoom, f"zoom: {busiest:%Y-%m-%d}"),
+    ):
+        tt = t[mask]
+        ax.fill_between(
+            tt,
+            df["forecast_lower"][mask],
+            df["forecast_upper"][mask],
+            step="post",
+            alpha=0.25,
+            color="tab:orange",
+            label="forecast band for this step (issued one step earlier)",
+        )
+        ax.step(tt, df["demand"][mask], where="post", color="black", lw=1.0, label="demand (cores)")
+        ax.step(
+            tt,
+            df["hpa_replicas"][mask] * cap[mask] * thr,
+            where="post",
+            color="tab:blue",
+            lw=2.6,
+            alpha=0.6,
+            label=f"HPA: ready replicas x capacity x {thr:.0%}",
+        )
+        ax.step(
+            tt,
+            df["helios_replicas"][mask] * cap[mask] * thr,
+            where="post",
+            color="tab:green",
+            lw=1.2,
+            label=f"Helios: ready replicas x capacity x {thr:.0%}",
+        )
+        short_h = df["hpa_under_seconds"][mask] > 0
+        short_k = df["helios_under_seconds"][mask] > 0
+        ymax = float(max(df["demand"][mask].max(), 1.0))
+        ax.scatter(
+            tt[short_h],
+            [ymax * 1.04] * int(short_h.sum()),
+            marker="|",
+            color="tab:blue",
+            s=40,
+            label="HPA under-provisioned",
+        )
+        ax.scatter(
+            tt[short_k],
+            [ymax * 1.08] * int(short_k.sum()),
+            marker="|",
+            color="tab:green",
+            s=40,
+            label="Helios under-provisioned",
+        )
+        ax.set_ylim(0, ymax * 1.12)
+        ax.set_ylabel("cores")
+        ax.set_title(f"{title} — {label}")
+        ax.grid(alpha=0.3)
+    s = result.summary()
+    axes[0].legend(loc="upper left", fontsize=8, ncol=3)
+    axes[1].text(
+        0.01,
+        0.97,
+        "under-provisioned min  HPA {:.0f}  Helios {:.0f}   replica-h  HPA {:.1f}  Helios {:.1f}   actions  "
+        "HPA {}  Helios {}".format(
+            s["hpa"]["under_provisioned_minutes"],
+            s["helios"]["under_provisioned_minutes"],
+            s["hpa"]["replica_hours"],
+            s["helios"]["replica_hours"],
+            s["hpa"]["scaling_actions"],
+            s["helios"]["scaling_actions"],
+        ),
+        transform=axes[1].transAxes,
+        va="top",
+        fontsize=9,
+        bbox={"facecolor": "white", "alpha": 0.8},
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def format_table(name: str, summary: dict[str, Any]) -> str:
+    h, k, r = summary["hpa"], summary["helios"], summary["ratios"]
+
+    def f(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.2f}"
+
+    lines = [
+        f"{name}",
+        f"  {'':28s}{'HPA':>10s}{'Helios':>10s}{'ratio':>8s}",
+        f"  {'under-provisioned minutes':28s}{h['under_provisioned_minutes']:>10.1f}"
+        f"{k['under_provisioned_minutes']:>10.1f}{f(r['under_provisioned']):>8s}",
+        f"  {'replica-hours':28s}{h['replica_hours']:>10.1f}{k['replica_hours']:>10.1f}"
+        f"{f(r['replica_hours']):>8s}",
+        f"  {'scaling actions':28s}{h['scaling_actions']:>10d}{k['scaling_actions']:>10d}"
+        f"{f(r['scaling_actions']):>8s}",
+    ]
+    return "\n".join(lines)
+
+
+# -- CLI -----------------------------------------------------------------------------------------------
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trace", type=Path, help="timestamp,value CSV (NAB layout)")
+    parser.add_argument(
+        "--synthetic-days",
+        type=float,
+        default=None,
+        help="instead of --trace: that many days of the synthetic Saleor workload",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder (CSV, summary.json, PNG)")
+    parser.add_argument("--base-replicas", type=int, default=4)
+    parser.add_argument("--capacity", type=float, default=1.0, help="cores per replica")
+    parser.add_argument("--hpa-target", type=float, default=0.70)
+    parser.add_argument("--startup", type=float, default=60.0, help="pod start-up delay, seconds")
+    parser.add_argument("--shadow", action="store_true", help="Helios only reports; the CPU trigger scales")
+    parser.add_argument(
+        "--floor-target",
+        type=float,
+        default=None,
+        help="CPU trigger target of Helios' ScaledObject (default: HELIOS_CPU_SCALE_UP)",
+    )
+    parser.add_argument("--kind", choices=["auto", "fraction", "percent", "count"], default="auto")
+    parser.add_argument("--max-replicas", type=int, default=10)
+    parser.add_argument(
+        "--publish-delay",
+        type=float,
+        default=15.0,
+        help="seconds from Helios' decision to Prometheus holding it",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.trace is None) == (args.synthetic_days is None):
+        raise SystemExit("give exactly one of --trace and --synthetic-days")
+    if args.base_replicas < 1 or args.capacity <= 0 or not 0 < args.hpa_target <= 1:
+        raise SystemExit("--base-replicas >= 1, --capacity > 0 and 0 < --hpa-target <= 1 are required")
+    if args.trace is not None:
+        trace, name = load_trace(args.trace), args.trace.stem
+        kind = trace_kind(args.trace, trace["value"].to_numpy()) if args.kind == "auto" else args.kind
+    else:
+        trace, name, kind = saleor_trace(args.synthetic_days), "saleor_synthetic", "count"
+    demand = demand_cores(trace["value"].to_numpy(), kind, args.base_replicas, args.hpa_target)
+    result = simulate(
+        trace,
+        demand,
+        base_replicas=args.base_replicas,
+        capacity=args.capacity,
+        hpa_target=args.hpa_target,
+        startup=args.startup,
+        shadow=args.shadow,
+        floor_target=args.floor_target,
+        max_replicas=args.max_replicas,
+        publish_delay=args.publish_delay,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    result.steps.to_csv(args.out / f"{name}.csv", index=False)
+    summary = result.summary()
+    summary["trace"] = name
+    summary["kind"] = kind
+    (args.out / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    plot(result, args.out / f"{name}.png", name)
+    print(format_table(f"{name} ({kind})", summary))
+    return 0

@@ -1,0 +1,201 @@
+"""StreamingDetector contract: purity, order, missing features, persistence, suppression, combine."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+
+import pytest
+
+from models.anomaly import (
+    CRITICAL_FACTOR,
+    DetectorScore,
+    StreamingDetector,
+    combine,
+    severity,
+    to_unit_interval,
+    xgb_feature_names,
+)
+from models.features import CPU, FEATURES, MEMORY
+
+
+def _stream(n: int, seed: int = 0) -> list[dict[str, float]]:
+    rng = random.Random(seed)
+    return [{f: 0.3 + 0.05 * math.sin(i / 20) + rng.gauss(0, 0.01) for f in FEATURES} for i in range(n)]
+
+
+def _trained(n: int = 400) -> StreamingDetector:
+    det = StreamingDetector()
+    for x in _stream(n):
+        det.score_one(x)
+        det.learn_one(x)
+    return det
+
+
+def test_before_any_data_sigma_is_zero() -> None:
+    s = StreamingDetector().score_one({CPU: 0.9, MEMORY: 0.1})
+    assert s.sigma == 0.0
+    assert s.contributions == {CPU: 0.0, MEMORY: 0.0}
+
+
+def test_score_one_is_pure_and_does_not_mutate_input() -> None:
+    det = _trained()
+    before = json.dumps(det.to_dict(), sort_keys=True)
+    x = {CPU: 0.95, MEMORY: 0.3}
+    x_copy = dict(x)
+    first = det.score_one(x)
+    second = det.score_one(x)
+    assert first == second
+    assert x == x_copy
+    assert json.dumps(det.to_dict(), sort_keys=True) == before
+
+
+def test_score_before_learn_order_matters() -> None:
+    # A point scored after it was learned looks less surprising: the pipeline must score first.
+    det = _trained()
+    spike = {CPU: 0.95}
+    scored_first = det.score_one(spike).sigma
+    det.learn_one(spike)
+    assert scored_first > det.threshold
+    assert det.score_one(spike).sigma < scored_first
+
+
+def test_missing_features_tolerated() -> None:
+    det = _trained()
+    assert det.score_one({}).sigma == 0.0
+    partial = det.score_one({CPU: 0.95, "unknown": 3.0, MEMORY: float("nan")})
+    assert set(partial.contributions) == {CPU}
+    det.learn_one({CPU: 0.31})  # learning a partial point works too
+    row = det.xgb_features({CPU: 0.3})
+    assert len(row) == len(xgb_feature_names(FEATURES))
+    # columns of features absent from x are NaN (missing for XGBoost)
+    assert all(math.isnan(v) for v in row[len(row) // len(FEATURES) :])
+    assert not any(math.isnan(v) for v in row[: len(row) // len(FEATURES)])
+
+
+def test_contributions_sum_to_sigma_and_name_the_culprit() -> None:
+    det = _trained()
+    x = dict(_stream(401)[-1])
+    x[MEMORY] = 0.99
+    s = det.score_one(x)
+    assert s.sigma > det.threshold
+    assert sum(s.contributions.values()) == pytest.approx(s.sigma)
+    assert max(s.contributions, key=lambda k: s.contributions[k]) == MEMORY
+
+
+def test_spike_fires_once_then_is_suppressed() -> None:
+    det = _trained()
+    base = _stream(420)[400:]
+    sigmas = []
+    for i, x in enumerate(base):
+        y = dict(x)
+        if i in (0, 1, 2):  # a three-point burst is one event: one alarm, not three
+            y[CPU] = 0.95
+        sigmas.append(det.score_one(y).sigma)
+        det.learn_one(y)
+    assert sigmas[0] > det.threshold
+    assert all(s < det.threshold for s in sigmas[1:])
+
+
+def test_anomalies_are_winsorised_when_learning() -> None:
+    # After a huge outlier the fast mean must not jump to it: its effect is capped at `threshold` MADs.
+    det = _trained()
+    normal = {CPU: 0.3}
+    z_before = det.explain_one(normal)[CPU]["z_fast"]
+    det.learn_one({CPU: 1000.0})
+    z_after = det.explain_one(normal)[CPU]["z_fast"]
+    assert z_after < z_before + det.threshold + 1.0
+
+
+def test_round_trip_is_identical_and_compact() -> None:
+    det = _trained(500)
+    d = det.to_dict()
+    text = json.dumps(d, separators=(",", ":"), allow_nan=False)
+    assert len(text.encode()) <= 4096
+    clone = StreamingDetector.from_dict(json.loads(text))
+    for x in _stream(50, seed=3):
+        a, b = det.score_one(x), clone.score_one(x)
+        assert a.sigma == pytest.approx(b.sigma, rel=1e-8, abs=1e-9)
+        det.learn_one(x)
+        clone.learn_one(x)
+    assert clone.to_dict()["params"] == det.to_dict()["params"]
+
+
+def test_from_dict_rejects_bad_state() -> None:
+    d = _trained(100).to_dict()
+    bad = copy.deepcopy(d)
+    bad["format"] = 99
+    with pytest.raises(ValueError, match="format"):
+        StreamingDetector.from_dict(bad)
+    bad = copy.deepcopy(d)
+    bad["state"][CPU] = bad["state"][CPU][:-1]
+    with pytest.raises(ValueError, match="finite numbers"):
+        StreamingDetector.from_dict(bad)
+    bad = copy.deepcopy(d)
+    bad["state"]["nope"] = bad["state"][CPU]
+    with pytest.raises(ValueError, match="unknown feature"):
+        StreamingDetector.from_dict(bad)
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [
+        ({"threshold": 0}, "threshold"),
+        ({"fast_alpha": 0}, "fast_alpha"),
+        ({"slow_alpha": 1.5}, "slow_alpha"),
+        ({"fast_alpha": 0.01, "slow_alpha": 0.1}, "slow_alpha"),
+        ({"peak_decay": 1.2}, "peak_decay"),
+        ({"envelope_decay": 1.0}, "envelope_decay"),
+        ({"novelty_unit": 0}, "novelty_unit"),
+        ({"warmup": 0}, "warmup"),
+        ({"features": []}, "features"),
+        ({"features": "cpu"}, "features"),
+    ],
+)
+def test_bad_settings_rejected(kw: dict, name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        StreamingDetector(**kw)
+
+
+def test_severity_rule() -> None:
+    t = 2.5
+    assert severity(t - 1e-9, t) == "normal"
+    assert severity(t, t) == "warning"
+    assert severity(CRITICAL_FACTOR * t - 1e-9, t) == "warning"
+    assert severity(CRITICAL_FACTOR * t, t) == "critical"
+
+
+def test_combine_takes_the_stronger_evidence() -> None:
+    s = DetectorScore(1.0, {CPU: 0.75, MEMORY: 0.25})
+    low = combine(s, None, 2.5)
+    assert (low.score, low.is_anomaly, low.severity) == (1.0, False, "normal")
+    assert low.contributions == [(CPU, 0.75), (MEMORY, 0.25)]
+    high = combine(s, 0.8, 2.5)
+    # p = 0.8 -> 2.5 * 0.8 / 0.5 = 4.0 sigma
+    assert high.score == pytest.approx(4.0)
+    assert high.is_anomaly and high.severity == "critical"
+    assert high.parts["xgb_probability"] == 0.8
+    assert sum(c for _, c in high.contributions) == pytest.approx(4.0)
+    assert [c for _, c in high.contributions] == sorted((c for _, c in high.contributions), reverse=True)
+
+
+def test_to_unit_interval_monotone_and_bounded() -> None:
+    xs = [-1.0, 0.0, 0.1, 1.0, 2.5, 10.0, 1e6]
+    ys = [to_unit_interval(x, 2.5) for x in xs]
+    assert all(0.0 <= y < 1.0 for y in ys)
+    assert ys[1:] == sorted(ys[1:]) and len(set(ys[1:])) == len(ys) - 1
+    assert to_unit_interval(2.5, 2.5) == 0.5
+
+
+def test_per_sample_cost_is_small() -> None:
+    det = StreamingDetector(features=(CPU,))
+    xs = [{CPU: v[CPU]} for v in _stream(3000)]
+    t = time.perf_counter()
+    for x in xs:
+        det.score_one(x)
+        det.learn_one(x)
+    per = (time.perf_counter() - t) / len(xs)
+    assert per < 200e-6  # generous bound for a shared CI core; typical is ~10 us

@@ -1,0 +1,216 @@
+"""The scaling policy: its rules, one at a time, and its contract with the records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+
+from models.forecast import Interval
+from models.recommender import Recommender, RecommenderState, ScalingInputs
+from pipeline.records import RecommendationItem
+
+
+def inputs(
+    now: float = 0.0,
+    replicas: int | None = 4,
+    cpu: float | None = 0.5,
+    bands: dict[int, tuple[float, float, float]] | None = None,
+    memory: float | None = 0.4,
+    memory_bands: dict[int, tuple[float, float, float]] | None = None,
+    anomaly: bool = False,
+    db_cpu: float | None = None,
+    db_connections: float | None = None,
+) -> ScalingInputs:
+    bands = bands if bands is not None else {300: (cpu or 0.0, cpu or 0.0, cpu or 0.0)}
+    return ScalingInputs(
+        now=now,
+        current_replicas=replicas,
+        cpu_now=cpu,
+        memory_now=memory,
+        cpu_forecast={h: Interval(*b) for h, b in bands.items()},
+        memory_forecast={h: Interval(*b) for h, b in (memory_bands or {}).items()},
+        anomaly_score=4.0 if anomaly else 0.3,
+        is_anomaly=anomaly,
+        db_cpu=db_cpu,
+        db_connections=db_connections,
+    )
+
+
+def test_scale_up_on_the_upper_band_with_a_reason_naming_the_numbers() -> None:
+    rec = Recommender(quantile=None)
+    d = rec.recommend(
+        RecommenderState(), inputs(cpu=0.6, bands={300: (0.7, 0.6, 0.85), 900: (0.6, 0.4, 0.8)})
+    )
+    assert d.action == "scale_up"
+    assert d.target_replicas == math.ceil(4 * 0.85 / 0.80)
+    item = d.advice[0]
+    assert item.type == "scaling" and item.target_replicas == d.target_replicas
+    assert "Predicted CPU 85%" in item.reason and "threshold 80%" in item.reason
+    assert item.execute_by == pytest.approx(300 - 60)  # crossing at 5 min minus the 60 s start-up
+    assert d.evidence["rule"] == "scale_up_on_upper_band"
+    assert d.evidence["needs"]["reactive_floor"] == math.ceil(4 * 0.6 / 0.8)
+
+
+def test_the_point_forecast_alone_does_not_trigger_a_scale_up() -> None:
+    # point below the threshold, upper above: the band decides
+    d = Recommender(quantile=None).recommend(
+        RecommenderState(), inputs(cpu=0.5, bands={300: (0.75, 0.65, 0.95)})
+    )
+    assert d.target_replicas == math.ceil(4 * 0.95 / 0.8)
+
+
+@pytest.mark.parametrize("quantile", [0.6, 0.8, 0.9, 0.95])
+def test_the_sizing_quantile_is_read_from_the_band_as_a_normal(quantile: float) -> None:
+    from statistics import NormalDist
+
+    # a 90 % band 0.5 +- 0.2 is N(0.5, 0.2 / 1.645): its q-quantile, independently computed
+    sigma = 0.2 / NormalDist().inv_cdf(0.95)
+    q = NormalDist(0.5, sigma).inv_cdf(quantile)
+    rec = Recommender(quantile=quantile, max_replicas=1000)
+    d = rec.recommend(RecommenderState(), inputs(replicas=100, cpu=0.1, bands={300: (0.5, 0.3, 0.7)}))
+    assert d.evidence["needs"]["predicted"] == math.ceil(100 * q / 0.8)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "cpu", "upper"),
+    list(itertools.product([1, 2, 3, 5, 8], [0.05, 0.3, 0.79, 0.81, 0.95, 1.0], [0.0, 0.2, 0.9])),
+)
+def test_never_below_the_reactive_autoscaler(replicas: int, cpu: float, upper: float) -> None:
+    rec = Recommender(max_replicas=100, cooldown_seconds=0.0)
+    d = rec.recommend(
+        RecommenderState(), inputs(replicas=replicas, cpu=cpu, bands={300: (upper, 0.0, upper)})
+    )
+    reactive = math.ceil(round(replicas * cpu / 0.8, 9))
+    assert d.target_replicas >= max(1, reactive)
+
+
+def test_no_scale_down_during_an_anomaly_but_afterwards() -> None:
+    rec = Recommender(cooldown_seconds=0.0)
+    state = RecommenderState(target=6, changed_at=-10_000.0, direction="up")
+    quiet = {300: (0.1, 0.05, 0.15), 900: (0.1, 0.05, 0.15)}
+    d = rec.recommend(state, inputs(replicas=6, cpu=0.1, bands=quiet, anomaly=True))
+    assert (d.action, d.target_replicas, d.evidence["rule"]) == ("hold", 6, "no_scale_down_during_anomaly")
+    d = rec.recommend(state, inputs(now=60.0, replicas=6, cpu=0.1, bands=quiet, anomaly=False))
+    assert d.action == "scale_down" and d.target_replicas < 6
+
+
+def test_cooldown_blocks_scale_down_but_not_scale_up() -> None:
+    rec = Recommender(cooldown_seconds=300.0)
+    state = RecommenderState()
+    up = rec.recommend(state, inputs(now=0.0, replicas=2, cpu=0.9, bands={300: (0.9, 0.8, 1.0)}))
+    assert up.action == "scale_up" and state.changed_at == 0.0
+    n = up.target_replicas
+    low = {300: (0.1, 0.05, 0.15)}
+    held = rec.recommend(state, inputs(now=200.0, replicas=n, cpu=0.1, bands=low))
+    assert (held.target_replicas, held.evidence["rule"]) == (n, "cooldown")
+    higher = rec.recommend(state, inputs(now=210.0, replicas=n, cpu=0.95, bands={300: (1.0, 0.9, 1.0)}))
+    assert higher.target_replicas > n
+    after = rec.recommend(
+        state, inputs(now=210.0 + 301.0, replicas=higher.target_replicas, cpu=0.1, bands=low)
+    )
+    assert after.action == "scale_down"
+
+
+def test_hysteresis_does_not_flap_on_a_load_hovering_at_the_threshold() -> None:
+    rec = Recommender(cooldown_seconds=0.0)
+    state = RecommenderState()
+    targets = []
+    for i in range(40):
+        cpu_load = 3.1 + (0.15 if i % 2 else -0.15)  # cores, around 4 pods x 0.8
+        replicas = state.target or 4
+        u = cpu_load / replicas
+        d = rec.recommend(
+            state, inputs(now=60.0 * i, replicas=replicas, cpu=u, bands={300: (u, u - 0.02, u + 0.02)})
+        )
+        targets.append(d.target_replicas)
+    changes = sum(1 for a, b in itertools.pairwise(targets) if a != b)
+    assert changes <= 1
+
+
+def test_bounds_and_capping_is_reported() -> None:
+    rec = Recommender(min_replicas=2, max_replicas=5)
+    d = rec.recommend(RecommenderState(), inputs(replicas=5, cpu=1.0, bands={300: (1.0, 0.9, 1.0)}))
+    assert d.target_replicas == 5 and d.evidence["capped_at_max"] is True
+    assert "max_replicas 5" in d.advice[0].reason
+    d = Recommender(min_replicas=2, cooldown_seconds=0).recommend(
+        RecommenderState(), inputs(replicas=4, cpu=0.01, bands={300: (0.01, 0.0, 0.02)})
+    )
+    assert d.target_replicas == 2
+
+
+def test_memory_crossing_within_the_horizon_gives_a_resource_advice() -> None:
+    x = inputs(memory=0.6, memory_bands={300: (0.7, 0.65, 0.75), 1800: (0.88, 0.8, 0.95)})
+    d = Recommender().recommend(RecommenderState(), x)
+    res = [a for a in d.advice if a.type == "resource"]
+    assert len(res) == 1
+    assert "88%" in res[0].reason and "85%" in res[0].reason
+    assert res[0].execute_by == pytest.approx(1800 - 60)
+    d = Recommender().recommend(RecommenderState(), inputs(memory=0.6, memory_bands={1800: (0.7, 0.6, 0.9)}))
+    assert not [a for a in d.advice if a.type == "resource"]
+
+
+def test_saturated_database_withholds_the_predictive_scale_up_and_says_so() -> None:
+    x = inputs(cpu=0.6, bands={300: (0.9, 0.8, 1.0)}, db_cpu=0.95)
+    d = Recommender().recommend(RecommenderState(), x)
+    assert d.target_replicas == 4  # reactive floor ceil(4 * 0.6 / 0.8) = 3, held at current
+    db = [a for a in d.advice if a.type == "database"]
+    assert len(db) == 1 and "will not help" in db[0].reason and "95%" in db[0].reason
+    assert d.evidence["rule"] == "database_bottleneck"
+    d = Recommender(db_connections_limit=100).recommend(
+        RecommenderState(), inputs(cpu=0.3, db_connections=120.0)
+    )
+    assert any(a.type == "database" and "120" in a.reason for a in d.advice)
+
+
+def test_unknown_replicas_holds_the_previous_recommendation() -> None:
+    d = Recommender().recommend(RecommenderState(target=3), inputs(replicas=None, cpu=0.9))
+    assert (d.action, d.target_replicas, d.evidence["rule"]) == ("hold", 3, "unknown_replicas")
+
+
+def test_advice_maps_to_records_and_evidence_and_state_are_small_json() -> None:
+    state = RecommenderState()
+    x = inputs(cpu=0.9, bands={300: (0.9, 0.8, 1.0)}, memory=0.9, db_cpu=0.95, db_connections=10.0)
+    d = Recommender().recommend(state, x)
+    for a in d.advice:
+        RecommendationItem(
+            type=a.type,
+            action=a.action,
+            target_replicas=a.target_replicas,
+            reason=a.reason,
+            confidence=a.confidence,
+            urgency=a.urgency,
+            execute_by=a.execute_by,
+        )
+    json.dumps(d.evidence)
+    blob = json.dumps(state.to_dict())
+    assert len(blob) < 1024
+    assert RecommenderState.from_dict(json.loads(blob)) == state
+
+
+def test_recommend_does_not_mutate_its_inputs() -> None:
+    x = inputs(cpu=0.9, bands={300: (0.9, 0.8, 1.0)})
+    before = (dict(x.cpu_forecast), x.cpu_now, x.current_replicas)
+    Recommender().recommend(RecommenderState(), x)
+    assert (dict(x.cpu_forecast), x.cpu_now, x.current_replicas) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"cpu_scale_up": 0.0}, "cpu_scale_up"),
+        ({"cpu_scale_down": 0.9}, "cpu_scale_down"),
+        ({"min_replicas": 0}, "min_replicas"),
+        ({"max_replicas": 0}, "max_replicas"),
+        ({"cooldown_seconds": -1}, "cooldown_seconds"),
+        ({"band_level": 1.0}, "band_level"),
+        ({"scale_down_horizon": 60}, "scale_down_horizon"),
+        ({"quantile": 0.3}, "quantile"),
+        ({"db_connections_limit": 0}, "db_connections_limit"),
+    ],
+)
+def test_bad_settings_are_rejected_naming_the_parameter(kwargs: dict[str, float], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        Recommender(**kwargs)  # type: ignore[arg-type]

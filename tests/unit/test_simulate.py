@@ -1,0 +1,148 @@
+"""``helios simulate``: the demand model, the scoring, the outputs, and that it runs the stream's code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline import simulate as sim
+
+
+def _trace(values: list[float], step: int = 300) -> pd.DataFrame:
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    return pd.DataFrame(
+        {"timestamp": [start + pd.Timedelta(seconds=step * i) for i in range(len(values))], "value": values}
+    )
+
+
+def _fixed(n: int) -> sim.HeliosStep:
+    return sim.HeliosStep(n, None, None, None, "hold", "stub")
+
+
+def test_trace_kind_and_demand_model(tmp_path: Path) -> None:
+    assert sim.trace_kind(Path("ec2_cpu_utilization_x.csv"), np.array([1.0, 55.0])) == "percent"
+    assert sim.trace_kind(Path("rds_cpu_utilization_x.csv"), np.array([0.1, 0.5])) == "fraction"
+    assert sim.trace_kind(Path("elb_request_count_x.csv"), np.array([1.0, 55.0])) == "count"
+    assert sim.demand_cores(np.array([0.25, 0.5]), "fraction", 4, 0.7).tolist() == [1.0, 2.0]
+    counts = np.random.default_rng(0).gamma(2.0, 30.0, size=500)
+    d = sim.demand_cores(counts, "count", 6, 0.7)
+    assert float(np.percentile(d, 95)) == pytest.approx(6 * 0.7)
+    with pytest.raises(ValueError, match="kind"):
+        sim.demand_cores(counts, "bytes", 4, 0.7)
+
+
+def test_steady_demand_matching_the_replicas_is_never_under_provisioned() -> None:
+    tr = _trace([50.0] * 12)
+    d = sim.demand_cores(tr["value"].to_numpy(), "percent", 4, 0.7)  # 2 cores
+    res = sim.simulate(tr, d, helios=lambda t, r, u: _fixed(3))
+    assert res.hpa.under_seconds == 0 and res.helios.under_seconds == 0
+    # HPA: ceil(2 / 0.7) = 3 pods for 12 steps of 5 min; Helios: 3 pods as well
+    assert res.hpa.replica_seconds == pytest.approx(3 * 12 * 300)
+    assert res.helios.replica_seconds == pytest.approx(3 * 12 * 300)
+    assert res.summary()["ratios"]["under_provisioned"] == 1.0
+
+
+def test_a_jump_costs_the_hpa_one_sync_plus_a_startup_and_an_oracle_nothing() -> None:
+    values = [1.0] * 6 + [4.0] * 6  # cores (fraction x base 1)
+    tr = _trace(values)
+    d = np.asarray(values)
+
+    def oracle(t: float, replicas: int, u: float) -> sim.HeliosStep:
+        i = int((t - tr["timestamp"].iloc[0].timestamp()) // 300)
+        nxt = values[min(i + 1, len(values) - 1)]
+        return _fixed(math.ceil(max(values[i], nxt) / 0.8))
+
+    res = sim.simulate(tr, d, helios=oracle, startup=60.0, publish_delay=0.0)
+    # HPA sees the jump at its sync at the step start and has pods ready 60 s later: 4 ticks of 15 s short
+    assert res.hpa.under_seconds == pytest.approx(60.0)
+    assert res.helios.under_seconds == 0.0
+    per_step = res.steps
+    assert per_step["hpa_under_seconds"].sum() == pytest.approx(res.hpa.under_seconds)
+    assert {
+        "timestamp",
+        "demand",
+        "capacity_per_replica",
+        "hpa_replicas",
+        "helios_replicas",
+        "forecast",
+        "forecast_upper",
+    } <= set(per_step.columns)
+
+
+def test_demand_above_max_replicas_is_under_provisioned_for_both() -> None:
+    tr = _trace([30.0] * 4)
+    res = sim.simulate(tr, np.full(4, 30.0), helios=lambda t, r, u: _fixed(10), max_replicas=10)
+    assert res.hpa.under_seconds == pytest.approx(4 * 300)
+    assert res.helios.under_seconds == pytest.approx(4 * 300)
+
+
+def test_shadow_mode_lets_only_the_cpu_trigger_scale() -> None:
+    tr = _trace([1.0] * 8)
+    res = sim.simulate(tr, np.ones(8), helios=lambda t, r, u: _fixed(9), shadow=True, publish_delay=0.0)
+    assert res.steps["helios_recommended"].eq(9).all()
+    assert res.steps["helios_replicas"].max() == math.ceil(1.0 / 0.7)
+    assert res.helios.replica_seconds == pytest.approx(res.hpa.replica_seconds)
+
+
+def _write_trace(path: Path, n: int = 72, seed: int = 3) -> Path:
+    rng = np.random.default_rng(seed)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    level = 40 + 25 * np.sin(np.arange(n) / 10) + rng.normal(0, 3, n)
+    pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(t0 + 300 * np.arange(n), unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+            "value": np.clip(level, 0, 100),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def test_cli_writes_csv_summary_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    trace = _write_trace(tmp_path / "ec2_cpu_utilization_test.csv")
+    parser = argparse.ArgumentParser()
+    sim.add_arguments(parser)
+    assert sim.run(parser.parse_args(["--trace", str(trace), "--out", str(tmp_path / "out")])) == 0
+    out = tmp_path / "out"
+    steps = pd.read_csv(out / "ec2_cpu_utilization_test.csv")
+    assert len(steps) == 72
+    summary = json.loads((out / "ec2_cpu_utilization_test.summary.json").read_text())
+    assert summary["kind"] == "percent"
+    assert summary["hpa"]["under_provisioned_minutes"] == pytest.approx(steps["hpa_under_seconds"].sum() / 60)
+    assert (out / "ec2_cpu_utilization_test.png").read_bytes()[:4] == b"\x89PNG"
+    assert "under-provisioned minutes" in capsys.readouterr().out
+    # forecasts were issued by the pipeline and are in cores, around the demand
+    f = steps["forecast"].dropna()
+    assert len(f) > 60 and float((f - steps.loc[f.index, "demand"]).abs().median()) < 1.0
+
+
+def test_simulate_and_the_stream_stages_make_the_same_decisions(tmp_path: Path) -> None:
+    stages = pytest.importorskip("pipeline.stages")
+    from pipeline.records import Metrics, MetricSample
+    from pipeline.settings import load_settings
+
+    trace = sim.load_trace(_write_trace(tmp_path / "ec2_cpu_utilization_same.csv", n=60))
+    demand = sim.demand_cores(trace["value"].to_numpy(), "percent", 4, 0.7)
+    res = sim.simulate(trace, demand)
+    # Replay what the simulated workload reported through a pipeline built the way the worker builds it.
+    settings = load_settings({}, HELIOS_SCORING_INTERVAL=300)
+    pipe = stages.DeploymentPipeline("saleor", "saleor-api", stages.PipelineConfig.from_settings(settings))
+    for (_, row), d in zip(res.steps.iterrows(), demand, strict=True):
+        replicas = int(row["helios_replicas"])
+        sample = MetricSample(
+            namespace="saleor",
+            deployment="saleor-api",
+            timestamp=row["timestamp"],
+            metrics=Metrics(cpu_utilization=min(1.0, d / replicas)),
+            replicas=replicas,
+        )
+        prepared = pipe.prepare(sample)
+        out = pipe.finish(prepared, None)
+        assert out.recommendation.recommended_replicas == row["helios_recommended"]
+        assert out.decision.action == row["helios_action"]
