@@ -411,25 +411,31 @@ def severity(score: float, threshold: float) -> Severity:
 
 
 #: XGBoost probability that counts as one threshold's worth of evidence (see :func:`combine`).
-XGB_ALARM_PROBABILITY = 0.5
+#: ``sigma * (XGB_NEUTRAL_WEIGHT + p)``: an undecided XGBoost (p = 0.5) leaves the score as it is.
+XGB_NEUTRAL_WEIGHT = 0.5
 
 
 def combine(stream: DetectorScore, xgb_probability: float | None, threshold: float) -> CombinedScore:
     """Combine the streaming sigma with the XGBoost probability into one score in sigma units.
 
-    The XGBoost probability ``p`` is expressed in sigma as ``threshold * p / 0.5`` (so ``p = 0.5`` sits at
-    the threshold and ``p = 1`` at twice it) and the combined score is the larger of the two: either
-    model alone can raise an alarm, neither can hide the other's. Feature contributions are the
-    streaming ones scaled to sum to the combined score, sorted by size (largest first).
+    XGBoost modulates the streaming score rather than alarming on its own: the combined score is
+    ``sigma * (0.5 + p)``, so ``p = 0.5`` leaves it unchanged, a confident "normal" (``p = 0``) halves
+    it and a confident "anomaly" (``p = 1``) raises it by half. Why not let either alarm alone: the
+    offline model's leave-files-out AUC is 0.62 and on the synthetic Saleor workload it put
+    ``p >= 0.5`` on half of the calm points, so on its own it would make ``helios_anomaly_detected``
+    flap. Feature contributions are the streaming ones scaled to sum to the combined score, sorted
+    by size (largest first).
 
     Examples
     --------
     >>> s = DetectorScore(3.0, {"cpu_utilization": 2.0, "memory_utilization": 1.0})
-    >>> c = combine(s, 0.1, 2.5)
+    >>> c = combine(s, 0.5, 2.5)
     >>> c.score, c.is_anomaly, c.severity, c.contributions[0]
     (3.0, True, 'warning', ('cpu_utilization', 2.0))
+    >>> combine(s, 0.0, 2.5).score, combine(s, 1.0, 2.5).severity
+    (1.5, 'critical')
     >>> combine(DetectorScore(0.0, {}), 0.9, 2.5).score
-    4.5
+    0.0
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold!r}")
@@ -438,8 +444,7 @@ def combine(stream: DetectorScore, xgb_probability: float | None, threshold: flo
     if xgb_probability is not None and math.isfinite(xgb_probability):
         p = min(1.0, max(0.0, float(xgb_probability)))
         parts["xgb_probability"] = p
-        parts["xgb_sigma"] = threshold * p / XGB_ALARM_PROBABILITY
-        score = max(score, parts["xgb_sigma"])
+        score = stream.sigma * (XGB_NEUTRAL_WEIGHT + p)
     total = sum(stream.contributions.values())
     if total > 0:
         contributions = [(f, score * c / total) for f, c in stream.contributions.items()]

@@ -30,12 +30,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "HPASimulator",
     "HorizontalPodAutoscaler",
     "KEDASimulator",
     "Pods",
+    "Policy",
     "average_value_replicas",
     "cpu_replicas",
 ]
@@ -152,8 +154,17 @@ class Pods:
             del self._ready_at[replicas:]
 
 
+#: One HPA scaling policy: ``(type, value, period_seconds)`` with type ``"Pods"`` or ``"Percent"``.
+Policy = tuple[str, float, float]
+
+
 class HorizontalPodAutoscaler:
-    """The HPA controller's behaviour: max over metrics, rate limits, stabilisation, bounds.
+    """The HPA controller's behaviour: max over metrics, stabilisation, rate-limit policies, bounds.
+
+    Follows ``normalizeDesiredReplicasWithBehaviors`` of the HPA controller: the recommendation is
+    stabilised (scale down only to the highest recommendation of the down-window, up only to the lowest of
+    the up-window), then limited by the direction's policies, each counted from the replicas at the start
+    of its period (the scaling events within ``periodSeconds`` are remembered), then bounded.
 
     Parameters
     ----------
@@ -164,7 +175,13 @@ class HorizontalPodAutoscaler:
     upscale_stabilization_seconds
         Scale up to the minimum of the recommendations made within this window (default 0).
     scale_up_percent, scale_up_pods, period_seconds
-        Default scale-up policies: at most ``max(current * (1 + percent/100), current + pods)`` per period.
+        The default scale-up policies (``Percent`` and ``Pods`` per ``period_seconds``), used when
+        ``scale_up_policies`` is ``None``.
+    scale_up_policies, scale_down_policies
+        ``behavior.scaleUp.policies`` / ``behavior.scaleDown.policies`` as ``(type, value, period)``;
+        ``None``: Kubernetes' defaults (scale-down: 100 % per 15 s, i.e. unlimited).
+    scale_up_select, scale_down_select
+        ``selectPolicy``: ``"Max"`` (the policy allowing the largest change), ``"Min"`` or ``"Disabled"``.
 
     Examples
     --------
@@ -175,6 +192,12 @@ class HorizontalPodAutoscaler:
     6
     >>> hpa.decide(315.0, current=6, proposals=[2])
     2
+    >>> slow = HorizontalPodAutoscaler(downscale_stabilization_seconds=0,
+    ...                                scale_down_policies=[("Pods", 2, 60)])
+    >>> slow.decide(0.0, current=8, proposals=[1]), slow.decide(30.0, current=6, proposals=[1])
+    (6, 6)
+    >>> slow.decide(61.0, current=6, proposals=[1])
+    4
     """
 
     def __init__(
@@ -186,6 +209,10 @@ class HorizontalPodAutoscaler:
         scale_up_percent: float = 100.0,
         scale_up_pods: int = 4,
         period_seconds: float = 15.0,
+        scale_up_policies: list[Policy] | None = None,
+        scale_down_policies: list[Policy] | None = None,
+        scale_up_select: str = "Max",
+        scale_down_select: str = "Max",
     ) -> None:
         if min_replicas < 1:
             raise ValueError(f"min_replicas must be >= 1, got {min_replicas}")
@@ -205,6 +232,19 @@ class HorizontalPodAutoscaler:
             )
         if period_seconds <= 0:
             raise ValueError(f"period_seconds must be positive, got {period_seconds}")
+        for name, sel in (("scale_up_select", scale_up_select), ("scale_down_select", scale_down_select)):
+            if sel not in ("Max", "Min", "Disabled"):
+                raise ValueError(f"{name} must be Max, Min or Disabled, got {sel!r}")
+        if scale_up_policies is None:
+            scale_up_policies = [("Percent", scale_up_percent, period_seconds), ("Pods", scale_up_pods, period_seconds)]
+        if scale_down_policies is None:
+            scale_down_policies = [("Percent", 100.0, 15.0)]
+        for name, policies in (("scale_up_policies", scale_up_policies), ("scale_down_policies", scale_down_policies)):
+            if not policies:
+                raise ValueError(f"{name} must not be empty")
+            for kind, value, period in policies:
+                if kind not in ("Pods", "Percent") or value <= 0 or period <= 0:
+                    raise ValueError(f"{name}: expected (Pods|Percent, value > 0, period > 0), got {(kind, value, period)}")
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.downscale_stabilization_seconds = downscale_stabilization_seconds
@@ -212,7 +252,36 @@ class HorizontalPodAutoscaler:
         self.scale_up_percent = scale_up_percent
         self.scale_up_pods = scale_up_pods
         self.period_seconds = period_seconds
+        self.scale_up_policies = list(scale_up_policies)
+        self.scale_down_policies = list(scale_down_policies)
+        self.scale_up_select = scale_up_select
+        self.scale_down_select = scale_down_select
         self._recommendations: deque[tuple[float, int]] = deque()
+        self._up_events: deque[tuple[float, int]] = deque()
+        self._down_events: deque[tuple[float, int]] = deque()
+
+    @staticmethod
+    def _changed_within(events: deque[tuple[float, int]], now: float, period: float) -> int:
+        return sum(n for t, n in events if t > now - period)
+
+    def _up_limit(self, now: float, current: int) -> int:
+        if self.scale_up_select == "Disabled":
+            return current
+        limits = []
+        for kind, value, period in self.scale_up_policies:
+            start = current - self._changed_within(self._up_events, now, period)
+            limits.append(start + int(value) if kind == "Pods" else math.ceil(start * (1 + value / 100)))
+        return max(limits) if self.scale_up_select == "Max" else min(limits)
+
+    def _down_limit(self, now: float, current: int) -> int:
+        if self.scale_down_select == "Disabled":
+            return current
+        limits = []
+        for kind, value, period in self.scale_down_policies:
+            start = current + self._changed_within(self._down_events, now, period)
+            limits.append(start - int(value) if kind == "Pods" else int(start * (1 - value / 100)))
+        # "Max" is the policy that allows the largest change, i.e. the lowest count.
+        return min(limits) if self.scale_down_select == "Max" else max(limits)
 
     def decide(self, now: float, current: int, proposals: list[int]) -> int:
         """The replica count the HPA sets at ``now`` given each metric's proposal."""
@@ -236,9 +305,19 @@ class HorizontalPodAutoscaler:
         if stabilised > down:
             stabilised = down
         if stabilised > current:
-            cap = max(math.floor(current * (1 + self.scale_up_percent / 100)), current + self.scale_up_pods)
-            stabilised = min(stabilised, cap)
-        return min(self.max_replicas, max(self.min_replicas, stabilised))
+            stabilised = min(stabilised, max(current, self._up_limit(now, current)))
+        elif stabilised < current:
+            stabilised = max(stabilised, min(current, self._down_limit(now, current)))
+        new = min(self.max_replicas, max(self.min_replicas, stabilised))
+        if new > current:
+            self._up_events.append((now, new - current))
+        elif new < current:
+            self._down_events.append((now, current - new))
+        longest = max(p for _, _, p in self.scale_up_policies + self.scale_down_policies)
+        for events in (self._up_events, self._down_events):
+            while events and events[0][0] <= now - longest:
+                events.popleft()
+        return new
 
 
 @dataclass
@@ -263,6 +342,8 @@ class HPASimulator:
         As in Kubernetes (defaults 0.1, 15 s, 60 s, 300 s, 1, 10).
     initial_replicas
         Ready pods at the start.
+    upscale_stabilization_seconds, scale_up_policies, scale_down_policies
+        ``behavior`` of the HPA (see :class:`HorizontalPodAutoscaler`; defaults: Kubernetes').
 
     Examples
     --------
@@ -284,6 +365,9 @@ class HPASimulator:
         min_replicas: int = 1,
         max_replicas: int = 10,
         initial_replicas: int = 1,
+        upscale_stabilization_seconds: float = 0.0,
+        scale_up_policies: list[Policy] | None = None,
+        scale_down_policies: list[Policy] | None = None,
     ) -> None:
         if not 0 < target <= 1.5:
             raise ValueError(f"target must be in (0, 1.5], got {target}")
@@ -311,7 +395,10 @@ class HPASimulator:
             min_replicas=min_replicas,
             max_replicas=max_replicas,
             downscale_stabilization_seconds=downscale_stabilization_seconds,
+            upscale_stabilization_seconds=upscale_stabilization_seconds,
             period_seconds=sync_seconds,
+            scale_up_policies=scale_up_policies,
+            scale_down_policies=scale_down_policies,
         )
         self.actions = 0
         self._next_sync: float | None = None
@@ -370,7 +457,7 @@ class KEDASimulator(HPASimulator):
         floor_target: float | None = 0.80,
         cooldown_seconds: float = 300.0,
         shadow: bool = False,
-        **kwargs: float,
+        **kwargs: Any,
     ) -> None:
         if polling_seconds <= 0:
             raise ValueError(f"polling_seconds must be positive, got {polling_seconds}")
@@ -379,7 +466,7 @@ class KEDASimulator(HPASimulator):
         if floor_target is not None and not 0 < floor_target <= 1.5:
             raise ValueError(f"floor_target must be in (0, 1.5] or None, got {floor_target}")
         kwargs.setdefault("downscale_stabilization_seconds", cooldown_seconds)
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+        super().__init__(**kwargs)
         self.polling_seconds = polling_seconds
         self.threshold = threshold
         self.floor_target = floor_target

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -66,7 +67,9 @@ class ProphetFit:
             return [Interval(v, v - w, v + w)] * steps
         times = t_from + step_seconds * np.arange(1, steps + 1, dtype=float)
         future = pd.DataFrame({"ds": pd.to_datetime(times, unit="s")})
-        pred = self.model.predict(future)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas deprecations inside prophet, not ours to fix
+            pred = self.model.predict(future)
         return [
             Interval(float(p), float(lo), float(hi))
             for p, lo, hi in zip(pred["yhat"], pred["yhat_lower"], pred["yhat_upper"], strict=True)
@@ -88,7 +91,9 @@ def fit_prophet(ts: Sequence[float], ys: Sequence[float], level: float = 0.9) ->
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    pairs = [(float(t), float(y)) for t, y in zip(ts, ys, strict=True) if math.isfinite(t) and math.isfinite(y)]
+    pairs = [
+        (float(t), float(y)) for t, y in zip(ts, ys, strict=True) if math.isfinite(t) and math.isfinite(y)
+    ]
     pairs.sort()
     if pairs:
         t_end = pairs[-1][0]
@@ -112,5 +117,7 @@ def fit_prophet(ts: Sequence[float], ys: Sequence[float], level: float = 0.9) ->
         interval_width=level,
         uncertainty_samples=200,
     )
-    model.fit(frame, algorithm="LBFGS", iter=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas deprecations inside prophet, not ours to fix
+        model.fit(frame, algorithm="LBFGS", iter=2000)
     return ProphetFit(level=level, model=model, last_value=values[-1], spread=0.0)

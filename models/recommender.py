@@ -335,6 +335,14 @@ class Recommender:
             n = self._need(replicas, self._q(b), thr)
             if n > up_need or (up_band is None and n >= up_need):
                 up_need, up_band, up_h = max(n, up_need), b, h
+        # A crossing the point forecast itself expects within the scale-down horizon is acted on now: it
+        # is more likely than not, and waiting for it to enter the short horizon would only leave less
+        # lead time. (A /recommend call with a zero-width band at 15 min is such a case.)
+        for h, b in down_bands:
+            if b.point > thr:
+                n = self._need(replicas, b.point, thr)
+                if n > up_need:
+                    up_need, up_band, up_h = n, b, h
         deep_idle = (cpu_now is not None and cpu_now < self.cpu_scale_down) and all(
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )

@@ -251,6 +251,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--count", type=int, help="steps per deployment (default: endless, following the clock)")
     g.add_argument("--incident-at", type=int, help="step index of the injected incident")
+    g.add_argument(
+        "--incident-rate",
+        type=float,
+        help="samples per second while the incident lasts (default: --rate); slower keeps it visible in a demo",
+    )
     g.add_argument("--deployments", type=int, default=1, help="number of deployments (load tests)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--backfill", type=int, default=120, help="endless stream: steps of history emitted first")
@@ -286,6 +291,7 @@ def build_source(settings: Settings, args: argparse.Namespace) -> Source:
             seed=args.seed,
             backfill=args.backfill,
             batch_size=settings.batch_size,
+            incident_rate=args.incident_rate,
         )
     if args.source == "replay":
         from pipeline.sources.replay import ReplaySource, parse_speedup

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from models.artifacts import LoadedArtifact, load_latest
+from models.anomaly import xgb_feature_names
+from models.artifacts import ArtifactError, LoadedArtifact, list_versions, load_artifact
+from models.features import FEATURES
 from models.xgb import XGBAnomalyModel
 from pipeline.api import ModelInfo
 from pipeline.metrics import HeliosMetrics
@@ -37,34 +39,51 @@ class ModelStore:
     loaded_at: float | None = None
     started_at: float = field(default_factory=time.time)
     last_error: str | None = None
+    #: version -> why it was rejected (not retried until a newer version appears)
+    rejected: dict[str, str] = field(default_factory=dict)
 
     @property
     def xgb(self) -> XGBAnomalyModel | None:
         return None if self.artifact is None else self.artifact.model
 
     def reload(self) -> bool:
-        """Load the newest valid artifact if it differs from the one in service. True if swapped."""
-        try:
-            candidate = load_latest(self.model_path, XGB_NAME)
-            if self.artifact is not None and candidate.version == self.artifact.version:
+        """Serve the newest valid version if it is not already served. True if swapped.
+
+        Versions are tried newest first; a version that fails validation is logged, counted once
+        and not retried (fix it by publishing a new version), and the next older one is tried, so
+        a half-written upload never takes the service down.
+        """
+        expected = xgb_feature_names(FEATURES)
+        for version in list_versions(self.model_path, XGB_NAME):
+            if self.artifact is not None and version == self.artifact.version:
                 return False
-            probe = np.zeros((2, len(candidate.model.feature_names)), dtype=np.float32)
-            probs = candidate.model.predict_batch(probe)
-            if probs.shape != (2,) or not np.all(np.isfinite(probs)):
-                raise ValueError(f"trial prediction returned {probs!r}")
-        except Exception as exc:  # noqa: BLE001 - any failure keeps the old model serving
-            self.last_error = f"{type(exc).__name__}: {exc}"
-            self.metrics.model_reload_failures.labels(XGB_NAME).inc()
-            log.error("model reload from %s rejected, keeping %s: %s", self.model_path, self._serving(), exc)
-            return False
+            if version in self.rejected:
+                continue
+            try:
+                candidate = load_artifact(self.model_path / XGB_NAME / version, expected)
+                probe = np.zeros((2, len(candidate.model.feature_names)), dtype=np.float32)
+                probs = candidate.model.predict_batch(probe)
+                if probs.shape != (2,) or not np.all(np.isfinite(probs)):
+                    raise ArtifactError(f"trial prediction returned {probs!r}")
+            except Exception as exc:  # noqa: BLE001 - any failure keeps the old model serving
+                self.rejected[version] = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"{XGB_NAME} {version}: {self.rejected[version]}"
+                self.metrics.model_reload_failures.labels(XGB_NAME).inc()
+                log.error("model %s %s rejected, keeping %s: %s", XGB_NAME, version, self._serving(), exc)
+                continue
+            self._swap(candidate)
+            return True
+        if self.artifact is None and self.last_error is None:
+            self.last_error = f"no {XGB_NAME} artifact under {self.model_path}"
+        return False
+
+    def _swap(self, candidate: LoadedArtifact) -> None:
         if self.artifact is not None:
             self.metrics.model_info.remove(XGB_NAME, self.artifact.version)
         self.artifact = candidate
         self.loaded_at = self.clock()
-        self.last_error = None
         self.metrics.model_info.labels(XGB_NAME, candidate.version).set(1)
         log.info("serving %s %s from %s", XGB_NAME, candidate.version, candidate.path)
-        return True
 
     def _serving(self) -> str:
         return "nothing" if self.artifact is None else f"{XGB_NAME} {self.artifact.version}"

@@ -248,10 +248,12 @@ class Runtime:
         tombstones = []
         for key, entry in list(self.entries.items()):
             idle = now - entry.last_seen
-            if entry.exported and idle > self.settings.stale_after:
+            stale = idle > self.settings.stale_after
+            evicted = idle > self.settings.idle_ttl
+            if entry.exported and (stale or evicted):
                 self.metrics.forget(entry.pipeline.namespace, entry.pipeline.deployment)
                 entry.exported = False
-            if idle > self.settings.idle_ttl:
+            if evicted:
                 del self.entries[key]
                 tombstones.append((entry.partition, key))
         self.metrics.tracked_deployments.set(len(self.entries))

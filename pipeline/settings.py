@@ -83,9 +83,9 @@ class Settings(BaseModel):
     stale_after: float = Field(600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_STALE_AFTER")
     late_grace: float | None = Field(None, ge=0.0, le=86400.0, validation_alias="HELIOS_LATE_GRACE")
     max_future_skew: float = Field(300.0, ge=0.0, le=86400.0, validation_alias="HELIOS_MAX_FUTURE_SKEW")
-    max_sample_age: float = Field(31 * 86400.0, ge=60.0, validation_alias="HELIOS_MAX_SAMPLE_AGE")
+    max_sample_age: float = Field(31 * 86400.0, ge=60.0, le=10 * 365 * 86400.0, validation_alias="HELIOS_MAX_SAMPLE_AGE")
     max_deployments: int = Field(20_000, ge=1, le=10_000_000, validation_alias="HELIOS_MAX_DEPLOYMENTS")
-    idle_ttl: float = Field(86400.0, ge=60.0, validation_alias="HELIOS_IDLE_TTL")
+    idle_ttl: float = Field(86400.0, ge=60.0, le=365 * 86400.0, validation_alias="HELIOS_IDLE_TTL")
 
     # Kafka
     app_id: str = Field("helios", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_APP_ID")

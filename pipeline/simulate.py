@@ -12,8 +12,10 @@ Two workloads run on that demand:
   workload's ready replicas and its CPU utilisation ``demand / (ready * capacity)`` (capped at 1, the
   record's range) and goes through :class:`pipeline.stages.DeploymentPipeline` — the code the stream runs.
   Its ``recommended_replicas`` reaches Prometheus ``--publish-delay`` seconds later (a scrape) and KEDA
-  (:class:`models.autoscalers.KEDASimulator`) reads it every 30 s, next to a CPU trigger at
-  ``--floor-target`` (default: the scale-up threshold). With ``--shadow`` Helios only reports: the workload
+  (:class:`models.autoscalers.KEDASimulator`) acts on it as the project's ScaledObject says
+  (``k8s/keda/scaledobject-saleor.yaml``, read by :meth:`ScaledObjectSpec.from_manifest`, so the simulation
+  and the manifest cannot drift): its query and threshold, polling interval, CPU trigger, bounds and HPA
+  ``behavior``. With ``--shadow`` Helios only reports: the workload
   is driven by the CPU trigger at the HPA's target and the Helios columns show what it would have asked.
 
 Scored per policy: under-provisioned minutes (time with demand per ready replica above the scale-up
@@ -35,11 +37,118 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from models.autoscalers import HPASimulator, KEDASimulator
+from models.autoscalers import HPASimulator, KEDASimulator, Policy
 from models.features import CPU
 
 #: Filename fragments that mark a utilisation trace (the rest are counts).
 _UTILISATION_HINTS = ("cpu", "utiliz", "utilis")
+#: The project's ScaledObject: the simulated Helios workload is scaled by exactly this manifest.
+DEFAULT_SCALED_OBJECT = Path(__file__).resolve().parents[1] / "k8s" / "keda" / "scaledobject-saleor.yaml"
+#: The gauge the simulated Prometheus holds; the ScaledObject's query must read it.
+RECOMMENDED_METRIC = "helios_recommended_replicas"
+
+
+@dataclass(frozen=True)
+class ScaledObjectSpec:
+    """What the simulator takes from a KEDA ScaledObject (``keda.sh/v1alpha1``).
+
+    ``cooldown_seconds`` is KEDA's ``cooldownPeriod``: it only governs scaling to zero, so with
+    ``minReplicaCount >= 1`` it has no effect here; scale-down damping between non-zero counts is the HPA
+    ``behavior`` (``downscale_stabilization_seconds`` and the policies).
+    """
+
+    query: str
+    threshold: float
+    polling_seconds: float
+    cooldown_seconds: float
+    cpu_target: float | None
+    min_replicas: int
+    max_replicas: int
+    downscale_stabilization_seconds: float = 300.0
+    upscale_stabilization_seconds: float = 0.0
+    scale_up_policies: tuple[Policy, ...] | None = None
+    scale_down_policies: tuple[Policy, ...] | None = None
+    source: str = ""
+
+    @classmethod
+    def from_manifest(cls, path: Path = DEFAULT_SCALED_OBJECT) -> ScaledObjectSpec:
+        """Read the ScaledObject in ``path`` (the first document of that kind).
+
+        Raises ``ValueError`` naming the field when the manifest is not one the simulator can model:
+        no Prometheus trigger on ``helios_recommended_replicas``, a non-``AverageValue`` metric type, or a
+        CPU trigger that is not ``Utilization``.
+        """
+        import yaml
+
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text()) if isinstance(d, dict)]
+        scaled = next((d for d in docs if d.get("kind") == "ScaledObject"), None)
+        if scaled is None:
+            raise ValueError(f"{path}: no ScaledObject")
+        spec = scaled.get("spec") or {}
+        triggers = spec.get("triggers") or []
+        prom = [t for t in triggers if t.get("type") == "prometheus"]
+        if len(prom) != 1:
+            raise ValueError(f"{path}: spec.triggers needs exactly one prometheus trigger, got {len(prom)}")
+        meta = prom[0].get("metadata") or {}
+        query = str(meta.get("query", ""))
+        if RECOMMENDED_METRIC not in query:
+            raise ValueError(f"{path}: the prometheus trigger's query must read {RECOMMENDED_METRIC}, got {query!r}")
+        if prom[0].get("metricType", "AverageValue") != "AverageValue":
+            raise ValueError(f"{path}: the prometheus trigger's metricType must be AverageValue")
+        cpu = [t for t in triggers if t.get("type") == "cpu"]
+        cpu_target = None
+        if cpu:
+            if cpu[0].get("metricType", "Utilization") != "Utilization":
+                raise ValueError(f"{path}: the cpu trigger's metricType must be Utilization")
+            cpu_target = float(cpu[0]["metadata"]["value"]) / 100.0
+        behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
+
+        def policies(rules: dict[str, Any]) -> tuple[Policy, ...] | None:
+            if not rules.get("policies"):
+                return None
+            if rules.get("selectPolicy", "Max") != "Max":
+                raise ValueError(f"{path}: only selectPolicy Max is modelled")
+            return tuple(
+                (str(p["type"]), float(p["value"]), float(p["periodSeconds"])) for p in rules["policies"]
+            )
+
+        min_replicas = int(spec.get("minReplicaCount", 0))
+        if min_replicas < 1:
+            raise ValueError(f"{path}: minReplicaCount {min_replicas}: scaling to zero is not modelled")
+        down = behavior.get("scaleDown") or {}
+        up = behavior.get("scaleUp") or {}
+        return cls(
+            query=query,
+            threshold=float(meta["threshold"]),
+            polling_seconds=float(spec.get("pollingInterval", 30)),
+            cooldown_seconds=float(spec.get("cooldownPeriod", 300)),
+            cpu_target=cpu_target,
+            min_replicas=min_replicas,
+            max_replicas=int(spec.get("maxReplicaCount", 100)),
+            downscale_stabilization_seconds=float(down.get("stabilizationWindowSeconds", 300)),
+            upscale_stabilization_seconds=float(up.get("stabilizationWindowSeconds", 0)),
+            scale_up_policies=policies(up),
+            scale_down_policies=policies(down),
+            source=str(path),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "query": self.query,
+            "threshold": self.threshold,
+            "polling_seconds": self.polling_seconds,
+            "cooldown_seconds": self.cooldown_seconds,
+            "cpu_target": self.cpu_target,
+            "min_replicas": self.min_replicas,
+            "max_replicas": self.max_replicas,
+            "downscale_stabilization_seconds": self.downscale_stabilization_seconds,
+            "upscale_stabilization_seconds": self.upscale_stabilization_seconds,
+            "scale_up_policies": None if self.scale_up_policies is None else [list(p) for p in self.scale_up_policies],
+            "scale_down_policies": None
+            if self.scale_down_policies is None
+            else [list(p) for p in self.scale_down_policies],
+        }
 
 
 @dataclass
@@ -269,20 +378,32 @@ def simulate(
     shadow: bool = False,
     floor_target: float | None = None,
     cpu_scale_up: float = 0.80,
-    min_replicas: int = 1,
-    max_replicas: int = 10,
+    min_replicas: int | None = None,
+    max_replicas: int | None = None,
     tick: float = 15.0,
     publish_delay: float = 15.0,
     helios: Callable[[float, int, float], HeliosStep] | None = None,
+    scaled_object: ScaledObjectSpec | None = None,
 ) -> SimResult:
-    """Run both policies over ``demand`` (cores per trace step) and score them."""
+    """Run both policies over ``demand`` (cores per trace step) and score them.
+
+    Helios' workload is scaled as ``scaled_object`` says (default: the project's ScaledObject): its
+    polling interval, threshold, CPU trigger (``floor_target`` overrides it; with ``shadow`` the HPA's
+    target), bounds (``min_replicas``/``max_replicas`` override them, for both policies) and HPA behavior.
+    """
+    so = scaled_object if scaled_object is not None else ScaledObjectSpec.from_manifest()
+    min_replicas = so.min_replicas if min_replicas is None else min_replicas
+    max_replicas = so.max_replicas if max_replicas is None else max_replicas
     ts = trace["timestamp"].map(lambda x: x.timestamp()).to_numpy(dtype=float)
     step_seconds = round(float(np.median(np.diff(ts))))
     if step_seconds <= 0:
         raise ValueError("trace timestamps must increase")
     if helios is None:
         helios = make_helios(step_seconds, startup, cpu_scale_up, max_replicas)
-    floor = floor_target if floor_target is not None else (hpa_target if shadow else cpu_scale_up)
+    if shadow:
+        floor = floor_target if floor_target is not None else hpa_target
+    else:
+        floor = floor_target if floor_target is not None else so.cpu_target
     initial = min(max_replicas, max(min_replicas, math.ceil(round(demand[0] / (capacity * hpa_target), 9))))
     common = dict(
         capacity=capacity,
@@ -292,7 +413,17 @@ def simulate(
         initial_replicas=initial,
     )
     hpa = HPASimulator(target=hpa_target, **common)
-    keda = KEDASimulator(floor_target=floor, shadow=shadow, **common)
+    keda = KEDASimulator(
+        polling_seconds=so.polling_seconds,
+        threshold=so.threshold,
+        floor_target=floor,
+        cooldown_seconds=so.downscale_stabilization_seconds,
+        shadow=shadow,
+        upscale_stabilization_seconds=so.upscale_stabilization_seconds,
+        scale_up_policies=None if so.scale_up_policies is None else list(so.scale_up_policies),
+        scale_down_policies=None if so.scale_down_policies is None else list(so.scale_down_policies),
+        **common,
+    )
     tot_h, tot_k = Totals(), Totals()
     rows = []
     published: list[tuple[float, int]] = []  # (visible from, value) awaiting Prometheus
@@ -355,6 +486,7 @@ def simulate(
         "tick_seconds": tick,
         "publish_delay_seconds": publish_delay,
         "trace_step_seconds": step_seconds,
+        "scaled_object": so.as_dict(),
     }
     return SimResult(pd.DataFrame(rows), tot_h, tot_k, config)
 
@@ -498,10 +630,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--floor-target",
         type=float,
         default=None,
-        help="CPU trigger target of Helios' ScaledObject (default: HELIOS_CPU_SCALE_UP)",
+        help="override the ScaledObject's CPU trigger target (fraction)",
     )
     parser.add_argument("--kind", choices=["auto", "fraction", "percent", "count"], default="auto")
-    parser.add_argument("--max-replicas", type=int, default=10)
+    parser.add_argument(
+        "--max-replicas", type=int, default=None, help="default: the ScaledObject's maxReplicaCount"
+    )
+    parser.add_argument(
+        "--scaled-object",
+        type=Path,
+        default=DEFAULT_SCALED_OBJECT,
+        help="the KEDA ScaledObject Helios' workload is scaled by (default: k8s/keda/scaledobject-saleor.yaml)",
+    )
     parser.add_argument(
         "--publish-delay",
         type=float,
@@ -532,6 +672,7 @@ def run(args: argparse.Namespace) -> int:
         floor_target=args.floor_target,
         max_replicas=args.max_replicas,
         publish_delay=args.publish_delay,
+        scaled_object=ScaledObjectSpec.from_manifest(args.scaled_object),
     )
     args.out.mkdir(parents=True, exist_ok=True)
     result.steps.to_csv(args.out / f"{name}.csv", index=False)

@@ -74,8 +74,9 @@ class PipelineConfig:
         )
 
     @property
-    def max_steps(self) -> int:
-        return max(self.horizon_steps.values())
+    def published_steps(self) -> list[int]:
+        """The distinct steps ahead of the published horizons, ascending."""
+        return sorted(set(self.horizon_steps.values()))
 
     def new_forecaster(self) -> OnlineForecaster:
         steps = sorted(set(self.horizon_steps.values()) | {1})
@@ -92,7 +93,7 @@ class Prepared:
     sample: MetricSample
     window: AlignedWindow
     closed: AlignedWindow | None
-    bands: dict[str, list[Interval]]
+    bands: dict[str, dict[int, Interval]]
     stream_score: DetectorScore
     xgb_row: list[float]
 
@@ -135,8 +136,9 @@ class DeploymentPipeline:
         if step.closed is not None:
             self._learn(step.closed)
         window = step.current
+        steps = self.config.published_steps
         bands = {
-            name: forecaster.forecast(self.config.max_steps, current=(window.start, window.values[name]))
+            name: dict(zip(steps, forecaster.forecast_at(steps, current=(window.start, window.values[name])), strict=True))
             for name, forecaster in self.forecasters.items()
             if name in window.values
         }
@@ -170,13 +172,13 @@ class DeploymentPipeline:
         )
 
     def _scaling_inputs(
-        self, window: AlignedWindow, bands: dict[str, list[Interval]], score: CombinedScore
+        self, window: AlignedWindow, bands: dict[str, dict[int, Interval]], score: CombinedScore
     ) -> ScalingInputs:
         def by_seconds(name: str) -> dict[int, Interval]:
             series = bands.get(name)
             if not series:
                 return {}
-            return {steps * self.config.step_seconds: series[steps - 1] for steps in self.config.horizon_steps.values()}
+            return {steps * self.config.step_seconds: series[steps] for steps in self.config.horizon_steps.values()}
 
         values = window.values
         return ScalingInputs(
@@ -192,12 +194,12 @@ class DeploymentPipeline:
             db_connections=values.get(DB_CONNECTIONS),
         )
 
-    def _forecast_record(self, window: AlignedWindow, bands: dict[str, list[Interval]]) -> ForecastRecord:
+    def _forecast_record(self, window: AlignedWindow, bands: dict[str, dict[int, Interval]]) -> ForecastRecord:
         horizons = []
         for label, steps in self.config.horizon_steps.items():
             parts: dict[str, Band] = {}
             for name, series in bands.items():
-                iv = series[steps - 1]
+                iv = series[steps]
                 parts[name] = Band(point=iv.point, lower=iv.lower, upper=iv.upper)
             horizons.append(
                 HorizonForecast(

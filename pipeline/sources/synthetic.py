@@ -285,6 +285,8 @@ class SyntheticSource:
         seed: int = 0,
         backfill: int = 120,
         batch_size: int = 500,
+        incident_rate: float | None = None,
+        incident_length: int = 15,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -296,6 +298,8 @@ class SyntheticSource:
             raise ValueError(f"count must be >= 0, got {count}")
         if backfill < 0:
             raise ValueError(f"backfill must be >= 0, got {backfill}")
+        if incident_rate is not None and incident_rate <= 0:
+            raise ValueError(f"incident_rate must be positive, got {incident_rate}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.namespace = namespace
@@ -308,6 +312,8 @@ class SyntheticSource:
         self.seed = seed
         self.backfill = backfill
         self.batch_size = batch_size
+        self.incident_rate = incident_rate
+        self.incident_length = incident_length
         self.names = deployment_names(deployment, deployments)
         self._clock = clock
         self._sleep = sleep
@@ -318,6 +324,16 @@ class SyntheticSource:
         # Aligned to the interval so windows downstream see whole steps.
         return (math.floor(now / self.interval) - steps) * self.interval
 
+    def _rate_at(self, step: int) -> float:
+        """Pacing at one step: ``incident_rate`` while the incident lasts (so a demo can see it)."""
+        if (
+            self.incident_rate is not None
+            and self.incident_at is not None
+            and self.incident_at <= step < self.incident_at + self.incident_length
+        ):
+            return self.incident_rate
+        return self.rate
+
     async def batches(self) -> AsyncIterator[Batch]:
         start = self._start()
         origin = datetime.fromtimestamp(start + self.interval, UTC)
@@ -326,12 +342,13 @@ class SyntheticSource:
                 self.interval,
                 seed=self.seed + i,
                 incident_at=self.incident_at if i == 0 else None,
+                incident_length=self.incident_length,
                 start=origin,
                 base_rps=120.0 * (0.5 + ((i * 7919) % 100) / 66) if i else 120.0,
             )
             for i in range(len(self.names))
         ]
-        t0 = self._clock()
+        due = self._clock()
         emitted = 0
         pending: list[MetricSample] = []
         step = 0
@@ -344,9 +361,11 @@ class SyntheticSource:
                     yield Batch(pending)
                     pending = []
                 await self._sleep(wait_event)
+            rate = self._rate_at(step)
             for gen, name in zip(gens, self.names, strict=True):
-                if self.rate > 0:
-                    wait_rate = t0 + emitted / self.rate - self._clock()
+                if rate > 0:
+                    wait_rate = due - self._clock()
+                    due = max(due, self._clock() - 1.0) + 1.0 / rate
                     if wait_rate > 0:
                         if pending:
                             yield Batch(pending)

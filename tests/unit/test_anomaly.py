@@ -168,18 +168,21 @@ def test_severity_rule() -> None:
     assert severity(CRITICAL_FACTOR * t, t) == "critical"
 
 
-def test_combine_takes_the_stronger_evidence() -> None:
-    s = DetectorScore(1.0, {CPU: 0.75, MEMORY: 0.25})
-    low = combine(s, None, 2.5)
-    assert (low.score, low.is_anomaly, low.severity) == (1.0, False, "normal")
-    assert low.contributions == [(CPU, 0.75), (MEMORY, 0.25)]
+def test_combine_lets_xgboost_modulate_but_not_alarm_alone() -> None:
+    s = DetectorScore(2.0, {CPU: 1.5, MEMORY: 0.5})
+    alone = combine(s, None, 2.5)
+    assert (alone.score, alone.is_anomaly, alone.severity) == (2.0, False, "normal")
+    assert alone.contributions == [(CPU, 1.5), (MEMORY, 0.5)]
     high = combine(s, 0.8, 2.5)
-    # p = 0.8 -> 2.5 * 0.8 / 0.5 = 4.0 sigma
-    assert high.score == pytest.approx(4.0)
-    assert high.is_anomaly and high.severity == "critical"
+    # sigma * (0.5 + p) = 2.0 * 1.3
+    assert high.score == pytest.approx(2.6)
+    assert high.is_anomaly and high.severity == "warning"
     assert high.parts["xgb_probability"] == 0.8
-    assert sum(c for _, c in high.contributions) == pytest.approx(4.0)
+    assert sum(c for _, c in high.contributions) == pytest.approx(2.6)
     assert [c for _, c in high.contributions] == sorted((c for _, c in high.contributions), reverse=True)
+    calm = combine(DetectorScore(0.2, {CPU: 0.2}), 1.0, 2.5)
+    assert not calm.is_anomaly  # a confident XGBoost cannot alarm on a calm stream
+    assert combine(s, 0.0, 2.5).score == pytest.approx(1.0)
 
 
 def test_to_unit_interval_monotone_and_bounded() -> None:

@@ -1,0 +1,69 @@
+"""The ceiling of ``make bench``: the least a Python stream processor on aiokafka can do per sample.
+
+Consumes JSON samples, parses each with orjson and produces a small JSON record per sample, with the
+same producer durability as the worker (acks=all) and committing offsets as a consumer group does.
+Exits after ``--count`` records (or on SIGTERM).
+
+    python scripts/bench_passthrough.py --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G --count N
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+async def passthrough(bootstrap: str, source: str, sink: str, group: str, count: int, batch: int) -> int:
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+        max_partition_fetch_bytes=4 * 2**20,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await consumer.start()
+    await producer.start()
+    done = 0
+    try:
+        while done < count:
+            fetched = await consumer.getmany(timeout_ms=500, max_records=batch)
+            for msgs in fetched.values():
+                for msg in msgs:
+                    sample = orjson.loads(msg.value)
+                    out = orjson.dumps(
+                        {
+                            "key": f"{sample['namespace']}/{sample['deployment']}",
+                            "timestamp": sample["timestamp"],
+                            "cpu": sample["metrics"].get("cpu_utilization"),
+                        }
+                    )
+                    await producer.send(sink, key=msg.key, value=out)
+                done += len(msgs)
+        await producer.flush()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return done
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--count", type=int, required=True)
+    p.add_argument(
+        "--batch", type=int, default=500, help="records per getmany (the worker's HELIOS_BATCH_SIZE)"
+    )
+    a = p.parse_args()
+    asyncio.run(passthrough(a.bootstrap, a.input, a.output, a.group, a.count, a.batch))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,300 @@
+# ruff: noqa: E501 - the report is prose in f-strings; wrapping them mid-sentence reads worse
+"""Turns the results of ``scripts/bench.py`` into ``benchmarks/perf.md`` (numbers only from the run)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _f(x: float | None, nd: int = 0) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:,.{nd}f}"
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def write_report(res: dict[str, Any], path: Path) -> None:
+    cfg, mach, load = res["config"], res["machine"], res["load"]
+    inproc, helios, mem, sc = res["inproc"], res["helios"], res["memory"], res["scaling"]
+    thr, lat, health = helios["throughput"], helios["latency"], helios["health"]
+    ceiling_rates = sorted(r["sustained"] for r in res["ceiling"])
+    ceiling = ceiling_rates[len(ceiling_rates) // 2]
+    ceiling_cpu = sorted(r["cpu_us_per_sample"] for r in res["ceiling"])[len(res["ceiling"]) // 2]
+    ratio = thr["sustained"] / ceiling
+    ratio_cpu = ceiling_cpu / thr["cpu_us_per_sample"]
+    state_json = inproc["state_sizes"][max(inproc["state_sizes"], key=int)]["bytes"]
+    rss_per = mem["per_deployment_bytes"]
+    bd = inproc["by_deployments"]
+    steady = [v["steady_us"] for v in bd.values()]
+    spread = max(steady) / min(steady)
+    pot = inproc["potentials"]
+    stages = inproc["stages_us"]
+    lines: list[str] = []
+    w = lines.append
+    w("# Performance: Helios against the ceiling of Python on Kafka")
+    w("")
+    w(
+        f"Produced by `make bench` (`scripts/bench.py`) on {res['started']} in {res['seconds'] / 60:.1f} min; raw numbers "
+        "in `benchmarks/perf.json`. Every number below comes from that one run."
+        + (" **QUICK (debug) sizes.**" if cfg["quick"] else "")
+    )
+    w("")
+    w("## Machine")
+    w(
+        f"- {mach['cpu']}, {mach['cores']} cores, {mach['ram_gib']} GiB RAM; {mach['platform']}; Python {mach['python']}"
+    )
+    w(
+        f"- Apache Kafka {mach['kafka']} (KRaft, one local broker on the same 2 cores, `scripts/kafka-local`); "
+        + ", ".join(f"{k} {v}" for k, v in mach["packages"].items())
+    )
+    w(
+        f"- Shared machine: 1-minute load average {load['start'][0]:.2f} at the start, "
+        + ", ".join(f"{k} {v[0]:.2f}" for k, v in load.items() if k != "start")
+        + ". The broker, the process under test and the bench's own client share the 2 cores, so wall-clock rates "
+        "are lower than on a dedicated box; CPU µs/sample (from /proc) is the number that transfers."
+    )
+    w("")
+    w("## Summary")
+    w("")
+    w("| question | measured | target | met |")
+    w("|---|---:|---:|---|")
+    w(
+        f"| Helios sustained / ceiling (wall clock) | {_f(thr['sustained'])} / {_f(ceiling)} samples/s = "
+        f"**{ratio:.1%}** | >= 40 % | {_met(ratio >= 0.4)} |"
+    )
+    w(
+        f"| same, by CPU per sample (ceiling µs / Helios µs) | {_f(ceiling_cpu)} / {_f(thr['cpu_us_per_sample'])} µs = "
+        f"{ratio_cpu:.1%} | | |"
+    )
+    w(
+        f"| end-to-end p50 / p99 at half rate ({_f(lat['rate'])}/s) | {_f(lat['p50_ms'])} / **{_f(lat['p99_ms'])} ms** "
+        f"| p99 < 250 ms | {_met(lat['p99_ms'] < 250)} |"
+    )
+    w(
+        f"| resident memory per tracked deployment (RSS slope) | **{_f(rss_per / 1024, 1)} KB** | < 20 KB | "
+        f"{_met(rss_per < 20 * 1024)} |"
+    )
+    w(
+        f"| serialized state per deployment (`DeploymentPipeline.to_dict`, JSON) | {_f(state_json / 1024, 1)} KB | < 20 KB"
+        f" | {_met(state_json < 20 * 1024)} |"
+    )
+    w(
+        f"| cost per sample at {', '.join(bd)} deployments (in-process) | "
+        f"{' / '.join(_f(v) for v in steady)} µs (max/min {spread:.2f}) | independent | "
+        f"{_met(spread < 1.3)} |"
+    )
+    w(
+        f"| `/health` p99 while the worker runs flat out | **{_f(health['p99_ms'])} ms** (p50 {_f(health['p50_ms'], 1)}, "
+        f"max {_f(health['max_ms'])}, {health['requests']} requests) | < 100 ms | {_met(health['p99_ms'] < 100)} |"
+    )
+    w("")
+    w("## 1. Throughput")
+    w(
+        f"Input: {cfg['samples']:,} `MetricSample` JSON records ({cfg['deployments']:,} deployments x {cfg['steps']} "
+        f"samples, one per {cfg['scoring_interval']} s interval, per-deployment daily CPU cycle, AR(1) noise and scrape "
+        f"offset; event times end two intervals before now), pre-produced to one {cfg['partitions']}-partition topic. "
+        "Each consumer starts after the backlog is in Kafka; the bench reads the output topic and timestamps every "
+        "fetch. *Sustained* = outputs between 10 % and 90 % of the total divided by the time between them (leaves out "
+        "group join and the tail); *overall* includes process start-up."
+    )
+    w("")
+    w("| process | sustained samples/s | overall samples/s | start-up to first output | CPU µs/sample |")
+    w("|---|---:|---:|---:|---:|")
+    for i, r in enumerate(res["ceiling"]):
+        w(
+            f"| ceiling run {i + 1}: aiokafka consume -> orjson -> produce (acks=all) | {_f(r['sustained'])} | "
+            f"{_f(r['overall'])} | | {_f(r['cpu_us_per_sample'])} |"
+        )
+    w(
+        f"| **Helios** `helios worker` (batch {inproc['batch_size']}, XGBoost batched, 3 outputs + changelog) | "
+        f"**{_f(thr['sustained'])}** | {_f(thr['overall'])} | {_f(thr['startup_seconds'], 1)} s | "
+        f"{_f(thr['cpu_us_per_sample'])} |"
+    )
+    w("")
+    w(
+        f"The ratio uses the median ceiling run ({_f(ceiling)}/s). Helios processed {_f(thr['processed'])} samples, "
+        f"dead-lettered {_f(thr['dead_lettered'])}; the worker's RSS ended at "
+        f"{_f(thr['rss_trace'][-1][1] / 2**20 if thr['rss_trace'] else float('nan'), 1)} MiB."
+    )
+    w("")
+    w("![throughput](perf_throughput.png)")
+    w("")
+    w("## 2. End-to-end latency at half the sustained rate")
+    w(
+        f"The same worker, warm, then the next {cfg['latency_steps']} samples of every deployment from a paced producer "
+        f"at {_f(lat['rate'])} samples/s ({lat['sent']:,} samples over {_f(lat['seconds'], 1)} s). Latency = consume "
+        "time of the sample's recommendation (matched by deployment and window) minus the time the sample was handed to "
+        f"the producer. {lat['matched']:,} of {lat['sent']:,} matched; the first second (producer warm-up) is left out "
+        f"(p99 with it: {_f(lat['p99_all_ms'])} ms)."
+    )
+    w("")
+    w(
+        f"p50 **{_f(lat['p50_ms'])} ms**, p90 {_f(lat['p90_ms'])} ms, p99 **{_f(lat['p99_ms'])} ms**, max "
+        f"{_f(lat['max_ms'])} ms. `/health` p99 during this phase: {_f(lat['health_p99_ms'])} ms."
+    )
+    w("")
+    w("![latency](perf_latency.png)")
+    w("")
+    w("## 3. Cost per stage (in-process, no Kafka)")
+    w(
+        f"`Runtime.process` taken apart: the same calls in the same order, timed, over {inproc['stages_deployments']:,} "
+        f"warm deployments in micro-batches of {inproc['batch_size']} (`scripts/bench_inproc.py`). "
+        f"The whole `Runtime.process` measured on its own: **{_f(inproc['process_us'])} µs/sample**."
+    )
+    w("")
+    w("| stage | µs/sample | share |")
+    w("|---|---:|---:|")
+    total = sum(v for k, v in stages.items() if "median" not in k and "bytes" not in k)
+    for k, v in stages.items():
+        if "median" in k or "bytes" in k:
+            continue
+        w(f"| {k} | {_f(v, 1)} | {v / total:.0%} |")
+    w(f"| sum | {_f(total, 1)} | |")
+    w("")
+    w(
+        f"XGBoost median call: {_f(stages.get('XGBoost median call (per row)'), 2)} µs per row (the mean above also "
+        "carries OpenMP stalls on the busy box). Output: "
+        f"{_f(stages.get('output bytes per sample (3 records)'))} bytes of JSON per sample (3 records); "
+        f"{_f(inproc['series_per_deployment'])} Prometheus series per deployment."
+    )
+    w("")
+    w("![stages](perf_stages.png)")
+    w("")
+    prof = inproc["profile"]
+    w(f"pyinstrument over `Runtime.process` ({prof['samples']:,} samples), inclusive share of the time:")
+    w("")
+    w("| function | inclusive | ")
+    w("|---|---:|")
+    for name, share in prof["inclusive"][:22]:
+        if "bench_inproc" in name or "<module>" in name:
+            continue
+        w(f"| `{name}` | {share:.1%} |")
+    w("")
+    w(
+        "Cost per sample against the number of tracked deployments (fresh runtime each; first sample of a deployment "
+        "creates its state):"
+    )
+    w("")
+    w("| deployments | first sample µs | steady µs/sample |")
+    w("|---:|---:|---:|")
+    for d, v in bd.items():
+        w(f"| {int(d):,} | {_f(v['first_sample_us'])} | {_f(v['steady_us'])} |")
+    w("")
+    w("## 4. Memory per tracked deployment")
+    w(
+        "One worker, fresh topics, fed 2 samples for each new deployment; RSS from `/proc/<pid>/status` after the "
+        f"outputs arrived. Idle (no deployment): {_f(mem['idle_rss'] / 2**20, 1)} MiB."
+    )
+    w("")
+    w("| tracked deployments | RSS MiB |")
+    w("|---:|---:|")
+    for lv in mem["levels"]:
+        w(f"| {_f(lv['tracked'])} | {_f(lv['rss'] / 2**20, 1)} |")
+    w("")
+    w(
+        f"Slope between the last two levels: **{_f(rss_per / 1024, 1)} KB per deployment**. Where it goes (Python heap "
+        "by tracemalloc, in-process, same 2 samples per deployment):"
+    )
+    w("")
+    w("| part | KB/deployment |")
+    w("|---|---:|")
+    for k, v in inproc["memory_breakdown"].items():
+        w(f"| {k} | {_f(v / 1024, 1)} |")
+    w("")
+    w(
+        "Serialized state (`{offset, pipe: DeploymentPipeline.to_dict()}`, orjson) of one deployment after k samples:"
+    )
+    w("")
+    w("| samples | bytes | of which forecasters | detector | aligner |")
+    w("|---:|---:|---:|---:|---:|")
+    for k, v in inproc["state_sizes"].items():
+        w(
+            f"| {int(k):,} | {_f(v['bytes'])} | {_f(v['parts']['fc'])} | {_f(v['parts']['det'])} | "
+            f"{_f(v['parts']['align'])} |"
+        )
+    w("")
+    w("## 5. One worker against two on the same partitions")
+    w(
+        f"{sc['samples']:,} pre-produced samples on a fresh {cfg['partitions']}-partition topic; first one worker, then "
+        "two workers of one consumer group (same `HELIOS_APP_ID`) launched together, each with its own fresh group."
+    )
+    w("")
+    w(
+        "| workers | sustained samples/s | start-up to first output | outputs (duplicates) | /health p99 (first worker) "
+        "| per worker: processed, tracked deployments, CPU s |"
+    )
+    w("|---|---:|---:|---:|---:|---|")
+    for k in ("1", "2", "1-batch50"):
+        r = sc[k]
+        per = "; ".join(
+            f"{_f(p['processed'])}, {_f(p['tracked'])}, {_f(p['cpu_seconds'], 1)}" for p in r["workers"]
+        )
+        label = "1, HELIOS_BATCH_SIZE=50" if k == "1-batch50" else k
+        w(
+            f"| {label} | {_f(r['sustained'])} | {_f(r['startup_seconds'], 1)} s | {r['outputs']:,} ({r['duplicates']}) "
+            f"| {_f(r['health_p99_ms'])} ms | {per} |"
+        )
+    w("")
+    w(
+        "On 2 shared cores (with the broker) two workers cannot be faster; the run shows the mechanics: the group "
+        "splits the partitions, each worker tracks only the deployments of its partitions, and the outputs are "
+        "complete."
+    )
+    w("")
+    w("## 6. Where the time goes, and what would buy it back (for the lead; nothing here was changed)")
+    full = pot["forecast(max_steps, current) us/call"]
+    few_key = next(
+        k for k in pot if k.startswith("forecast(") and "max_steps" not in k and "without" not in k
+    )
+    few = pot[few_key]
+    n_fc = pot["forecasters_per_sample"]
+    clone = pot["clone via from_dict(to_dict()) us/call"]
+    w(
+        f"1. **Forecast only the published horizons.** `DeploymentPipeline.prepare` calls "
+        f"`OnlineForecaster.forecast({int(pot['forecast_max_steps'])}, current=...)` for {int(n_fc)} features and uses 4 "
+        f"of the {int(pot['forecast_max_steps'])} steps. Measured: {_f(full)} µs/call for "
+        f"{int(pot['forecast_max_steps'])} steps against {_f(few)} µs for `{few_key.split(' ')[0]}` -> "
+        f"about **{_f((full - few) * n_fc)} µs/sample** saved ({(full - few) * n_fc / inproc['process_us']:.0%} of "
+        "`Runtime.process`) with a `forecast_at(steps=[5, 15, 30, 60], current=...)` in `models/forecast.py`."
+    )
+    w(
+        f"2. **Forecast with `current` without a serialization round-trip.** `forecast(current=...)` clones via "
+        f"`from_dict(to_dict())` (base64 float32 arrays): {_f(clone)} µs/call, {_f(clone * n_fc)} µs/sample; a "
+        "`copy()` of the few scalars `learn_one` touches (or a learn/undo) removes most of it."
+    )
+    labels = pot["Gauge.labels(ns, dep).set us/call"]
+    cached = pot["cached child .set us/call"]
+    series = inproc["series_per_deployment"]
+    w(
+        f"3. **Gauges: cache the label children per deployment.** `HeliosMetrics.observe` sets ~{_f(series)} series per "
+        f"sample through `labels(...)`: {_f(labels, 2)} µs per set against {_f(cached, 2)} µs on a cached child -> "
+        f"~{_f((labels - cached) * series)} µs/sample. The same series are also most of the memory per deployment "
+        "(section 4): fewer per-deployment series (e.g. accuracy gauges per feature x horizon only for the "
+        "watched deployment, or as a summary) is the main lever for the 20 KB target."
+    )
+    w(
+        f"4. **State snapshot per batch**: {_f(pot['state to_dict+orjson us/deployment'])} µs and ~"
+        f"{_f(state_json / 1024, 1)} KB of changelog per dirty deployment per batch; with one sample per deployment "
+        "per batch that is one snapshot per sample, i.e. the changelog carries more bytes than the input. Snapshot "
+        "only when a window closes, or every N batches (the offset-based replay-skip already makes that safe)."
+    )
+    w(
+        f"5. **Keep `/health` responsive**: a batch of {inproc['batch_size']} samples at ~{_f(inproc['process_us'])} "
+        f"µs holds the event loop for ~{_f(inproc['batch_size'] * inproc['process_us'] / 1000)} ms, which is the "
+        "`/health` p99 above (section 5 measures HELIOS_BATCH_SIZE=50: "
+        f"/health p99 {_f(sc['1-batch50']['health_p99_ms'])} ms at {_f(sc['1-batch50']['sustained'])} samples/s). Either "
+        "cap the batch by time or run "
+        "`runtime.process` in a worker thread (`loop.run_in_executor`), which lets aiohttp answer between GIL "
+        "switches."
+    )
+    w("")
+    w(
+        "Reproduce: `make bench` (starts the broker on 9092); `--quick` for a smoke run; `scripts/bench_inproc.py` alone "
+        "for the stage costs."
+    )
+    path.write_text("\n".join(lines) + "\n")

@@ -1,0 +1,63 @@
+"""The pipeline agent under Faust's own test_context(): decode, run the stages, emit, observe."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any
+from unittest.mock import patch
+
+import pytest
+
+from pipeline.app import create_app
+from pipeline.settings import load_settings
+
+
+def _sample(t: float, cpu: float) -> bytes:
+    return json.dumps(
+        {"namespace": "saleor", "deployment": "saleor-api", "timestamp": t, "replicas": 2,
+         "metrics": {"cpu_utilization": cpu, "memory_utilization": 0.5}}
+    ).encode()
+
+
+@pytest.mark.asyncio
+async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tmp_path: Any) -> None:
+    settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path), "HELIOS_BATCH_WITHIN": "0.01"})
+    app = create_app(settings)
+    app.finalize()
+    app.conf.store = "memory://"
+    app.flow_control.resume()
+    helios = app.helios
+    sent: list[tuple[str, bytes, bytes]] = []
+    changelog: list[tuple[int, str]] = []
+
+    def fake_send_soon(self: Any, key: bytes, value: bytes, **kw: Any) -> None:
+        sent.append((self.get_topic_name(), key, value))
+
+    def fake_changelog(partition: int, key: str, value: Any, **kw: Any) -> None:
+        changelog.append((partition, key))
+
+    async def no_flush() -> None:
+        return None
+
+    agent = app.agents["helios-pipeline"]
+    step = settings.scoring_interval
+    start = math.floor(time.time() / step) * step - 10 * step
+    with patch("faust.topics.Topic.send_soon", fake_send_soon), \
+         patch.object(helios.state, "send_changelog", fake_changelog), \
+         patch.object(type(app.producer), "flush", lambda self: no_flush()):
+        async with agent.test_context() as a:
+            for i in range(5):
+                await a.put(_sample(start + i * step, 0.4 + 0.01 * i), key=b"saleor/saleor-api", partition=3)
+            await a.put(b"{not json", key=b"saleor/saleor-api", partition=3)
+    topics = [t for t, _, _ in sent]
+    assert topics.count(settings.topic_forecasts) == 5
+    assert topics.count(settings.topic_anomalies) == 5
+    assert topics.count(settings.topic_recommendations) == 5
+    dlq = [json.loads(v) for t, _, v in sent if t == settings.topic_dlq]
+    assert [d["reason"] for d in dlq] == ["not_json"]
+    assert changelog and all(p == 3 and k == "saleor/saleor-api" for p, k in changelog)
+    assert helios.registry.get_sample_value(
+        "helios_recommended_replicas", {"namespace": "saleor", "deployment": "saleor-api"}
+    ) is not None

@@ -1,0 +1,239 @@
+"""Contract tests of the online forecaster (models/forecast.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from models.forecast import Interval, OnlineForecaster
+
+T0 = 1_700_000_000.0  # a multiple of 300 and 60 seconds
+DAY = 86400
+
+
+def _series(n: int, step: int, seed: int = 0) -> list[tuple[float, float]]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t = T0 + i * step
+        out.append((t, 0.4 + 0.15 * math.sin(2 * math.pi * t / DAY) + 0.03 * rng.standard_normal()))
+    return out
+
+
+def _trained(n: int = 1500, step: int = 300, **kw: object) -> OnlineForecaster:
+    f = OnlineForecaster(step_seconds=step, **kw)  # type: ignore[arg-type]
+    for t, y in _series(n, step):
+        f.learn_one(t, y)
+    return f
+
+
+def test_prior_band_before_any_data() -> None:
+    f = OnlineForecaster(step_seconds=60, prior_center=0.5, prior_half_width=1.0)
+    bands = f.forecast(288)
+    assert len(bands) == 288
+    assert all(b == Interval(0.5, -0.5, 1.5) for b in bands)
+    assert f.n_seen == 0
+    assert f.accuracy() == {h: (0.0, 1.0) for h in (1, 5, 15, 30, 60)}
+
+
+@pytest.mark.parametrize("step", [60, 300])
+def test_json_round_trip_gives_identical_forecasts_and_small_state(step: int) -> None:
+    f = _trained(3000, step)
+    text = json.dumps(f.to_dict())
+    assert len(text) <= 6 * 1024
+    g = OnlineForecaster.from_dict(json.loads(text))
+    assert g.forecast(288) == f.forecast(288)
+    assert g.accuracy() == f.accuracy()
+    # ... and they keep agreeing as both learn the same data.
+    for t, y in _series(3100, step)[3000:]:
+        f.learn_one(t, y)
+        g.learn_one(t, y)
+    assert g.forecast(60) == f.forecast(60)
+    assert g.n_seen == f.n_seen == 3100
+
+
+def test_reproducible() -> None:
+    assert _trained(800).forecast(24) == _trained(800).forecast(24)
+
+
+def test_inputs_not_mutated() -> None:
+    steps = [1, 3, 6, 12]
+    cands = [(0.2, True, 0.0), (0.5, False, 1.0)]
+    f = OnlineForecaster(step_seconds=300, calibrated_steps=steps, candidates=cands)
+    for t, y in _series(300, 300):
+        f.learn_one(t, y)
+    assert steps == [1, 3, 6, 12]
+    assert cands == [(0.2, True, 0.0), (0.5, False, 1.0)]
+    state = f.to_dict()
+    kept = copy.deepcopy(state)
+    OnlineForecaster.from_dict(state).learn_one(T0 + 300 * 300, 0.9)
+    assert state == kept
+
+
+def test_current_peek_does_not_mutate() -> None:
+    f = _trained(600)
+    before = json.dumps(f.to_dict())
+    t_next = T0 + 600 * 300
+    peek = f.forecast(12, current=(t_next, 0.95))
+    assert json.dumps(f.to_dict()) == before
+    f.learn_one(t_next, 0.95)
+    assert peek == f.forecast(12)
+    # Forecasting from the open window moved the point towards the surprising value.
+    g = _trained(600)
+    assert peek[0].point > g.forecast(1)[0].point
+
+
+def test_peek_with_old_time_is_plain_forecast() -> None:
+    f = _trained(200)
+    assert f.forecast(5, current=(T0, 10.0)) == f.forecast(5)
+
+
+def test_bands_are_ordered_and_finite_up_to_288_steps() -> None:
+    f = _trained(2000, 300, calibrated_steps=(1, 3, 6, 12))
+    bands = f.forecast(288)
+    assert len(bands) == 288
+    for b in bands:
+        assert all(math.isfinite(v) for v in (b.point, b.lower, b.upper))
+        assert b.lower <= b.point <= b.upper
+    widths = [b.upper - b.lower for b in bands]
+    assert widths[-1] >= widths[11]  # beyond the last calibrated horizon the band widens
+
+
+def test_times_not_after_the_last_are_ignored() -> None:
+    f = _trained(100)
+    state = json.dumps(f.to_dict())
+    f.learn_one(T0 + 99 * 300, 5.0)  # same time as the last sample
+    f.learn_one(T0, 5.0)  # the past
+    f.learn_one(T0 + 100 * 300, float("nan"))  # missing value
+    assert json.dumps(f.to_dict()) == state
+
+
+def test_gaps_are_handled() -> None:
+    data = _series(1200, 300)
+    f = OnlineForecaster(step_seconds=300, calibrated_steps=(1, 3, 6, 12))
+    for i, (t, y) in enumerate(data):
+        if 400 <= i < 405 or 800 <= i < 900:  # a 25-minute and an 8-hour outage
+            continue
+        f.learn_one(t, y)
+    assert f.n_seen == 1200 - 105
+    nxt = f.forecast(12)
+    assert all(math.isfinite(b.point) for b in nxt)
+    # Scored forecasts only ever compare a forecast with the value it aimed at: accuracy stays sane.
+    for h, (mae, cover) in f.accuracy().items():
+        assert 0.0 < mae < 0.1, h
+        assert 0.7 <= cover <= 1.0, h
+    # A gap puts the next forecast on the right clock: the seasonal shape follows t.
+    t_last = data[-1][0]
+    expected = 0.4 + 0.15 * math.sin(2 * math.pi * (t_last + 12 * 300) / DAY)
+    assert abs(nxt[-1].point - expected) < 0.06
+
+
+def test_first_day_zero_then_seasonal() -> None:
+    step = 300
+    f = OnlineForecaster(step_seconds=step, calibrated_steps=(1, 3, 6, 12))
+    rng = np.random.default_rng(3)
+    n_day = DAY // step
+    errs_late = []
+    for i in range(6 * n_day):
+        t = T0 + i * step
+        y = 0.0 if i < n_day else 0.5 + 0.2 * math.sin(2 * math.pi * t / DAY) + 0.02 * rng.standard_normal()
+        if i >= 5 * n_day:
+            errs_late.append(abs(f.forecast(1)[0].point - y))
+        f.learn_one(t, y)
+    bands = f.forecast(12)
+    assert all(math.isfinite(b.lower) and math.isfinite(b.upper) for b in bands)
+    # After the switch the forecaster tracks the new regime: errors near the noise level, far from 0.5.
+    assert float(np.mean(errs_late)) < 0.05
+
+
+def test_flat_series() -> None:
+    f = OnlineForecaster(step_seconds=60)
+    for i in range(500):
+        f.learn_one(T0 + 60 * i, 0.25)
+    for b in f.forecast(288):
+        assert b.point == pytest.approx(0.25, abs=1e-9)
+        assert b.upper - b.lower == pytest.approx(0.0, abs=1e-9)
+    assert all(mae == pytest.approx(0.0, abs=1e-9) and cover == 1.0 for mae, cover in f.accuracy().values())
+    # The first change after a flat stretch reopens the band instead of leaving it stuck at zero width.
+    rng = np.random.default_rng(1)
+    for i in range(500, 900):
+        f.learn_one(T0 + 60 * i, 0.25 + 0.05 * rng.standard_normal())
+    b = f.forecast(1)[0]
+    assert b.upper - b.lower > 0.05
+
+
+def test_accuracy_is_nan_free_and_in_range() -> None:
+    f = _trained(1500, calibrated_steps=(1, 3, 6, 12))
+    acc = f.accuracy()
+    assert set(acc) == {1, 3, 6, 12}
+    for mae, cover in acc.values():
+        assert math.isfinite(mae) and mae > 0.0
+        assert 0.0 <= cover <= 1.0
+
+
+def _h12_mae_on_day_7(season_seconds: int) -> float:
+    step = 300
+    f = OnlineForecaster(step_seconds=step, season_seconds=season_seconds, calibrated_steps=(1, 3, 6, 12))
+    made: dict[int, float] = {}
+    errs = []
+    for i in range(7 * DAY // step):
+        t = T0 + i * step
+        y = 0.5 + 0.2 * math.sin(2 * math.pi * t / DAY)
+        if i in made and i >= 6 * DAY // step:
+            errs.append(abs(made.pop(i) - y))
+        f.learn_one(t, y)
+        made[i + 12] = f.forecast(12)[-1].point
+    return float(np.mean(errs))
+
+
+def test_daily_profile_helps_once_seen() -> None:
+    # A clean daily sine: on day 7 the 1-hour-ahead forecast is far better with the seasonal profile.
+    seasonal, plain = _h12_mae_on_day_7(DAY), _h12_mae_on_day_7(0)
+    assert seasonal < 0.5 * plain
+    assert seasonal < 0.02
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"step_seconds": 0}, "step_seconds"),
+        ({"step_seconds": 60, "level": 1.0}, "level"),
+        ({"step_seconds": 60, "calibrated_steps": (5, 1)}, "calibrated_steps"),
+        ({"step_seconds": 60, "calibrated_steps": ()}, "calibrated_steps"),
+        ({"step_seconds": 60, "candidates": ((1.5, True, 0.0),)}, "candidates"),
+        ({"step_seconds": 60, "season_gamma": 0.0}, "season_gamma"),
+        ({"step_seconds": 60, "coverage_lr": 2.0}, "coverage_lr"),
+        ({"step_seconds": 60, "max_season_bins": 0}, "max_season_bins"),
+        ({"step_seconds": 60, "prior_half_width": 0.0}, "prior_half_width"),
+    ],
+)
+def test_bad_settings_are_rejected(kwargs: dict[str, object], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        OnlineForecaster(**kwargs)  # type: ignore[arg-type]
+
+
+def test_from_dict_rejects_other_versions() -> None:
+    d = _trained(10).to_dict()
+    d["v"] = 99
+    with pytest.raises(ValueError, match="version"):
+        OnlineForecaster.from_dict(d)
+
+
+def test_fine_steps_keep_the_profile_bounded() -> None:
+    f = OnlineForecaster(step_seconds=10)
+    assert len(f.to_dict()["season"]) <= 4 * 288 * 4 // 3 + 4  # base64 of at most 288 float32
+
+
+def test_score_before_learn_order() -> None:
+    # The forecast for a step is fixed before that step's value is learned: a huge value at t
+    # cannot have influenced what was forecast for t.
+    f = _trained(300)
+    before = f.forecast(1)[0]
+    g = OnlineForecaster.from_dict(f.to_dict())
+    g.learn_one(T0 + 300 * 300, 100.0)
+    assert f.forecast(1)[0] == before
+    assert g.forecast(1)[0].point > before.point
