@@ -27,7 +27,11 @@ kafka-start: system-deps
 kafka-stop:
 	scripts/kafka-local stop
 
-run: install kafka-start
+# A demo from a clean slate: the local broker's data is wiped first (replayed history would otherwise
+# be older than the state a previous run left, and be dead-lettered as too late).
+run: install system-deps
+	scripts/kafka-local wipe
+	scripts/kafka-local start
 	scripts/run-local
 
 test: install system-deps

@@ -236,15 +236,23 @@ class HorizontalPodAutoscaler:
             if sel not in ("Max", "Min", "Disabled"):
                 raise ValueError(f"{name} must be Max, Min or Disabled, got {sel!r}")
         if scale_up_policies is None:
-            scale_up_policies = [("Percent", scale_up_percent, period_seconds), ("Pods", scale_up_pods, period_seconds)]
+            scale_up_policies = [
+                ("Percent", scale_up_percent, period_seconds),
+                ("Pods", scale_up_pods, period_seconds),
+            ]
         if scale_down_policies is None:
             scale_down_policies = [("Percent", 100.0, 15.0)]
-        for name, policies in (("scale_up_policies", scale_up_policies), ("scale_down_policies", scale_down_policies)):
+        for name, policies in (
+            ("scale_up_policies", scale_up_policies),
+            ("scale_down_policies", scale_down_policies),
+        ):
             if not policies:
                 raise ValueError(f"{name} must not be empty")
             for kind, value, period in policies:
                 if kind not in ("Pods", "Percent") or value <= 0 or period <= 0:
-                    raise ValueError(f"{name}: expected (Pods|Percent, value > 0, period > 0), got {(kind, value, period)}")
+                    raise ValueError(
+                        f"{name}: expected (Pods|Percent, value > 0, period > 0), got {(kind, value, period)}"
+                    )
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
         self.downscale_stabilization_seconds = downscale_stabilization_seconds

@@ -14,7 +14,10 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
 2. **Reactive floor.** Never below what a reactive autoscaler at the same target asks for now:
    ``ceil(replicas * cpu_now / cpu_scale_up)``. Prediction can only add headroom.
 3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds (the
-   next decisions and the start-up lead fall inside it); up-scaling has no cooldown.
+   next decisions and the start-up lead fall inside it); up-scaling has no cooldown. A crossing the
+   *point* forecast expects at any horizon up to ``scale_down_horizon`` is also acted on now
+   (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
+   2 replicas with 85 % predicted in 15 min scale up to 3.
 4. **Scale down with hysteresis.** Only when the need over the longer ``scale_down_horizon`` — computed
    against ``scale_down_margin * cpu_scale_up``, so a count is only dropped when the load would still sit
    well below the threshold — is below the current recommendation, ``cooldown_seconds`` have passed since

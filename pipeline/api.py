@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.records import (
+    Connections,
+    Count,
     Deployment,
     FeatureContribution,
     Fraction,
-    Metrics,
+    MemoryBytes,
     Namespace,
     RecommendationItem,
     Severity,
@@ -27,9 +29,33 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class MetricsIn(_Body):
+    """The six features in a request: any subset, at least one, no nulls (absent means unknown)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    cpu_utilization: Fraction = None  # type: ignore[assignment]
+    memory_utilization: Fraction = None  # type: ignore[assignment]
+    memory_bytes: MemoryBytes = None  # type: ignore[assignment]
+    db_cpu: Fraction = None  # type: ignore[assignment]
+    db_memory: Fraction = None  # type: ignore[assignment]
+    db_connections: Connections = None  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _some(self) -> MetricsIn:
+        if not self.present():
+            raise ValueError("give at least one of the six features")
+        return self
+
+    def present(self) -> dict[str, float]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
 class PredictRequest(_Body):
-    metrics: Metrics
-    periods: int = Field(12, ge=1, le=288, description="Steps of HELIOS_SCORING_INTERVAL to forecast")
+    metrics: MetricsIn
+    periods: Count = Field(
+        12, ge=1, le=10_000, description="Steps of HELIOS_SCORING_INTERVAL (at most HELIOS_MAX_PERIODS)"
+    )
     model: ModelName = "baseline"
     namespace: Namespace | None = None
     deployment: Deployment | None = None
@@ -51,7 +77,7 @@ class PredictResponse(BaseModel):
 
 
 class DetectRequest(_Body):
-    metrics: Metrics
+    metrics: MetricsIn
     namespace: Namespace | None = None
     deployment: Deployment | None = None
 
@@ -69,16 +95,16 @@ class CurrentMetrics(_Body):
     cpu_utilization: Fraction | None = None
     memory_utilization: Fraction | None = None
     db_cpu: Fraction | None = None
-    db_connections: float | None = Field(None, ge=0, le=1_000_000)
+    db_connections: Connections | None = None
 
 
 class RecommendRequest(_Body):
     namespace: Namespace
     deployment: Deployment
-    current_replicas: int = Field(ge=0, le=10_000)
+    current_replicas: Count = Field(ge=0, le=10_000)
     current_metrics: CurrentMetrics
     predicted_metrics: CurrentMetrics
-    anomaly_score: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False)
+    anomaly_score: float = Field(0.0, ge=0.0, le=1e6, allow_inf_nan=False, strict=True)
 
 
 class RecommendResponse(BaseModel):

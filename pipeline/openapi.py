@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pipeline import api
+from pipeline.settings import Settings
 
 _REF = "#/components/schemas/{model}"
 
@@ -31,7 +32,7 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], "content": _json(api.ErrorResponse)} for c in codes}
 
 
-def openapi_spec() -> dict[str, Any]:
+def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
     models: list[type[BaseModel]] = [
         api.PredictRequest,
         api.PredictResponse,
@@ -46,6 +47,10 @@ def openapi_spec() -> dict[str, Any]:
     ]
     modes = [(m, "validation" if m.__name__.endswith("Request") else "serialization") for m in models]
     _, schema = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
+    if settings is not None:
+        # The model admits up to 10,000; the worker's own bound is the setting.
+        periods = schema["$defs"]["PredictRequest"]["properties"]["periods"]
+        periods["maximum"] = settings.max_periods
     secured = [{"bearer": []}, {}]
 
     def post(summary: str, req: type[BaseModel], resp: type[BaseModel], extra: tuple[int, ...]) -> dict[str, Any]:

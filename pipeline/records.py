@@ -10,15 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 #: Kubernetes names: DNS-1123 labels (namespaces) and subdomains (deployments).
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 
-Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+# strict: a JSON true/false is not a measurement (lax mode would read it as 1.0/0.0); ints still pass.
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False, strict=True)]
 #: A Saleor API pod never holds a petabyte; anything above is a unit error upstream.
-MemoryBytes = Annotated[float, Field(ge=0.0, le=2**50, allow_inf_nan=False)]
-Connections = Annotated[float, Field(ge=0.0, le=1_000_000, allow_inf_nan=False)]
+MemoryBytes = Annotated[float, Field(ge=0.0, le=2**50, allow_inf_nan=False, strict=True)]
+Connections = Annotated[float, Field(ge=0.0, le=1_000_000, allow_inf_nan=False, strict=True)]
 Namespace = Annotated[str, Field(pattern=K8S_NAME, max_length=63)]
 Deployment = Annotated[str, Field(pattern=K8S_NAME, max_length=253)]
 
@@ -31,6 +32,16 @@ def _utc(value: datetime) -> datetime:
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a count")
+    return value
+
+
+#: An integer count: JSON 3 and 3.0 are both integers (as JSON Schema says), true/false are not.
+Count = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class _Record(BaseModel):
@@ -63,7 +74,7 @@ class MetricSample(_Record):
     deployment: Deployment
     timestamp: UtcDatetime
     metrics: Metrics
-    replicas: Annotated[int, Field(ge=0, le=10_000)] | None = None
+    replicas: Annotated[Count, Field(ge=0, le=10_000)] | None = None
     source: Annotated[str, Field(max_length=64)] | None = None
 
     @property

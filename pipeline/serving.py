@@ -75,7 +75,9 @@ def predict(req: PredictRequest, live: DeploymentPipeline | None, config: Pipeli
         used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (live state of {key})"
     else:
         if cpu_now is None:
-            raise BadRequest("metrics.cpu_utilization", f"required: no live state for {key} on this worker")
+            raise BadRequest(
+                "metrics.cpu_utilization", f"required: no live state for {key} on this worker", status=409
+            )
         cpu_f, mem_f = config.new_forecaster(), config.new_forecaster()
         used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (prior: no live state for {key})"
     assert cpu_f is not None

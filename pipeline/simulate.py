@@ -92,7 +92,9 @@ class ScaledObjectSpec:
         meta = prom[0].get("metadata") or {}
         query = str(meta.get("query", ""))
         if RECOMMENDED_METRIC not in query:
-            raise ValueError(f"{path}: the prometheus trigger's query must read {RECOMMENDED_METRIC}, got {query!r}")
+            raise ValueError(
+                f"{path}: the prometheus trigger's query must read {RECOMMENDED_METRIC}: {query!r}"
+            )
         if prom[0].get("metricType", "AverageValue") != "AverageValue":
             raise ValueError(f"{path}: the prometheus trigger's metricType must be AverageValue")
         cpu = [t for t in triggers if t.get("type") == "cpu"]
@@ -101,7 +103,8 @@ class ScaledObjectSpec:
             if cpu[0].get("metricType", "Utilization") != "Utilization":
                 raise ValueError(f"{path}: the cpu trigger's metricType must be Utilization")
             cpu_target = float(cpu[0]["metadata"]["value"]) / 100.0
-        behavior = ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("behavior") or {}
+        hpa_config = (spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}
+        behavior = hpa_config.get("behavior") or {}
 
         def policies(rules: dict[str, Any]) -> tuple[Policy, ...] | None:
             if not rules.get("policies"):
@@ -144,7 +147,9 @@ class ScaledObjectSpec:
             "max_replicas": self.max_replicas,
             "downscale_stabilization_seconds": self.downscale_stabilization_seconds,
             "upscale_stabilization_seconds": self.upscale_stabilization_seconds,
-            "scale_up_policies": None if self.scale_up_policies is None else [list(p) for p in self.scale_up_policies],
+            "scale_up_policies": None
+            if self.scale_up_policies is None
+            else [list(p) for p in self.scale_up_policies],
             "scale_down_policies": None
             if self.scale_down_policies is None
             else [list(p) for p in self.scale_down_policies],
@@ -400,6 +405,7 @@ def simulate(
         raise ValueError("trace timestamps must increase")
     if helios is None:
         helios = make_helios(step_seconds, startup, cpu_scale_up, max_replicas)
+    floor: float | None
     if shadow:
         floor = floor_target if floor_target is not None else hpa_target
     else:
@@ -640,7 +646,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scaled-object",
         type=Path,
         default=DEFAULT_SCALED_OBJECT,
-        help="the KEDA ScaledObject Helios' workload is scaled by (default: k8s/keda/scaledobject-saleor.yaml)",
+        help="the KEDA ScaledObject scaling Helios' workload (default: k8s/keda/scaledobject-saleor.yaml)",
     )
     parser.add_argument(
         "--publish-delay",

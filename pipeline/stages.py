@@ -13,6 +13,8 @@ the XGBoost part can be scored in one batch across deployments:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from models.anomaly import CombinedScore, DetectorScore, StreamingDetector, combine
+from models.anomaly import CombinedScore, DetectorScore, Severity, StreamingDetector, combine
 from models.features import CPU, DB_CONNECTIONS, DB_CPU, FEATURES, FORECAST_FEATURES, HORIZONS, MEMORY
 from models.forecast import Interval, OnlineForecaster
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
@@ -39,6 +41,8 @@ from pipeline.records import (
 )
 from pipeline.settings import Settings
 
+_SEVERITY_RANK = {"normal": 0, "warning": 1, "critical": 2}
+
 #: Bumped whenever the persisted layout changes; older state is dropped and relearned.
 STATE_VERSION = 1
 
@@ -53,6 +57,8 @@ class PipelineConfig:
     horizon_steps: dict[str, int]
     anomaly_threshold: float
     recommender: Recommender
+    #: Event-time seconds an anomaly stays declared after its last detection.
+    anomaly_hold: float = 300.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -62,6 +68,7 @@ class PipelineConfig:
             level=settings.risk_level,
             horizon_steps=settings.horizon_steps,
             anomaly_threshold=settings.anomaly_threshold,
+            anomaly_hold=settings.anomaly_hold,
             recommender=Recommender(
                 cpu_scale_up=settings.cpu_scale_up,
                 cpu_scale_down=settings.cpu_scale_down,
@@ -122,6 +129,9 @@ class DeploymentPipeline:
         self.detector = config.new_detector()
         self.recommender_state = RecommenderState()
         self.replicas: int | None = None
+        #: Until when (event time) the last detected anomaly is held, and at which severity.
+        self.alarm_until = -math.inf
+        self.alarm_severity: Severity = "normal"
 
     # -- phase 1 ---------------------------------------------------------------------------
     def prepare(self, sample: MetricSample) -> Prepared:
@@ -160,7 +170,7 @@ class DeploymentPipeline:
     # -- phase 3 ---------------------------------------------------------------------------
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
         window = prepared.window
-        score = combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold)
+        score = self._held(window.start, combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold))
         decision = self.config.recommender.recommend(
             self.recommender_state, self._scaling_inputs(window, prepared.bands, score)
         )
@@ -170,6 +180,23 @@ class DeploymentPipeline:
             recommendation=self._recommendation_record(window, decision),
             decision=decision,
         )
+
+    def _held(self, t: float, score: CombinedScore) -> CombinedScore:
+        """Hold a detection for ``anomaly_hold`` seconds of event time.
+
+        The detector scores the onset of an incident and then suppresses re-alarms (what NAB rewards),
+        so its raw score flickers during a long incident; operators, alert rules with ``for:`` and the
+        no-scale-down-during-an-anomaly rule need one incident, not a flicker. The score itself is
+        reported as it is; ``is_anomaly`` and ``severity`` are held.
+        """
+        if score.is_anomaly:
+            if t >= self.alarm_until or _SEVERITY_RANK[score.severity] > _SEVERITY_RANK[self.alarm_severity]:
+                self.alarm_severity = score.severity
+            self.alarm_until = t + self.config.anomaly_hold
+            return score
+        if t < self.alarm_until:
+            return dataclasses.replace(score, is_anomaly=True, severity=self.alarm_severity)
+        return score
 
     def _scaling_inputs(
         self, window: AlignedWindow, bands: dict[str, dict[int, Interval]], score: CombinedScore
@@ -266,6 +293,7 @@ class DeploymentPipeline:
             "det": self.detector.to_dict(),
             "rec": self.recommender_state.to_dict(),
             "replicas": self.replicas,
+            "alarm": [self.alarm_until if math.isfinite(self.alarm_until) else None, self.alarm_severity],
         }
 
     @classmethod
@@ -281,6 +309,9 @@ class DeploymentPipeline:
         pipe.detector = StreamingDetector.from_dict(d["det"])
         pipe.recommender_state = RecommenderState.from_dict(d["rec"])
         pipe.replicas = d.get("replicas")
+        until, severity = d.get("alarm") or (None, "normal")
+        pipe.alarm_until = -math.inf if until is None else float(until)
+        pipe.alarm_severity = severity
         return pipe
 
 

@@ -129,6 +129,8 @@ def health_poller(run: Run, port: int, name: str) -> tuple[subprocess.Popen[byte
 def stop_poller(proc: subprocess.Popen[bytes], out: Path) -> list[tuple[float, float, int]]:
     proc.terminate()
     proc.wait(timeout=15)
+    if not out.exists():  # stopped before it installed its signal handler: nothing was measured
+        return []
     return [tuple(x) for x in json.loads(out.read_text())]  # type: ignore[misc]
 
 
@@ -434,7 +436,7 @@ async def phase_two_workers(run: Run, deployments: int, steps: int) -> dict[str,
 def threaded_start(w: Worker) -> Any:
     import threading
 
-    t = threading.Thread(target=w.start, kwargs={"wait_ready": True, "timeout": 120.0})
+    t = threading.Thread(target=w.start, kwargs={"wait_ready": False, "timeout": 120.0})
     t.start()
     return t
 

@@ -247,44 +247,59 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     )
     w("")
     w("## 6. Where the time goes, and what would buy it back (for the lead; nothing here was changed)")
-    full = pot["forecast(max_steps, current) us/call"]
-    few_key = next(
-        k for k in pot if k.startswith("forecast(") and "max_steps" not in k and "without" not in k
-    )
-    few = pot[few_key]
+    full = pot["forecast(all steps, current) us/call"]
     n_fc = pot["forecasters_per_sample"]
     clone = pot["clone via from_dict(to_dict()) us/call"]
+    at = pot.get("forecast_at(published, current) us/call")
+    quick_clone = pot.get("_clone() us/call")
+    if at is not None:
+        w(
+            f"1. **Forecast only the published horizons** (already applied in the code measured): "
+            f"`forecast_at({pot['published_steps']}, current=...)` costs {_f(at)} µs/call against {_f(full)} µs for all "
+            f"{int(pot['forecast_max_steps'])} steps: {_f((full - at) * n_fc)} µs/sample saved over {int(n_fc)} forecasters."
+        )
+    else:
+        w(
+            f"1. **Forecast only the published horizons.** `forecast({int(pot['forecast_max_steps'])}, current=...)` "
+            f"costs {_f(full)} µs/call x {int(n_fc)} forecasters and 4 of the steps are used."
+        )
+    if quick_clone is not None:
+        w(
+            f"2. **Clone without serialization** (already applied): `_clone()` {_f(quick_clone, 1)} µs/call against "
+            f"{_f(clone)} µs for `from_dict(to_dict())`."
+        )
+    else:
+        w(
+            f"2. **Clone without serialization**: `from_dict(to_dict())` costs {_f(clone)} µs/call x {int(n_fc)} per sample."
+        )
+    top = [
+        (name, share)
+        for name, share in prof["inclusive"]
+        if not any(x in name for x in ("bench_inproc", "process (", "<module>", "[self]"))
+    ][:6]
     w(
-        f"1. **Forecast only the published horizons.** `DeploymentPipeline.prepare` calls "
-        f"`OnlineForecaster.forecast({int(pot['forecast_max_steps'])}, current=...)` for {int(n_fc)} features and uses 4 "
-        f"of the {int(pot['forecast_max_steps'])} steps. Measured: {_f(full)} µs/call for "
-        f"{int(pot['forecast_max_steps'])} steps against {_f(few)} µs for `{few_key.split(' ')[0]}` -> "
-        f"about **{_f((full - few) * n_fc)} µs/sample** saved ({(full - few) * n_fc / inproc['process_us']:.0%} of "
-        "`Runtime.process`) with a `forecast_at(steps=[5, 15, 30, 60], current=...)` in `models/forecast.py`."
-    )
-    w(
-        f"2. **Forecast with `current` without a serialization round-trip.** `forecast(current=...)` clones via "
-        f"`from_dict(to_dict())` (base64 float32 arrays): {_f(clone)} µs/call, {_f(clone * n_fc)} µs/sample; a "
-        "`copy()` of the few scalars `learn_one` touches (or a learn/undo) removes most of it."
+        "3. **What is left** (pyinstrument, inclusive share of `Runtime.process`): "
+        + "; ".join(f"`{n}` {s:.0%}" for n, s in top)
+        + "."
     )
     labels = pot["Gauge.labels(ns, dep).set us/call"]
     cached = pot["cached child .set us/call"]
     series = inproc["series_per_deployment"]
     w(
-        f"3. **Gauges: cache the label children per deployment.** `HeliosMetrics.observe` sets ~{_f(series)} series per "
+        f"4. **Gauges: cache the label children per deployment.** `HeliosMetrics.observe` sets ~{_f(series)} series per "
         f"sample through `labels(...)`: {_f(labels, 2)} µs per set against {_f(cached, 2)} µs on a cached child -> "
         f"~{_f((labels - cached) * series)} µs/sample. The same series are also most of the memory per deployment "
         "(section 4): fewer per-deployment series (e.g. accuracy gauges per feature x horizon only for the "
         "watched deployment, or as a summary) is the main lever for the 20 KB target."
     )
     w(
-        f"4. **State snapshot per batch**: {_f(pot['state to_dict+orjson us/deployment'])} µs and ~"
+        f"5. **State snapshot per batch**: {_f(pot['state to_dict+orjson us/deployment'])} µs and ~"
         f"{_f(state_json / 1024, 1)} KB of changelog per dirty deployment per batch; with one sample per deployment "
         "per batch that is one snapshot per sample, i.e. the changelog carries more bytes than the input. Snapshot "
         "only when a window closes, or every N batches (the offset-based replay-skip already makes that safe)."
     )
     w(
-        f"5. **Keep `/health` responsive**: a batch of {inproc['batch_size']} samples at ~{_f(inproc['process_us'])} "
+        f"6. **Keep `/health` responsive**: a batch of {inproc['batch_size']} samples at ~{_f(inproc['process_us'])} "
         f"µs holds the event loop for ~{_f(inproc['batch_size'] * inproc['process_us'] / 1000)} ms, which is the "
         "`/health` p99 above (section 5 measures HELIOS_BATCH_SIZE=50: "
         f"/health p99 {_f(sc['1-batch50']['health_p99_ms'])} ms at {_f(sc['1-batch50']['sustained'])} samples/s). Either "

@@ -50,8 +50,14 @@ def enc(obj: Any) -> bytes:
 def good_trace(n: int, start: float, seed: int = 5) -> list[bytes]:
     rng = random.Random(seed)
     return [
-        enc(body(start + i * STEP + 1, cpu_utilization=min(1.0, max(0.0, 0.5 + 0.2 * math.sin(i / 9) + rng.gauss(0, 0.02))),
-                 memory_utilization=0.55, db_connections=20))
+        enc(
+            body(
+                start + i * STEP + 1,
+                cpu_utilization=min(1.0, max(0.0, 0.5 + 0.2 * math.sin(i / 9) + rng.gauss(0, 0.02))),
+                memory_utilization=0.55,
+                db_connections=20,
+            )
+        )
         for i in range(n)
     ]
 
@@ -107,7 +113,11 @@ def test_bad_records_are_dead_lettered_or_merged_and_the_worker_keeps_going(
         (None, good[0], "key_mismatch"),
         (KEY, good[19], "duplicate"),  # exact duplicate of the last good sample
         # Out of order: 30 s before the open window (grace = one interval): merged.
-        (KEY, enc(body(t_last1 - 1 - 30, cpu_utilization=0.9, memory_utilization=0.55, db_connections=20)), None),
+        (
+            KEY,
+            enc(body(t_last1 - 1 - 30, cpu_utilization=0.9, memory_utilization=0.55, db_connections=20)),
+            None,
+        ),
         # 3 intervals before the open window: too late.
         (KEY, enc(body(t_last1 - 1 - 3 * STEP, cpu_utilization=0.9)), "too_late"),
     ]
@@ -131,7 +141,11 @@ def test_bad_records_are_dead_lettered_or_merged_and_the_worker_keeps_going(
         dlq = run(consume(kafka_bootstrap, env["HELIOS_TOPIC_DLQ"], lambda o: len(o) >= n_dead, timeout=90))
         # Every good sample, the merged late one and the admitted flood deployments each get a recommendation.
         n_recs = n + 1 + accepted_flood
-        recs = run(consume(kafka_bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"], lambda o: len(o) >= n_recs, timeout=90))
+        recs = run(
+            consume(
+                kafka_bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"], lambda o: len(o) >= n_recs, timeout=90
+            )
+        )
 
         dead = [DeadLetter.model_validate_json(m.value) for m in dlq]
         assert Counter(d.reason for d in dead) == expected_reasons, [(d.reason, d.detail) for d in dead]
@@ -144,7 +158,13 @@ def test_bad_records_are_dead_lettered_or_merged_and_the_worker_keeps_going(
         assert all(d.topic == metrics_topic and d.offset >= 0 for d in dead)
         assert all("HELIOS_MAX_DEPLOYMENTS=20" in d.detail for d in capped)
         schema_details = " ".join(d.detail for d in dead if d.reason == "schema")
-        for field in ("metrics.cpu_utilization", "replicas", "timestamp", "metrics.memory_bytes", "metrics.db_connections"):
+        for field in (
+            "metrics.cpu_utilization",
+            "replicas",
+            "timestamp",
+            "metrics.memory_bytes",
+            "metrics.db_connections",
+        ):
             assert field in schema_details
 
         # The worker kept going: every good sample after the bad ones has its recommendation.
@@ -165,7 +185,10 @@ def test_bad_records_are_dead_lettered_or_merged_and_the_worker_keeps_going(
         for reason, count in expected_reasons.items():
             assert metric_value(text, "helios_dead_letters_total", reason=reason) == count
         assert metric_value(text, "helios_samples_total", outcome="processed") == n_recs
-        assert metric_value(text, "helios_recommended_replicas", namespace="saleor", deployment="saleor-api") is not None
+        assert (
+            metric_value(text, "helios_recommended_replicas", namespace="saleor", deployment="saleor-api")
+            is not None
+        )
         log = (tmp_path / "worker.log").read_text(errors="replace")
         assert "Traceback" not in log and "internal_error" not in log
     finally:

@@ -224,8 +224,6 @@ def test_broker_outage_under_load_reports_not_ready_and_loses_nothing(unique: st
                                lambda o: len(record_keys(o)) >= count, timeout=120))
         windows = record_keys(messages)
         assert len(windows) == count, f"{count - len(windows)} samples without a recommendation"
-        log_tail = ingester.log()
-        assert f"{count} samples" in log_tail
         print(f"outage {outage:.1f} s, ready again {back:.1f} s after restart, "
               f"{len(messages) - len(windows)} duplicate recommendations, "
               f"{sum(1 for s, _ in during if s == 503)}/{len(during)} probes not ready")

@@ -2,9 +2,9 @@
 
 ``/openapi.json`` is generated from the pydantic models (``pipeline/openapi.py``); schemathesis
 generates valid and invalid requests for every operation and runs all of its checks. The run must
-show zero 5xx and zero responses that violate the schema. Findings that are real but not yet fixed
-are matched precisely (``KNOWN``) and each is reproduced by an explicit ``xfail(strict=True)`` test,
-so a fix turns that test into an XPASS failure and its entry must be removed; anything else fails.
+show zero 5xx and zero responses that violate the schema. A finding that is real but cannot be fixed
+yet goes into ``KNOWN`` (matched precisely) with an explicit ``xfail(strict=True)`` test; today there
+are none, and the findings of earlier runs are kept below as regression tests.
 
 The explicit tests below pin the error contract: 413 over ``HELIOS_MAX_BODY_BYTES``, ``periods``
 bounded by ``HELIOS_MAX_PERIODS``, 400 naming the JSON problem, 422 naming the field.
@@ -28,6 +28,7 @@ import pytest
 
 from pipeline.api import ErrorResponse, PredictResponse
 from pipeline.openapi import openapi_spec
+from pipeline.settings import load_settings
 from tests.conftest import free_port
 from tests.helpers import Worker, topic_env
 
@@ -76,19 +77,8 @@ def _contains_bool(value: Any) -> bool:
     return False
 
 
-#: Real findings the owner has to fix (pipeline/web.py, pipeline/records.py, pipeline/api.py); see
-#: the xfail tests below for the exact request and the expected behaviour.
-KNOWN: dict[str, Callable[[Finding], bool]] = {
-    "405 without Allow header": lambda f: f.check == "unsupported_method" and f.status == 405
-    and "allow" not in {h.lower() for h in f.response_headers},
-    "JSON boolean accepted as a number": lambda f: f.check == "negative_data_rejection" and f.status == 200
-    and _contains_bool(f.request_body),
-    "schema-valid body without a usable feature answered 422": lambda f: f.check == "positive_data_acceptance"
-    and f.status == 422
-    and (b"give at least one of" in f.response_body or b"required: no live state" in f.response_body),
-    "periods above HELIOS_MAX_PERIODS allowed by the published schema": lambda f: f.check == "positive_data_acceptance"
-    and f.status == 422 and b"at most HELIOS_MAX_PERIODS" in f.response_body,
-}
+#: Real findings not fixed yet, each matched precisely (none today).
+KNOWN: dict[str, Callable[[Finding], bool]] = {}
 
 
 @dataclass
@@ -157,12 +147,31 @@ def fuzz(worker: Worker, tmp_path_factory: pytest.TempPathFactory) -> FuzzRun:
     report = tmp_path_factory.mktemp("schemathesis") / "events.ndjson"
     proc = subprocess.run(
         [
-            str(SCHEMATHESIS), "run", f"http://127.0.0.1:{worker.port}/openapi.json",
-            "--checks", "all", "--max-examples", "150", "--seed", "7", "--workers", "1",
-            "--continue-on-failure", "--request-timeout", "10", "--no-color",
-            "--report", "ndjson", "--report-ndjson-path", str(report),
+            str(SCHEMATHESIS),
+            "run",
+            f"http://127.0.0.1:{worker.port}/openapi.json",
+            "--checks",
+            "all",
+            "--max-examples",
+            "150",
+            "--seed",
+            "7",
+            "--workers",
+            "1",
+            "--continue-on-failure",
+            "--request-timeout",
+            "10",
+            "--no-color",
+            "--report",
+            "ndjson",
+            "--report-ndjson-path",
+            str(report),
         ],
-        cwd=report.parent, capture_output=True, text=True, timeout=150, check=False,
+        cwd=report.parent,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        check=False,
     )
     # 0: nothing found, 1: failures found (judged below); anything else is a broken run.
     assert proc.returncode in (0, 1) and report.is_file(), proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -174,10 +183,17 @@ def test_the_fuzzer_ran_every_operation(fuzz: FuzzRun, worker: Worker) -> None:
     status, body = worker.get("/openapi.json")
     assert status == 200
     spec = json.loads(body)
-    assert spec == json.loads(json.dumps(openapi_spec()))
+    assert spec == json.loads(json.dumps(openapi_spec(load_settings({"HELIOS_MAX_PERIODS": str(MAX_PERIODS)}))))
     operations = {f"{m.upper()} {p}" for p, ops in spec["paths"].items() for m in ops}
-    assert operations == {"GET /health", "GET /ready", "GET /models", "POST /predict", "POST /detect",
-                          "POST /recommend", "GET /metrics"}
+    assert operations == {
+        "GET /health",
+        "GET /ready",
+        "GET /models",
+        "POST /predict",
+        "POST /detect",
+        "POST /recommend",
+        "GET /metrics",
+    }
     assert set(fuzz.requests) == operations
     for op in ("POST /predict", "POST /detect", "POST /recommend"):
         assert fuzz.requests[op] >= 100, fuzz.requests
@@ -203,9 +219,10 @@ def test_worker_log_has_no_traceback_after_fuzzing(fuzz: FuzzRun, worker: Worker
     assert not ours, ours
 
 
-# -- the known findings, reproduced exactly (fix them, then delete the xfail) ---------------------------
-def _raw(worker: Worker, method: str, path: str, data: bytes | None = None,
-         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+# -- findings of earlier fuzz runs, fixed and kept as regression tests ---------------------------------
+def _raw(
+    worker: Worker, method: str, path: str, data: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     import urllib.error
     import urllib.request
 
@@ -213,14 +230,15 @@ def _raw(worker: Worker, method: str, path: str, data: bytes | None = None,
     for k, v in {"Content-Type": "application/json", **(headers or {})}.items():
         req.add_header(k, v)
     try:
-        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback only
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, dict(resp.headers), resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, dict(exc.headers), exc.read()
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline/web.py json_errors drops aiohttp's Allow header from 405 (RFC 9110)")
-@pytest.mark.parametrize(("method", "path"), [("TRACE", "/health"), ("PUT", "/predict"), ("DELETE", "/metrics")])
+@pytest.mark.parametrize(
+    ("method", "path"), [("TRACE", "/health"), ("PUT", "/predict"), ("DELETE", "/metrics")]
+)
 def test_405_lists_the_allowed_methods(worker: Worker, method: str, path: str) -> None:
     status, headers, body = _raw(worker, method, path)
     assert status == 405
@@ -228,18 +246,22 @@ def test_405_lists_the_allowed_methods(worker: Worker, method: str, path: str) -
     assert "Allow" in headers
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pydantic lax mode coerces JSON true/false to numbers (records.Fraction etc. lack strict=True); "
-    "the schema says number",
-)
 @pytest.mark.parametrize(
     ("path", "body"),
     [
         ("/predict", {"metrics": {"cpu_utilization": False}}),
         ("/detect", {"metrics": {"db_connections": True}}),
-        ("/recommend", {"namespace": "a", "deployment": "b", "current_replicas": True, "current_metrics": {},
-                        "predicted_metrics": {}, "anomaly_score": False}),
+        (
+            "/recommend",
+            {
+                "namespace": "a",
+                "deployment": "b",
+                "current_replicas": True,
+                "current_metrics": {},
+                "predicted_metrics": {},
+                "anomaly_score": False,
+            },
+        ),
     ],
 )
 def test_booleans_are_not_numbers(worker: Worker, path: str, body: dict[str, Any]) -> None:
@@ -254,13 +276,10 @@ SCHEMA_VALID_BUT_422 = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a body the published schema allows is answered 422 (serving.BadRequest): either the schema "
-    "should require a feature, or the answer should be a declared non-422 status (e.g. 409 for no live state)",
-)
 @pytest.mark.parametrize(("path", "model", "body"), SCHEMA_VALID_BUT_422)
-def test_schema_valid_bodies_are_not_rejected_as_invalid(worker: Worker, path: str, model: str, body: dict[str, Any]) -> None:
+def test_schema_valid_bodies_are_not_rejected_as_invalid(
+    worker: Worker, path: str, model: str, body: dict[str, Any]
+) -> None:
     spec = openapi_spec()
     schema = {**spec["components"]["schemas"][model], "components": spec["components"]}
     valid_by_schema = jsonschema.Draft202012Validator(schema).is_valid(body)
@@ -268,22 +287,9 @@ def test_schema_valid_bodies_are_not_rejected_as_invalid(worker: Worker, path: s
     assert not valid_by_schema or status != 422
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline/openapi.py publishes PredictRequest.periods maximum 288 (api.py) whatever "
-    "HELIOS_MAX_PERIODS is, so the contract is wrong whenever the setting is not 288",
-)
 def test_published_periods_bound_follows_the_setting(worker: Worker) -> None:
     spec = json.loads(worker.get("/openapi.json")[1])
     assert spec["components"]["schemas"]["PredictRequest"]["properties"]["periods"]["maximum"] == MAX_PERIODS
-
-
-def test_known_findings_are_really_reproduced(worker: Worker) -> None:
-    """Guards the xfails above: each still fails for the documented reason, not for another one."""
-    assert "Allow" not in _raw(worker, "TRACE", "/health")[1]
-    assert worker.post("/detect", {"metrics": {"db_connections": True}})[0] == 200
-    status, data = worker.post("/detect", {"metrics": {}})
-    assert status == 422 and data["details"][0]["field"] == "metrics"
 
 
 # -- the error contract, explicitly ---------------------------------------------------------------------
@@ -317,7 +323,14 @@ def test_oversized_chunked_body_is_413(worker: Worker) -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [b'{"metrics": {', b"", b"not json", b'{"metrics": NaN}', b'{"metrics": {"cpu_utilization": 1e400}}', b"\xff\xfe"],
+    [
+        b'{"metrics": {',
+        b"",
+        b"not json",
+        b'{"metrics": NaN}',
+        b'{"metrics": {"cpu_utilization": 1e400}}',
+        b"\xff\xfe",
+    ],
 )
 def test_malformed_json_is_400_naming_the_problem(worker: Worker, raw: bytes) -> None:
     for path in ("/predict", "/detect", "/recommend"):
@@ -338,14 +351,35 @@ def test_malformed_json_is_400_naming_the_problem(worker: Worker, raw: bytes) ->
         ("/predict", {}, "metrics"),
         ("/detect", {"metrics": {"memory_bytes": -1}}, "metrics.memory_bytes"),
         ("/detect", {"metrics": {"cpu_utilization": 0.5}, "namespace": "Bad Name"}, "namespace"),
-        ("/recommend", {"namespace": "a", "deployment": "b", "current_replicas": -1, "current_metrics": {},
-                        "predicted_metrics": {}}, "current_replicas"),
-        ("/recommend", {"namespace": "a", "deployment": "b", "current_replicas": 2, "current_metrics": {},
-                        "predicted_metrics": {}, "anomaly_score": 1e9}, "anomaly_score"),
+        (
+            "/recommend",
+            {
+                "namespace": "a",
+                "deployment": "b",
+                "current_replicas": -1,
+                "current_metrics": {},
+                "predicted_metrics": {},
+            },
+            "current_replicas",
+        ),
+        (
+            "/recommend",
+            {
+                "namespace": "a",
+                "deployment": "b",
+                "current_replicas": 2,
+                "current_metrics": {},
+                "predicted_metrics": {},
+                "anomaly_score": 1e9,
+            },
+            "anomaly_score",
+        ),
         ("/recommend", [], None),
     ],
 )
-def test_wrong_content_is_422_naming_the_field(worker: Worker, path: str, body: Any, field: str | None) -> None:
+def test_wrong_content_is_422_naming_the_field(
+    worker: Worker, path: str, body: Any, field: str | None
+) -> None:
     status, data = worker.post(path, body)
     assert status == 422, data
     err = ErrorResponse.model_validate(data)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from pipeline.api import DetectResponse, ErrorResponse, PredictResponse, RecommendResponse
 from tests.conftest import free_port
@@ -29,11 +30,18 @@ BODIES: dict[str, dict[str, Any]] = {
     "/predict": {"metrics": {"cpu_utilization": 0.5}, "periods": 3},
     "/detect": {"metrics": {"cpu_utilization": 0.5, "memory_utilization": 0.4}},
     "/recommend": {
-        "namespace": "saleor", "deployment": "saleor-api", "current_replicas": 2,
-        "current_metrics": {"cpu_utilization": 0.7}, "predicted_metrics": {"cpu_utilization": 0.9},
+        "namespace": "saleor",
+        "deployment": "saleor-api",
+        "current_replicas": 2,
+        "current_metrics": {"cpu_utilization": 0.7},
+        "predicted_metrics": {"cpu_utilization": 0.9},
     },
 }
-RESPONSES = {"/predict": PredictResponse, "/detect": DetectResponse, "/recommend": RecommendResponse}
+RESPONSES: dict[str, type[BaseModel]] = {
+    "/predict": PredictResponse,
+    "/detect": DetectResponse,
+    "/recommend": RecommendResponse,
+}
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +71,16 @@ def worker(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.mark.parametrize("path", list(BODIES))
 @pytest.mark.parametrize(
     "auth",
-    [None, "Bearer wrong-token", f"Bearer {TOKEN}x", f"Bearer {TOKEN[:-1]}", f"Basic {TOKEN}", TOKEN, "Bearer ", "Bearer"],
+    [
+        None,
+        "Bearer wrong-token",
+        f"Bearer {TOKEN}x",
+        f"Bearer {TOKEN[:-1]}",
+        f"Basic {TOKEN}",
+        TOKEN,
+        "Bearer ",
+        "Bearer",
+    ],
     ids=["none", "wrong", "longer", "shorter", "basic", "no-scheme", "empty", "scheme-only"],
 )
 def test_inference_endpoints_refuse_without_the_token(worker: Worker, path: str, auth: str | None) -> None:
@@ -82,7 +99,7 @@ def test_401_comes_before_body_parsing_and_carries_a_challenge(worker: Worker) -
 
     req = urllib.request.Request(f"http://127.0.0.1:{worker.port}/predict", data=b"{not json", method="POST")
     with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(req, timeout=10)  # noqa: S310 - loopback only
+        urllib.request.urlopen(req, timeout=10)
     assert info.value.code == 401  # an anonymous caller learns nothing about the schema
     assert info.value.headers["WWW-Authenticate"].startswith("Bearer")
 

@@ -120,3 +120,20 @@ def test_simulators_reject_bad_settings() -> None:
         HPASimulator(initial_replicas=20)
     with pytest.raises(ValueError, match="polling_seconds"):
         KEDASimulator(polling_seconds=0.0)
+
+
+def test_behavior_policies_limit_each_period_from_its_start() -> None:
+    # scaleUp Pods 4 per 30 s: +4, then nothing more until the first move leaves the period
+    hpa = HorizontalPodAutoscaler(max_replicas=30, scale_up_policies=[("Pods", 4, 30)])
+    assert hpa.decide(0.0, current=1, proposals=[20]) == 5
+    assert hpa.decide(15.0, current=5, proposals=[20]) == 5
+    assert hpa.decide(31.0, current=5, proposals=[20]) == 9
+    # scaleDown Percent 50 per 60 s (no stabilisation): halves, then waits for the period
+    down = HorizontalPodAutoscaler(
+        downscale_stabilization_seconds=0, scale_down_policies=[("Percent", 50, 60)]
+    )
+    assert down.decide(0.0, current=8, proposals=[1]) == 4
+    assert down.decide(30.0, current=4, proposals=[1]) == 4
+    assert down.decide(61.0, current=4, proposals=[1]) == 2
+    with pytest.raises(ValueError, match="scale_down_policies"):
+        HorizontalPodAutoscaler(scale_down_policies=[("Bytes", 1, 60)])

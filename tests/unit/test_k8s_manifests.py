@@ -304,6 +304,27 @@ def test_scaled_object_targets_saleor_api(keda: list[dict[str, Any]]) -> None:
     assert (spec["minReplicaCount"], spec["maxReplicaCount"]) == (1, 10)
     assert (spec["pollingInterval"], spec["cooldownPeriod"]) == (30, 300)
     assert "metricName" not in _walk_keys(scaled)  # removed from current KEDA
+    behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
+    # cooldownPeriod only applies to scale-to-zero: the scale-down damping is the HPA's window.
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 300
+    assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
+
+
+def test_the_simulator_reads_this_scaled_object(keda: list[dict[str, Any]]) -> None:
+    from pipeline.simulate import DEFAULT_SCALED_OBJECT, ScaledObjectSpec
+
+    (scaled,) = keda
+    spec = scaled["spec"]
+    so = ScaledObjectSpec.from_manifest(DEFAULT_SCALED_OBJECT)
+    (prom,) = [t for t in spec["triggers"] if t["type"] == "prometheus"]
+    (cpu,) = [t for t in spec["triggers"] if t["type"] == "cpu"]
+    assert so.query == prom["metadata"]["query"]
+    assert so.threshold == float(prom["metadata"]["threshold"])
+    assert (so.polling_seconds, so.cooldown_seconds) == (spec["pollingInterval"], spec["cooldownPeriod"])
+    assert so.cpu_target == pytest.approx(float(cpu["metadata"]["value"]) / 100)
+    assert (so.min_replicas, so.max_replicas) == (spec["minReplicaCount"], spec["maxReplicaCount"])
+    down = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+    assert so.downscale_stabilization_seconds == down["stabilizationWindowSeconds"]
 
 
 def test_prometheus_trigger_yields_the_recommended_replicas(keda: list[dict[str, Any]]) -> None:
@@ -330,7 +351,9 @@ def test_fallback_is_safe_and_cpu_is_the_floor(keda: list[dict[str, Any]]) -> No
     assert fallback.get("behavior") == "currentReplicasIfHigher"  # an outage at peak never scales down
     (cpu,) = [t for t in spec["triggers"] if t["type"] == "cpu"]
     assert cpu["metricType"] == "Utilization"
-    assert cpu["metadata"] == {"value": "70"}
+    assert cpu["metadata"] == {"value": "72"}
+    # The HPA acts outside 10 % of its target: the trigger must act before Helios' 80 % threshold.
+    assert float(cpu["metadata"]["value"]) / 100 * 1.1 <= 0.80
     # KEDA's admission webhook: fallback needs a non-cpu/memory trigger of type AverageValue.
     assert any(
         t["type"] not in {"cpu", "memory"} and t.get("metricType", "AverageValue") == "AverageValue"

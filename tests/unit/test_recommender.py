@@ -214,3 +214,22 @@ def test_recommend_does_not_mutate_its_inputs() -> None:
 def test_bad_settings_are_rejected_naming_the_parameter(kwargs: dict[str, float], name: str) -> None:
     with pytest.raises(ValueError, match=name):
         Recommender(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_zero_width_band_crossing_at_15_minutes_scales_up_now() -> None:
+    # /recommend-style inputs: point = lower = upper. 2 replicas at 75 %, 85 % predicted in 900 s:
+    # 2 x 0.85 = 1.7 pod-cores need ceil(1.7 / 0.80) = 3 replicas. (It used to answer "hold".)
+    x = inputs(replicas=2, cpu=0.75, bands={300: (0.78, 0.78, 0.78), 900: (0.85, 0.85, 0.85)})
+    d = Recommender().recommend(RecommenderState(), x)
+    assert d.action == "scale_up"
+    assert d.target_replicas >= 3
+    item = d.advice[0]
+    assert "85%" in item.reason and "80%" in item.reason
+    assert item.execute_by == pytest.approx(900 - 60)  # the crossing minus the start-up lead
+
+
+def test_a_crossing_only_the_band_expects_far_ahead_does_not_scale_up() -> None:
+    # the point stays under the threshold at 15 min; only the wide band's upper end crosses there
+    x = inputs(replicas=4, cpu=0.5, bands={300: (0.5, 0.45, 0.55), 900: (0.6, 0.3, 0.9)})
+    d = Recommender().recommend(RecommenderState(), x)
+    assert d.action == "hold" and d.target_replicas == 4

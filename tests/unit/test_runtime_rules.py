@@ -39,15 +39,17 @@ class Clock:
         return self.now
 
 
-def sample(t: float, namespace: str = "saleor", deployment: str = "saleor-api", **metrics: Any) -> bytes:
+def sample(t: float, namespace: str = "saleor", deployment: str = "saleor-api", **metrics: object) -> bytes:
+    return sample_with(
+        t, metrics or {"cpu_utilization": 0.5, "memory_utilization": 0.4}, namespace, deployment
+    )
+
+
+def sample_with(
+    t: float, metrics: dict[str, object], namespace: str = "saleor", deployment: str = "saleor-api"
+) -> bytes:
     return json.dumps(
-        {
-            "namespace": namespace,
-            "deployment": deployment,
-            "timestamp": t,
-            "replicas": 3,
-            "metrics": metrics or {"cpu_utilization": 0.5, "memory_utilization": 0.4},
-        }
+        {"namespace": namespace, "deployment": deployment, "timestamp": t, "replicas": 3, "metrics": metrics}
     ).encode()
 
 
@@ -115,12 +117,27 @@ BAD_RECORDS: list[tuple[str, bytes | None, str, str]] = [
     ("overflow_1e400", sample(NOW).replace(b"0.5", b"1e400"), "not_json", "infinity"),
     ("array", b"[1, 2, 3]", "schema", "expected a JSON object"),
     ("string", b'"saleor"', "schema", "expected a JSON object"),
-    ("missing_timestamp", json.dumps({"namespace": "saleor", "deployment": "saleor-api",
-                                      "metrics": {"cpu_utilization": 0.5}}).encode(), "schema", "timestamp"),
-    ("missing_metrics", json.dumps({"namespace": "saleor", "deployment": "saleor-api",
-                                    "timestamp": NOW}).encode(), "schema", "metrics"),
+    (
+        "missing_timestamp",
+        json.dumps(
+            {"namespace": "saleor", "deployment": "saleor-api", "metrics": {"cpu_utilization": 0.5}}
+        ).encode(),
+        "schema",
+        "timestamp",
+    ),
+    (
+        "missing_metrics",
+        json.dumps({"namespace": "saleor", "deployment": "saleor-api", "timestamp": NOW}).encode(),
+        "schema",
+        "metrics",
+    ),
     ("wrong_type_cpu", sample(NOW, cpu_utilization="high"), "schema", "metrics.cpu_utilization"),
-    ("wrong_type_replicas", sample(NOW).replace(b'"replicas": 3', b'"replicas": "three"'), "schema", "replicas"),
+    (
+        "wrong_type_replicas",
+        sample(NOW).replace(b'"replicas": 3', b'"replicas": "three"'),
+        "schema",
+        "replicas",
+    ),
     ("wrong_type_timestamp", sample(NOW).replace(str(NOW).encode(), b'"yesterday"'), "schema", "timestamp"),
     ("negative_cpu", sample(NOW, cpu_utilization=-0.1), "schema", "metrics.cpu_utilization"),
     ("cpu_above_one", sample(NOW, cpu_utilization=1.7), "schema", "metrics.cpu_utilization"),
@@ -130,8 +147,12 @@ BAD_RECORDS: list[tuple[str, bytes | None, str, str]] = [
     ("absurd_connections", sample(NOW, db_connections=1e12), "schema", "metrics.db_connections"),
     ("unknown_feature", sample(NOW, cpu_utilization=0.5, gpu=0.3), "schema", "metrics.gpu"),
     ("bad_namespace", sample(NOW, namespace="Not A Name!"), "schema", "namespace"),
-    ("no_features", sample(NOW).replace(b'{"cpu_utilization": 0.5, "memory_utilization": 0.4}', b"{}"),
-     "no_metrics", "none of the six"),
+    (
+        "no_features",
+        sample(NOW).replace(b'{"cpu_utilization": 0.5, "memory_utilization": 0.4}', b"{}"),
+        "no_metrics",
+        "none of the six",
+    ),
     ("far_future", sample(NOW + 10 * 86400), "future", "ahead"),
     ("year_9000", sample(NOW).replace(str(NOW).encode(), b'"9000-01-01T00:00:00Z"'), "future", "ahead"),
     ("very_old", sample(NOW - 400 * 86400), "too_old", "HELIOS_MAX_SAMPLE_AGE"),
@@ -139,7 +160,9 @@ BAD_RECORDS: list[tuple[str, bytes | None, str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("value", "reason", "mentions"), [c[1:] for c in BAD_RECORDS], ids=[c[0] for c in BAD_RECORDS])
+@pytest.mark.parametrize(
+    ("value", "reason", "mentions"), [c[1:] for c in BAD_RECORDS], ids=[c[0] for c in BAD_RECORDS]
+)
 def test_bad_record_is_dead_lettered_with_reason_and_original_bytes(
     rt: tuple[Runtime, CollectorRegistry], value: bytes | None, reason: str, mentions: str
 ) -> None:
@@ -179,7 +202,9 @@ def test_key_must_match_namespace_and_deployment(rt: tuple[Runtime, CollectorReg
 
 
 # -- the aligner's rules ---------------------------------------------------------------------------
-def test_exact_duplicate_is_dead_lettered_and_does_not_change_state(rt: tuple[Runtime, CollectorRegistry]) -> None:
+def test_exact_duplicate_is_dead_lettered_and_does_not_change_state(
+    rt: tuple[Runtime, CollectorRegistry],
+) -> None:
     runtime, registry = rt
     feeder = Feeder(runtime)
     first = feeder.feed(sample(T0 + 5, cpu_utilization=0.4))
@@ -242,7 +267,12 @@ def test_good_records_around_bad_ones_are_all_processed(rt: tuple[Runtime, Colle
     runtime, registry = rt
     feeder = Feeder(runtime)
     good = [sample(T0 - 10 * STEP + i * STEP + 1, cpu_utilization=0.3 + 0.01 * i) for i in range(10)]
-    bad = [b"garbage", sample(NOW, cpu_utilization=2.0), sample(NOW + 86400), sample(NOW).replace(b"0.5", b"NaN")]
+    bad = [
+        b"garbage",
+        sample(NOW, cpu_utilization=2.0),
+        sample(NOW + 86400),
+        sample(NOW).replace(b"0.5", b"NaN"),
+    ]
     batch = [good[0], bad[0], good[1], bad[1], *good[2:6], bad[2], *good[6:], bad[3]]
     result = feeder.feed(*batch)
     assert len(result.outputs) == len(good)
@@ -301,7 +331,9 @@ def test_state_persisted_on_this_partition_is_not_refused_by_the_cap(clock: Cloc
 
 
 def test_sweep_unexports_stale_and_evicts_idle_deployments(clock: Clock) -> None:
-    runtime, registry = make_runtime(clock, HELIOS_STALE_AFTER="120", HELIOS_IDLE_TTL="600", HELIOS_MAX_DEPLOYMENTS="2")
+    runtime, registry = make_runtime(
+        clock, HELIOS_STALE_AFTER="120", HELIOS_IDLE_TTL="600", HELIOS_MAX_DEPLOYMENTS="2"
+    )
     feeder = Feeder(runtime)
     feeder.feed(sample(NOW, "a", "one"), key=b"a/one", partition=3)
     labels = {"namespace": "a", "deployment": "one"}
@@ -315,7 +347,10 @@ def test_sweep_unexports_stale_and_evicts_idle_deployments(clock: Clock) -> None
     clock.now += 21  # a/one silent 121 s > HELIOS_STALE_AFTER: gauges go, state stays
     assert runtime.sweep() == []
     assert registry.get_sample_value("helios_recommended_replicas", labels) is None
-    assert registry.get_sample_value("helios_recommended_replicas", {"namespace": "b", "deployment": "two"}) is not None
+    assert (
+        registry.get_sample_value("helios_recommended_replicas", {"namespace": "b", "deployment": "two"})
+        is not None
+    )
     assert set(runtime.entries) == {"a/one", "b/two"}
 
     clock.now += 480  # a/one silent 601 s > HELIOS_IDLE_TTL: state dropped, tombstoned on its partition
@@ -338,11 +373,6 @@ def test_a_sample_refreshes_the_idle_clock(clock: Clock) -> None:
     assert runtime.metrics.ages.last  # still exported
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Runtime.sweep drops an idle entry without forgetting its gauges when HELIOS_IDLE_TTL < "
-    "HELIOS_STALE_AFTER (settings allow it): the deployment's label sets outlive its state",
-)
 def test_evicted_deployment_never_keeps_gauges(clock: Clock) -> None:
     runtime, registry = make_runtime(clock, HELIOS_STALE_AFTER="600", HELIOS_IDLE_TTL="120")
     feeder = Feeder(runtime)
@@ -359,8 +389,14 @@ def test_revoke_forgets_deployments_of_lost_partitions(rt: tuple[Runtime, Collec
     feeder.feed(sample(NOW, "a", "one"), key=b"a/one", partition=1)
     feeder.feed(sample(NOW, "b", "two"), key=b"b/two", partition=2)
     assert runtime.revoke({1}) == ["a/one"]
-    assert registry.get_sample_value("helios_recommended_replicas", {"namespace": "a", "deployment": "one"}) is None
-    assert registry.get_sample_value("helios_recommended_replicas", {"namespace": "b", "deployment": "two"}) is not None
+    assert (
+        registry.get_sample_value("helios_recommended_replicas", {"namespace": "a", "deployment": "one"})
+        is None
+    )
+    assert (
+        registry.get_sample_value("helios_recommended_replicas", {"namespace": "b", "deployment": "two"})
+        is not None
+    )
     assert registry.get_sample_value("helios_tracked_deployments") == 1
 
 
@@ -369,11 +405,25 @@ def test_outputs_are_finite_after_a_hostile_sequence(rt: tuple[Runtime, Collecto
     runtime, _ = rt
     feeder = Feeder(runtime)
     for i in range(30):
-        extreme = {"cpu_utilization": float(i % 2), "memory_utilization": 1.0, "memory_bytes": float(2**50),
-                   "db_connections": 1_000_000.0 * (i % 2)}
-        out = feeder.feed(sample(T0 - 30 * STEP + i * STEP + 1, **extreme)).outputs[0]
+        extreme: dict[str, object] = {
+            "cpu_utilization": float(i % 2),
+            "memory_utilization": 1.0,
+            "memory_bytes": float(2**50),
+            "db_connections": 1_000_000.0 * (i % 2),
+        }
+        out = feeder.feed(sample_with(T0 - 30 * STEP + i * STEP + 1, extreme)).outputs[0]
         for h in out.forecast.horizons:
             assert h.cpu_utilization is not None
-            assert all(math.isfinite(x) for x in (h.cpu_utilization.point, h.cpu_utilization.lower, h.cpu_utilization.upper))
+            assert all(
+                math.isfinite(x)
+                for x in (h.cpu_utilization.point, h.cpu_utilization.lower, h.cpu_utilization.upper)
+            )
         assert math.isfinite(out.anomaly.anomaly_score)
         assert 1 <= out.recommendation.recommended_replicas <= runtime.settings.max_replicas
+
+
+@pytest.mark.parametrize("feature", ["cpu_utilization", "memory_bytes", "db_connections"])
+def test_a_boolean_is_not_a_measurement(rt: tuple[Runtime, CollectorRegistry], feature: str) -> None:
+    runtime, _ = rt
+    dead = only_dead(Feeder(runtime).feed(sample_with(NOW, {feature: True})))
+    assert dead.reason == "schema" and feature in dead.detail

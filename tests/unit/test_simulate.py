@@ -146,3 +146,70 @@ def test_simulate_and_the_stream_stages_make_the_same_decisions(tmp_path: Path) 
         out = pipe.finish(prepared, None)
         assert out.recommendation.recommended_replicas == row["helios_recommended"]
         assert out.decision.action == row["helios_action"]
+
+
+def _scaled_object(path: Path, cpu: str = "72", extra: str = "") -> Path:
+    path.write_text(
+        f"""apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {{name: x}}
+spec:
+  scaleTargetRef: {{name: api}}
+  minReplicaCount: 2
+  maxReplicaCount: 7
+  pollingInterval: 60
+  cooldownPeriod: 120
+{extra}  triggers:
+    - type: prometheus
+      metricType: AverageValue
+      metadata:
+        query: max(helios_recommended_replicas{{deployment="api"}})
+        threshold: "1"
+    - type: cpu
+      metricType: Utilization
+      metadata: {{value: "{cpu}"}}
+"""
+    )
+    return path
+
+
+def test_the_scaled_object_drives_the_simulated_keda(tmp_path: Path) -> None:
+    so = sim.ScaledObjectSpec.from_manifest(_scaled_object(tmp_path / "so.yaml"))
+    assert (so.min_replicas, so.max_replicas, so.polling_seconds) == (2, 7, 60.0)
+    assert so.cpu_target == pytest.approx(0.72) and so.downscale_stabilization_seconds == 300
+    tr = _trace([1.0] * 6)
+    # Helios asks for 9: the manifest's maxReplicaCount 7 caps it; its minReplicaCount 2 holds the HPA
+    res = sim.simulate(
+        tr, np.full(6, 0.2), helios=lambda t, r, u: _fixed(9), scaled_object=so, publish_delay=0
+    )
+    assert res.steps["helios_replicas"].iloc[-1] == 7
+    assert res.steps["hpa_replicas"].min() == 2
+    assert res.config["scaled_object"]["polling_seconds"] == 60.0
+    # polled every 60 s: a value published at 0 s is acted on at 0 s, one changed at 15 s only at 60 s
+    calls = iter([3, 6] + [6] * 10)
+    res = sim.simulate(
+        tr, np.full(6, 0.2), helios=lambda t, r, u: _fixed(next(calls)), scaled_object=so, publish_delay=0
+    )
+    assert res.steps["helios_recommended"].tolist()[:2] == [3, 6]
+
+
+def test_a_scaled_object_the_simulator_cannot_model_is_rejected(tmp_path: Path) -> None:
+    bad = _scaled_object(tmp_path / "so.yaml")
+    bad.write_text(bad.read_text().replace("helios_recommended_replicas", "up"))
+    with pytest.raises(ValueError, match="helios_recommended_replicas"):
+        sim.ScaledObjectSpec.from_manifest(bad)
+    zero = _scaled_object(tmp_path / "z.yaml")
+    zero.write_text(zero.read_text().replace("minReplicaCount: 2", "minReplicaCount: 0"))
+    with pytest.raises(ValueError, match="minReplicaCount"):
+        sim.ScaledObjectSpec.from_manifest(zero)
+
+
+def test_the_cpu_trigger_catches_what_is_under_provisioned() -> None:
+    # 4 pods at 85 %: under-provisioned (> 80 %). A trigger at 80 % sees 85/80 = 1.06, inside the HPA's 10 %
+    # tolerance, and waits for Helios; at 72 % it acts on the next sync.
+    d = np.array([2.8, 3.4, 3.4, 3.4])  # starts on ceil(2.8 / 0.7) = 4 pods
+    tr = _trace(d.tolist())
+    slow = sim.simulate(tr, d, helios=lambda t, r, u: _fixed(1), floor_target=0.80)
+    fast = sim.simulate(tr, d, helios=lambda t, r, u: _fixed(1), floor_target=0.72)
+    assert slow.helios.under_seconds == pytest.approx(3 * 300)
+    assert fast.helios.under_seconds == pytest.approx(60.0)  # one start-up
