@@ -33,11 +33,11 @@ def test_a_window_is_learned_only_after_it_was_scored() -> None:
     pipe = DeploymentPipeline("saleor", "saleor-api", CONFIG)
     for i in range(50):
         run(pipe, i, 0.4 + 0.01 * math.sin(i))
-    before = pipe.forecasters["cpu_utilization"].n_seen
+    assert pipe.forecasters["cpu_utilization"].n_seen == 49  # windows 0..48 closed; 49 still open
     pipe.prepare(sample(50, 0.41))
-    assert pipe.forecasters["cpu_utilization"].n_seen == before  # window 50 is open: scored, not learned
+    assert pipe.forecasters["cpu_utilization"].n_seen == 50  # 49 learned on close; 50 scored, not learned
     pipe.prepare(sample(51, 0.41))
-    assert pipe.forecasters["cpu_utilization"].n_seen == before + 1
+    assert pipe.forecasters["cpu_utilization"].n_seen == 51
 
 
 def test_a_detection_is_held_for_the_hold_period_of_event_time() -> None:
