@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import itertools
 import math
 from array import array
 from collections.abc import Sequence
@@ -481,7 +482,9 @@ class OnlineForecaster:
         """
         return self.forecast_at(range(1, int(steps) + 1), current)
 
-    def forecast_at(self, horizons: Sequence[int], current: tuple[float, float] | None = None) -> list[Interval]:
+    def forecast_at(
+        self, horizons: Sequence[int], current: tuple[float, float] | None = None
+    ) -> list[Interval]:
         """Intervals at the given steps ahead only (ascending), as :meth:`forecast` would give them.
 
         The stream publishes four horizons out of sixty steps, so it asks for just those.
@@ -501,7 +504,7 @@ class OnlineForecaster:
         hs = [int(h) for h in horizons]
         if not hs:
             return []
-        if any(b <= a for a, b in zip(hs, hs[1:], strict=False)) or hs[0] <= 0:
+        if any(b <= a for a, b in itertools.pairwise(hs)) or hs[0] <= 0:
             raise ValueError(f"horizons must be positive and ascending, got {hs}")
         if self._n == 0:
             c, w = self.prior_center, self.prior_half_width

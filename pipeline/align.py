@@ -77,7 +77,9 @@ class TumblingAligner:
                 )
         dedup = f"{t:.3f}|{','.join(sorted(values))}"
         if dedup in self.seen:
-            raise BadSample("duplicate", f"a sample with timestamp {t:.0f} and the same features was already merged")
+            raise BadSample(
+                "duplicate", f"a sample with timestamp {t:.0f} and the same features was already merged"
+            )
         self.seen.append(dedup)
         if len(self.seen) > _MAX_SEEN:
             del self.seen[0]
@@ -103,7 +105,13 @@ class TumblingAligner:
         return done
 
     def to_dict(self) -> dict[str, Any]:
-        return {"w": self.window_start, "s": self.sums, "c": self.counts, "seen": self.seen, "last": self.last}
+        return {
+            "w": self.window_start,
+            "s": self.sums,
+            "c": self.counts,
+            "seen": self.seen,
+            "last": self.last,
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, step_seconds: int, grace_seconds: float) -> TumblingAligner:

@@ -135,7 +135,12 @@ def create_app(
         runtime.config, f"{settings.metrics_namespace}/{settings.metrics_deployment}", clock=clock
     )
     runtime.on_window_closed = prophet.observe
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     helios = Helios(
         settings=settings,
         app=app,

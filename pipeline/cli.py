@@ -46,7 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         mod = _module(module)
         mod.add_arguments(p)
         p.set_defaults(func=mod.run)
-    ev = sub.add_parser("eval", help="Evaluation harnesses").add_subparsers(dest="what", required=True, metavar="WHAT")
+    ev = sub.add_parser("eval", help="Evaluation harnesses").add_subparsers(
+        dest="what", required=True, metavar="WHAT"
+    )
     for name, (module, help_text) in _EVALS.items():
         p = ev.add_parser(name, help=help_text)
         mod = _module(module)

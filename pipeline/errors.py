@@ -28,13 +28,5 @@ class BadSample(HeliosError, ValueError):
         self.detail = detail
 
 
-class ModelUnavailable(HeliosError, LookupError):
-    """A requested model is not loaded (yet) or does not exist."""
-
-
-class ArtifactError(HeliosError, ValueError):
-    """A model artifact on disk is corrupt, incompatible or fails its checksum."""
-
-
 class SourceError(HeliosError, RuntimeError):
     """An ingester source failed in a way that retrying will not fix."""

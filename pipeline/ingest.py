@@ -254,7 +254,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--incident-rate",
         type=float,
-        help="samples per second while the incident lasts (default: --rate); slower keeps it visible in a demo",
+        help="samples per second during the incident (default: --rate); slower keeps it visible in a demo",
     )
     g.add_argument("--deployments", type=int, default=1, help="number of deployments (load tests)")
     g.add_argument("--seed", type=int, default=0)

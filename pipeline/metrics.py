@@ -93,9 +93,13 @@ class HeliosMetrics:
         m = cls(
             registry=registry,
             predicted=predicted,
-            observed_cpu=gauge("helios_observed_cpu", "Observed CPU utilization of the limit (window mean)", DL),
+            observed_cpu=gauge(
+                "helios_observed_cpu", "Observed CPU utilization of the limit (window mean)", DL
+            ),
             observed_memory=gauge("helios_observed_memory", "Observed memory utilization of the limit", DL),
-            observed_feature=gauge("helios_observed_feature", "Observed value of each feature", (*DL, "feature")),
+            observed_feature=gauge(
+                "helios_observed_feature", "Observed value of each feature", (*DL, "feature")
+            ),
             anomaly_score=gauge("helios_anomaly_score", "Current anomaly score in sigma units", DL),
             anomaly_detected=gauge("helios_anomaly_detected", "Whether an anomaly is detected (0/1)", DL),
             anomaly_threshold=gauge("helios_anomaly_threshold", "Anomaly threshold in sigma units"),
@@ -105,7 +109,10 @@ class HeliosMetrics:
             recommended_replicas=gauge("helios_recommended_replicas", "Recommended replica count", DL),
             current_replicas=gauge("helios_current_replicas", "Replica count the last sample reported", DL),
             recommendations=Counter(
-                "helios_recommendations", "Recommendations published, by action", [*DL, "action"], registry=registry
+                "helios_recommendations",
+                "Recommendations published, by action",
+                [*DL, "action"],
+                registry=registry,
             ),
             forecast_abs_error=gauge(
                 "helios_forecast_abs_error",
@@ -117,7 +124,9 @@ class HeliosMetrics:
                 "Rolling share of outcomes inside the prediction band",
                 (*DL, "feature", "horizon"),
             ),
-            forecast_level=gauge("helios_forecast_interval_level", "Nominal coverage of the prediction bands"),
+            forecast_level=gauge(
+                "helios_forecast_interval_level", "Nominal coverage of the prediction bands"
+            ),
             inference_duration=Histogram(
                 "helios_inference_duration_seconds",
                 "Inference latency",
@@ -125,13 +134,20 @@ class HeliosMetrics:
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
-            samples=Counter("helios_samples", "Samples read from the metrics topic", ["outcome"], registry=registry),
+            samples=Counter(
+                "helios_samples", "Samples read from the metrics topic", ["outcome"], registry=registry
+            ),
             dead_letters=Counter(
                 "helios_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=registry
             ),
-            tracked_deployments=gauge("helios_tracked_deployments", "Deployments whose state this worker holds"),
+            tracked_deployments=gauge(
+                "helios_tracked_deployments", "Deployments whose state this worker holds"
+            ),
             model_reload_failures=Counter(
-                "helios_model_reload_failures", "Model artifacts rejected on (re)load", ["model"], registry=registry
+                "helios_model_reload_failures",
+                "Model artifacts rejected on (re)load",
+                ["model"],
+                registry=registry,
             ),
             model_info=gauge("helios_model_info", "Loaded model versions (value 1)", ("name", "version")),
             ready=gauge("helios_ready", "Whether the worker is ready (0/1)"),
@@ -201,10 +217,9 @@ class HeliosMetrics:
         self.ages.last.pop((namespace, deployment), None)
         for metric in self._labelled:
             # Series of one deployment share its first two label values; the rest vary.
-            for labels in list(metric._metrics):  # noqa: SLF001 - client_python has no public iterator
+            for labels in list(metric._metrics):
                 if labels[:2] == (namespace, deployment):
                     metric.remove(*labels)
 
     def tracked(self) -> list[DeploymentKey]:
         return list(self.ages.last)
-

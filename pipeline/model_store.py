@@ -65,7 +65,7 @@ class ModelStore:
                 probs = candidate.model.predict_batch(probe)
                 if probs.shape != (2,) or not np.all(np.isfinite(probs)):
                     raise ArtifactError(f"trial prediction returned {probs!r}")
-            except Exception as exc:  # noqa: BLE001 - any failure keeps the old model serving
+            except Exception as exc:
                 self.rejected[version] = f"{type(exc).__name__}: {exc}"
                 self.last_error = f"{XGB_NAME} {version}: {self.rejected[version]}"
                 self.metrics.model_reload_failures.labels(XGB_NAME).inc()
@@ -92,11 +92,18 @@ class ModelStore:
         """What ``/models`` lists: the online baseline, Prophet, and the XGBoost artifact."""
         started = datetime.fromtimestamp(self.started_at, tz=UTC)
         infos = [
-            ModelInfo(name="baseline", version="online-1", loaded_at=started, metrics=online.get("baseline", {})),
+            ModelInfo(
+                name="baseline", version="online-1", loaded_at=started, metrics=online.get("baseline", {})
+            ),
         ]
         if prophet_available:
             infos.append(
-                ModelInfo(name="prophet", version="background-1", loaded_at=started, metrics=online.get("prophet", {}))
+                ModelInfo(
+                    name="prophet",
+                    version="background-1",
+                    loaded_at=started,
+                    metrics=online.get("prophet", {}),
+                )
             )
         if self.artifact is not None and self.loaded_at is not None:
             raw = self.artifact.metadata.get("metrics", {})

@@ -51,20 +51,30 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
         # The model admits up to 10,000; the worker's own bound is the setting.
         periods = schema["$defs"]["PredictRequest"]["properties"]["periods"]
         periods["maximum"] = settings.max_periods
-    secured = [{"bearer": []}, {}]
+    secured: list[dict[str, list[str]]] = [{"bearer": []}, {}]
 
-    def post(summary: str, req: type[BaseModel], resp: type[BaseModel], extra: tuple[int, ...]) -> dict[str, Any]:
+    def post(
+        summary: str, req: type[BaseModel], resp: type[BaseModel], extra: tuple[int, ...]
+    ) -> dict[str, Any]:
         return {
             "post": {
                 "summary": summary,
                 "security": secured,
                 "requestBody": {"required": True, "content": _json(req)},
-                "responses": {"200": {"description": "OK", "content": _json(resp)}, **_errors(400, 401, 413, 422, *extra)},
+                "responses": {
+                    "200": {"description": "OK", "content": _json(resp)},
+                    **_errors(400, 401, 413, 422, *extra),
+                },
             }
         }
 
     def get(summary: str, resp: type[BaseModel], extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        return {"get": {"summary": summary, "responses": {"200": {"description": "OK", "content": _json(resp)}, **(extra or {})}}}
+        return {
+            "get": {
+                "summary": summary,
+                "responses": {"200": {"description": "OK", "content": _json(resp)}, **(extra or {})},
+            }
+        }
 
     return {
         "openapi": "3.1.0",
@@ -81,13 +91,23 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
                 {"503": {"description": "Not ready (reasons listed)", "content": _json(api.ReadyResponse)}},
             ),
             "/models": get("Models in service", api.ModelsResponse),
-            "/predict": post("Forecast CPU and memory with calibrated bands", api.PredictRequest, api.PredictResponse, (409,)),
+            "/predict": post(
+                "Forecast CPU and memory with calibrated bands",
+                api.PredictRequest,
+                api.PredictResponse,
+                (409,),
+            ),
             "/detect": post("Score metrics for anomalies", api.DetectRequest, api.DetectResponse, ()),
             "/recommend": post("Recommend scaling", api.RecommendRequest, api.RecommendResponse, ()),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus exposition",
-                    "responses": {"200": {"description": "OK", "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
                 }
             },
         },

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 #: Prophet needs a few hours to see anything; two days bounds the fit time.
 MIN_POINTS = 120
 HISTORY_SECONDS = 2 * 86400
+#: How often the background task looks for deployments due a (re)fit.
+CHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -91,19 +93,31 @@ class ProphetService:
             fit.errors.append(abs(band.point - values[CPU]))
 
     async def run(self) -> None:
-        """Refit every watched deployment with enough history, one at a time, off the event loop."""
+        """Refit watched deployments off the event loop: first as soon as they hold enough history,
+        then every ``refit_seconds``; one fit at a time, so Prophet never takes both cores."""
         loop = asyncio.get_running_loop()
         while True:
-            for key, buf in list(self.history.items()):
-                if self.available and len(buf) >= MIN_POINTS:
-                    rows = list(buf)
-                    try:
-                        fitted = await loop.run_in_executor(None, self._fit_rows, rows)
-                    except Exception as exc:  # noqa: BLE001 - a failed fit keeps the previous one
-                        log.warning("prophet fit for %s failed: %s", key, exc)
-                        continue
-                    self.fits[key] = fitted
-            await asyncio.sleep(self.refit_seconds)
+            for key in self.due():
+                rows = list(self.history[key])
+                try:
+                    fitted = await loop.run_in_executor(None, self._fit_rows, rows)
+                except Exception as exc:
+                    log.warning("prophet fit for %s failed: %s", key, exc)
+                    continue
+                self.fits[key] = fitted
+            await asyncio.sleep(CHECK_SECONDS)
+
+    def due(self) -> list[str]:
+        """Watched deployments with enough history whose fit is missing or older than ``refit_seconds``."""
+        if not self.available:
+            return []
+        now = self.clock()
+        return [
+            key
+            for key, buf in self.history.items()
+            if len(buf) >= MIN_POINTS
+            and (key not in self.fits or now - self.fits[key].fitted_at >= self.refit_seconds)
+        ]
 
     def _fit_rows(self, rows: list[tuple[float, float, float | None]]) -> _Fitted:
         ts = [r[0] for r in rows]
@@ -144,7 +158,9 @@ class ProphetService:
         start = math.floor(now / step) * step
         ahead = max(0, round((start - fit.last_t) / step))
         cpu = fit.cpu.forecast(fit.last_t, ahead + req.periods, step)[ahead:]
-        mem = None if fit.memory is None else fit.memory.forecast(fit.last_t, ahead + req.periods, step)[ahead:]
+        mem = (
+            None if fit.memory is None else fit.memory.forecast(fit.last_t, ahead + req.periods, step)[ahead:]
+        )
         points = [
             PredictionPoint(
                 period=i + 1,
@@ -158,8 +174,13 @@ class ProphetService:
         ]
         label = "prophet" if req.model == "prophet" else "auto->prophet"
         fitted = datetime.fromtimestamp(fit.fitted_at, tz=UTC).isoformat(timespec="seconds")
-        return PredictResponse(predictions=points, model_used=f"{label} (fit of {fitted} for {key})", confidence=config.level)
+        return PredictResponse(
+            predictions=points, model_used=f"{label} (fit of {fitted} for {key})", confidence=config.level
+        )
 
     def metrics(self) -> dict[str, float]:
         maes = [f.mae for f in self.fits.values() if f.mae is not None]
-        return {"fitted_deployments": float(len(self.fits)), **({"mae": sum(maes) / len(maes)} if maes else {})}
+        return {
+            "fitted_deployments": float(len(self.fits)),
+            **({"mae": sum(maes) / len(maes)} if maes else {}),
+        }

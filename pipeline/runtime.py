@@ -12,8 +12,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import ValidationError
@@ -119,13 +119,16 @@ class Runtime:
             raise BadSample("schema", describe_validation(exc)) from None
         key = None if raw.key is None else raw.key.decode("utf-8", "replace")
         if key != sample.key:
-            raise BadSample("key_mismatch", f"record key {key!r} is not {sample.key!r} (namespace/deployment)")
+            raise BadSample(
+                "key_mismatch", f"record key {key!r} is not {sample.key!r} (namespace/deployment)"
+            )
         if not sample.metrics.present():
             raise BadSample("no_metrics", "the sample carries none of the six features")
         t = sample.timestamp.timestamp()
         if t > now + self.settings.max_future_skew:
             raise BadSample(
-                "future", f"timestamp {sample.timestamp.isoformat()} is {t - now:.0f} s ahead of the worker's clock"
+                "future",
+                f"timestamp {sample.timestamp.isoformat()} is {t - now:.0f} s ahead of the worker's clock",
             )
         if t < now - self.settings.max_sample_age:
             raise BadSample(
@@ -159,12 +162,16 @@ class Runtime:
         if stored is None and len(self.entries) >= self.settings.max_deployments:
             raise BadSample(
                 "deployment_cap",
-                f"this worker already tracks HELIOS_MAX_DEPLOYMENTS={self.settings.max_deployments} deployments",
+                f"this worker already tracks HELIOS_MAX_DEPLOYMENTS={self.settings.max_deployments} "
+                "deployments",
             )
         pipe, applied = DeploymentPipeline(sample.namespace, sample.deployment, self.config), -1
         if stored is not None:
             try:
-                pipe, applied = DeploymentPipeline.from_dict(stored["pipe"], self.config), int(stored["offset"])
+                pipe, applied = (
+                    DeploymentPipeline.from_dict(stored["pipe"], self.config),
+                    int(stored["offset"]),
+                )
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("state of %s unreadable, starting afresh: %s", key, exc)
         entry = Entry(pipeline=pipe, partition=partition, last_seen=self.clock(), applied_offset=applied)
@@ -209,9 +216,11 @@ class Runtime:
             # Model time of this sample: its own stages plus its share of the batched XGBoost call.
             stream_latency.observe(prepare_seconds + xgb_share + time.perf_counter() - started)
             result.outputs.append(out)
-            key = prep.sample.key.encode()
-            for topic, record in zip(self._topics, (out.forecast, out.anomaly, out.recommendation), strict=True):
-                result.emits.append(Emit(topic, key, record.model_dump_json().encode()))
+            kafka_key = prep.sample.key.encode()
+            for topic, record in zip(
+                self._topics, (out.forecast, out.anomaly, out.recommendation), strict=True
+            ):
+                result.emits.append(Emit(topic, kafka_key, record.model_dump_json().encode()))
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))

@@ -62,7 +62,9 @@ def _window_start(now: float, step: int) -> float:
     return math.floor(now / step) * step
 
 
-def predict(req: PredictRequest, live: DeploymentPipeline | None, config: PipelineConfig, now: float, key: str) -> PredictResponse:
+def predict(
+    req: PredictRequest, live: DeploymentPipeline | None, config: PipelineConfig, now: float, key: str
+) -> PredictResponse:
     if req.model != "baseline" and req.model != "auto":
         raise BadRequest("model", f"{req.model} is served through the prophet service", status=409)
     step = config.step_seconds
@@ -79,10 +81,16 @@ def predict(req: PredictRequest, live: DeploymentPipeline | None, config: Pipeli
                 "metrics.cpu_utilization", f"required: no live state for {key} on this worker", status=409
             )
         cpu_f, mem_f = config.new_forecaster(), config.new_forecaster()
-        used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (prior: no live state for {key})"
+        used = (
+            f"{req.model if req.model == 'baseline' else 'auto->baseline'} (prior: no live state for {key})"
+        )
     assert cpu_f is not None
     cpu = _bands(cpu_f, req.periods, t, cpu_now)
-    mem = _bands(mem_f, req.periods, t, mem_now) if mem_f is not None and (mem_now is not None or live) else None
+    mem = (
+        _bands(mem_f, req.periods, t, mem_now)
+        if mem_f is not None and (mem_now is not None or live)
+        else None
+    )
     predictions = [
         PredictionPoint(
             period=i + 1,
@@ -99,7 +107,7 @@ def predict(req: PredictRequest, live: DeploymentPipeline | None, config: Pipeli
 
 def _bands(forecaster: object, periods: int, t: float, value: float | None) -> list[Interval]:
     current = None if value is None else (t, value)
-    return forecaster.forecast(periods, current=current)  # type: ignore[attr-defined, no-any-return]
+    return forecaster.forecast(periods, current=current)  # type: ignore[attr-defined]
 
 
 def _clip(x: float) -> float:
@@ -129,7 +137,9 @@ def detect(
         is_anomaly=score.is_anomaly,
         threshold=config.anomaly_threshold,
         severity=score.severity,
-        contributing_features=[FeatureContribution(feature=f, contribution=c) for f, c in score.contributions],
+        contributing_features=[
+            FeatureContribution(feature=f, contribution=c) for f, c in score.contributions
+        ],
         model_used=("streaming+xgboost" if probability is not None else "streaming")
         + (f" (live state of {key})" if live is not None else f" (prior: no live state for {key})"),
     )

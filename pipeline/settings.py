@@ -51,14 +51,18 @@ class Settings(BaseModel):
     # Service
     port: int = Field(8080, ge=1, le=65535, validation_alias="HELIOS_PORT")
     bind: str = Field("0.0.0.0", min_length=1, validation_alias="HELIOS_BIND")  # noqa: S104 - a pod serves its IP
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", validation_alias="HELIOS_LOG_LEVEL")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", validation_alias="HELIOS_LOG_LEVEL"
+    )
     api_token: SecretStr | None = Field(None, validation_alias="HELIOS_API_TOKEN")
     max_body_bytes: int = Field(65536, ge=1024, le=16 * 2**20, validation_alias="HELIOS_MAX_BODY_BYTES")
     max_periods: int = Field(288, ge=1, le=10_000, validation_alias="HELIOS_MAX_PERIODS")
 
     # Models
     model_path: Path = Field(DEFAULT_MODEL_PATH, validation_alias="HELIOS_MODEL_PATH")
-    model_refresh_interval: float = Field(3600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_MODEL_REFRESH_INTERVAL")
+    model_refresh_interval: float = Field(
+        3600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_MODEL_REFRESH_INTERVAL"
+    )
 
     # What is watched
     metrics_namespace: str = Field("saleor", min_length=1, validation_alias="HELIOS_METRICS_NAMESPACE")
@@ -84,7 +88,9 @@ class Settings(BaseModel):
     stale_after: float = Field(600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_STALE_AFTER")
     late_grace: float | None = Field(None, ge=0.0, le=86400.0, validation_alias="HELIOS_LATE_GRACE")
     max_future_skew: float = Field(300.0, ge=0.0, le=86400.0, validation_alias="HELIOS_MAX_FUTURE_SKEW")
-    max_sample_age: float = Field(31 * 86400.0, ge=60.0, le=10 * 365 * 86400.0, validation_alias="HELIOS_MAX_SAMPLE_AGE")
+    max_sample_age: float = Field(
+        31 * 86400.0, ge=60.0, le=10 * 365 * 86400.0, validation_alias="HELIOS_MAX_SAMPLE_AGE"
+    )
     max_deployments: int = Field(20_000, ge=1, le=10_000_000, validation_alias="HELIOS_MAX_DEPLOYMENTS")
     idle_ttl: float = Field(86400.0, ge=60.0, le=365 * 86400.0, validation_alias="HELIOS_IDLE_TTL")
 
@@ -104,7 +110,9 @@ class Settings(BaseModel):
     kafka_ssl_keyfile: Path | None = Field(None, validation_alias="HELIOS_KAFKA_SSL_KEYFILE")
     topic_partitions: int = Field(8, ge=1, le=10_000, validation_alias="HELIOS_TOPIC_PARTITIONS")
     topic_replicas: int = Field(1, ge=1, le=7, validation_alias="HELIOS_TOPIC_REPLICAS")
-    topic_metrics: str = Field("helios.metrics", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_METRICS")
+    topic_metrics: str = Field(
+        "helios.metrics", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_METRICS"
+    )
     topic_forecasts: str = Field(
         "helios.forecasts", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_FORECASTS"
     )
@@ -112,11 +120,15 @@ class Settings(BaseModel):
         "helios.anomalies", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_ANOMALIES"
     )
     topic_recommendations: str = Field(
-        "helios.recommendations", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_RECOMMENDATIONS"
+        "helios.recommendations",
+        pattern=r"^[A-Za-z0-9._-]+$",
+        validation_alias="HELIOS_TOPIC_RECOMMENDATIONS",
     )
     topic_dlq: str = Field("helios.dlq", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_TOPIC_DLQ")
     data_dir: Path = Field(Path(".helios-data"), validation_alias="HELIOS_DATA_DIR")
-    broker_session_timeout: float = Field(30.0, ge=6.0, le=300.0, validation_alias="HELIOS_BROKER_SESSION_TIMEOUT")
+    broker_session_timeout: float = Field(
+        30.0, ge=6.0, le=300.0, validation_alias="HELIOS_BROKER_SESSION_TIMEOUT"
+    )
     batch_size: int = Field(500, ge=1, le=100_000, validation_alias="HELIOS_BATCH_SIZE")
     batch_within: float = Field(0.02, gt=0.0, le=10.0, validation_alias="HELIOS_BATCH_WITHIN")
 
@@ -124,11 +136,13 @@ class Settings(BaseModel):
     def _consistent(self) -> Settings:
         if self.cpu_scale_down >= self.cpu_scale_up:
             raise ValueError(
-                f"HELIOS_CPU_SCALE_DOWN ({self.cpu_scale_down}) must be below HELIOS_CPU_SCALE_UP ({self.cpu_scale_up})"
+                f"HELIOS_CPU_SCALE_DOWN ({self.cpu_scale_down}) must be below "
+                f"HELIOS_CPU_SCALE_UP ({self.cpu_scale_up})"
             )
         if self.min_replicas > self.max_replicas:
             raise ValueError(
-                f"HELIOS_MIN_REPLICAS ({self.min_replicas}) must not exceed HELIOS_MAX_REPLICAS ({self.max_replicas})"
+                f"HELIOS_MIN_REPLICAS ({self.min_replicas}) must not exceed "
+                f"HELIOS_MAX_REPLICAS ({self.max_replicas})"
             )
         if self.kafka_security_protocol.startswith("SASL") and not (
             self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
@@ -163,7 +177,9 @@ def _from_config_file(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"HELIOS_CONFIG_FILE={path}: expected a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"HELIOS_CONFIG_FILE={path}: expected a mapping of sections, got {type(data).__name__}"
+        )
     out: dict[str, Any] = {}
     for section, values in data.items():
         if not isinstance(values, dict):

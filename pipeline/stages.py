@@ -34,14 +34,15 @@ from pipeline.records import (
     FeatureContribution,
     ForecastRecord,
     HorizonForecast,
-    MetricSample,
     Metrics,
+    MetricSample,
     RecommendationItem,
     RecommendationRecord,
 )
 from pipeline.settings import Settings
 
 _SEVERITY_RANK = {"normal": 0, "warning": 1, "critical": 2}
+_SEVERITIES: dict[str, Severity] = {"normal": "normal", "warning": "warning", "critical": "critical"}
 
 #: Bumped whenever the persisted layout changes; older state is dropped and relearned.
 STATE_VERSION = 1
@@ -148,7 +149,13 @@ class DeploymentPipeline:
         window = step.current
         steps = self.config.published_steps
         bands = {
-            name: dict(zip(steps, forecaster.forecast_at(steps, current=(window.start, window.values[name])), strict=True))
+            name: dict(
+                zip(
+                    steps,
+                    forecaster.forecast_at(steps, current=(window.start, window.values[name])),
+                    strict=True,
+                )
+            )
             for name, forecaster in self.forecasters.items()
             if name in window.values
         }
@@ -170,7 +177,9 @@ class DeploymentPipeline:
     # -- phase 3 ---------------------------------------------------------------------------
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
         window = prepared.window
-        score = self._held(window.start, combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold))
+        score = self._held(
+            window.start, combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold)
+        )
         decision = self.config.recommender.recommend(
             self.recommender_state, self._scaling_inputs(window, prepared.bands, score)
         )
@@ -205,7 +214,10 @@ class DeploymentPipeline:
             series = bands.get(name)
             if not series:
                 return {}
-            return {steps * self.config.step_seconds: series[steps] for steps in self.config.horizon_steps.values()}
+            return {
+                steps * self.config.step_seconds: series[steps]
+                for steps in self.config.horizon_steps.values()
+            }
 
         values = window.values
         return ScalingInputs(
@@ -221,7 +233,9 @@ class DeploymentPipeline:
             db_connections=values.get(DB_CONNECTIONS),
         )
 
-    def _forecast_record(self, window: AlignedWindow, bands: dict[str, dict[int, Interval]]) -> ForecastRecord:
+    def _forecast_record(
+        self, window: AlignedWindow, bands: dict[str, dict[int, Interval]]
+    ) -> ForecastRecord:
         horizons = []
         for label, steps in self.config.horizon_steps.items():
             parts: dict[str, Band] = {}
@@ -255,7 +269,9 @@ class DeploymentPipeline:
             is_anomaly=score.is_anomaly,
             threshold=self.config.anomaly_threshold,
             severity=score.severity,
-            contributing_features=[FeatureContribution(feature=f, contribution=c) for f, c in score.contributions],
+            contributing_features=[
+                FeatureContribution(feature=f, contribution=c) for f, c in score.contributions
+            ],
             detector=dict(score.parts),
         )
 
@@ -311,7 +327,7 @@ class DeploymentPipeline:
         pipe.replicas = d.get("replicas")
         until, severity = d.get("alarm") or (None, "normal")
         pipe.alarm_until = -math.inf if until is None else float(until)
-        pipe.alarm_severity = severity
+        pipe.alarm_severity = _SEVERITIES.get(severity, "normal")
         return pipe
 
 

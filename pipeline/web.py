@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import faust
 import orjson
@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: Set on a request one worker forwards to the deployment's owner, so it is never forwarded twice.
 FORWARDED = "X-Helios-Forwarded"
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def _error_body(error: str, details: list[ErrorDetail] | None = None) -> bytes:
@@ -80,7 +82,8 @@ def application_options(settings: Settings) -> dict[str, Any]:
 
 def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
     return [
-        ErrorDetail(field=".".join(str(p) for p in err["loc"]) or None, problem=err["msg"]) for err in exc.errors()
+        ErrorDetail(field=".".join(str(p) for p in err["loc"]) or None, problem=err["msg"])
+        for err in exc.errors()
     ]
 
 
@@ -88,12 +91,18 @@ def register(app: faust.App, helios: Helios) -> None:
     settings = helios.settings
     runtime = helios.runtime
     # Digests of equal length, so the comparison's timing says nothing about the token's length either.
-    token = hashlib.sha256(settings.api_token.get_secret_value().encode()).digest() if settings.api_token else None
+    token = (
+        hashlib.sha256(settings.api_token.get_secret_value().encode()).digest()
+        if settings.api_token
+        else None
+    )
     duration = helios.metrics.inference_duration
 
     class JsonView(web.View):
         def reply(self, model: BaseModel, status: int = 200) -> web.Response:
-            return self.bytes(model.model_dump_json().encode(), content_type="application/json", status=status)
+            return self.bytes(
+                model.model_dump_json().encode(), content_type="application/json", status=status
+            )
 
         def fail(self, status: int, error: str, details: list[ErrorDetail] | None = None) -> web.Response:
             return self.bytes(_error_body(error, details), content_type="application/json", status=status)
@@ -103,16 +112,20 @@ def register(app: faust.App, helios: Helios) -> None:
                 return None
             header = request.headers.get("Authorization", "")
             scheme, _, given = header.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(hashlib.sha256(given.strip().encode()).digest(), token):
+            if scheme.lower() == "bearer" and hmac.compare_digest(
+                hashlib.sha256(given.strip().encode()).digest(), token
+            ):
                 return None
             response = self.fail(401, "missing or wrong bearer token (HELIOS_API_TOKEN is set)")
             response.headers["WWW-Authenticate"] = 'Bearer realm="helios"'
             return response
 
-        async def parse(self, request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+        async def parse(self, request: Any, model: type[M]) -> M | web.Response:
             length = request.content_length
             if length is not None and length > settings.max_body_bytes:
-                return self.fail(413, f"body of {length} bytes exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
+                return self.fail(
+                    413, f"body of {length} bytes exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}"
+                )
             try:
                 body = await request.read()
             except aioweb.HTTPRequestEntityTooLarge:
@@ -128,24 +141,24 @@ def register(app: faust.App, helios: Helios) -> None:
             except ValidationError as exc:
                 return self.fail(422, "request does not match the schema", _validation_details(exc))
 
-        async def forward(self, request: web.Request, key: str, body: bytes) -> web.Response | None:
+        async def forward(self, request: Any, key: str, body: bytes) -> web.Response | None:
             """Answer from the worker that owns ``key``'s partition (Faust's table routing)."""
             if request.headers.get(FORWARDED) or key in runtime.entries:
                 return None
             try:
                 owner = app.router.key_store(helios.state.name, key)
-            except Exception:  # noqa: BLE001 - no assignment known yet: answer here with a prior
+            except Exception:
                 return None
             if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
                 return None
-            url = request.url.with_host(owner.host).with_port(owner.port)
+            url = request.url.with_host(str(owner.host)).with_port(owner.port)
             headers = {"Content-Type": "application/json", FORWARDED: "1"}
             if "Authorization" in request.headers:
                 headers["Authorization"] = request.headers["Authorization"]
             try:
                 async with app.http_client.post(str(url), data=body, headers=headers) as resp:
                     return self.bytes(await resp.read(), content_type="application/json", status=resp.status)
-            except Exception as exc:  # noqa: BLE001 - the owner is away: a prior answer beats none
+            except Exception as exc:
                 log.warning("forwarding %s for %s to %s failed: %s", request.path, key, url, exc)
                 return None
 
@@ -164,12 +177,16 @@ def register(app: faust.App, helios: Helios) -> None:
 
             ready, reasons = is_ready(app, helios)
             loaded = [m.name for m in helios.models.infos({}, prophet_available=helios.prophet.available)]
-            return self.reply(ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503)
+            return self.reply(
+                ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503
+            )
 
     @app.page("/models")
     class Models(JsonView):
         async def get(self, request: web.Request) -> web.Response:
-            infos = helios.models.infos(helios.online_model_metrics(), prophet_available=helios.prophet.available)
+            infos = helios.models.infos(
+                helios.online_model_metrics(), prophet_available=helios.prophet.available
+            )
             return self.reply(ModelsResponse(models=infos))
 
     @app.page("/predict")
@@ -184,7 +201,11 @@ def register(app: faust.App, helios: Helios) -> None:
                 return self.fail(
                     422,
                     "periods too large",
-                    [ErrorDetail(field="periods", problem=f"at most HELIOS_MAX_PERIODS={settings.max_periods}")],
+                    [
+                        ErrorDetail(
+                            field="periods", problem=f"at most HELIOS_MAX_PERIODS={settings.max_periods}"
+                        )
+                    ],
                 )
             key = self.key_of(req.namespace, req.deployment)
             if (routed := await self.forward(request, key, await request.read())) is not None:
@@ -240,7 +261,9 @@ def register(app: faust.App, helios: Helios) -> None:
     @app.page("/metrics")
     class Metrics(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.bytes(generate_latest(helios.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+            return self.bytes(
+                generate_latest(helios.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+            )
 
     spec = orjson.dumps(openapi_spec(settings))
 

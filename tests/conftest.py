@@ -39,7 +39,11 @@ def kafka_bootstrap() -> Iterator[str]:
         if port_open(host, int(port)):
             yield given
             return
-    env = {**os.environ, "KAFKA_LOCAL_PORT": str(TEST_KAFKA_PORT), "KAFKA_LOCAL_CONTROLLER_PORT": str(TEST_KAFKA_PORT + 1)}
+    env = {
+        **os.environ,
+        "KAFKA_LOCAL_PORT": str(TEST_KAFKA_PORT),
+        "KAFKA_LOCAL_CONTROLLER_PORT": str(TEST_KAFKA_PORT + 1),
+    }
     started = False
     if not port_open("127.0.0.1", TEST_KAFKA_PORT):
         subprocess.run([str(REPO / "scripts" / "kafka-local"), "start"], env=env, check=True)

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pipeline.api import DetectResponse, HealthResponse, ModelsResponse, PredictResponse, ReadyResponse, RecommendResponse
+from pipeline.api import (
+    DetectResponse,
+    HealthResponse,
+    ModelsResponse,
+    PredictResponse,
+    ReadyResponse,
+    RecommendResponse,
+)
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
 from pipeline.records import AnomalyRecord, DeadLetter, ForecastRecord, RecommendationRecord
@@ -64,7 +71,9 @@ def worker_env(kafka_bootstrap: str, unique: str, tmp_path: Path) -> dict[str, s
     }
 
 
-def test_samples_flow_to_all_outputs_gauges_and_dlq(worker_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path) -> None:
+def test_samples_flow_to_all_outputs_gauges_and_dlq(
+    worker_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
     env = worker_env
     worker = Worker(env, free_port(), tmp_path / "worker.log").start()
     try:
@@ -73,10 +82,28 @@ def test_samples_flow_to_all_outputs_gauges_and_dlq(worker_env: dict[str, str], 
             (KEY, b"\x00\xffnot json"),
             (KEY, json.dumps({"namespace": "saleor", "deployment": "saleor-api"}).encode()),
             (KEY, sample(time.time(), 0, random.Random(0)).replace(b'"replicas": 3', b'"replicas": "three"')),
-            (KEY, json.dumps({"namespace": "saleor", "deployment": "saleor-api", "timestamp": time.time(),
-                              "metrics": {"cpu_utilization": 1.7}}).encode()),
-            (KEY, json.dumps({"namespace": "saleor", "deployment": "saleor-api", "timestamp": time.time() + 86400,
-                              "metrics": {"cpu_utilization": 0.5}}).encode()),
+            (
+                KEY,
+                json.dumps(
+                    {
+                        "namespace": "saleor",
+                        "deployment": "saleor-api",
+                        "timestamp": time.time(),
+                        "metrics": {"cpu_utilization": 1.7},
+                    }
+                ).encode(),
+            ),
+            (
+                KEY,
+                json.dumps(
+                    {
+                        "namespace": "saleor",
+                        "deployment": "saleor-api",
+                        "timestamp": time.time() + 86400,
+                        "metrics": {"cpu_utilization": 0.5},
+                    }
+                ).encode(),
+            ),
             (b"other/key", good[0]),
         ]
         records = [(KEY, v) for v in good[:20]] + bad + [(KEY, v) for v in good[20:]]
@@ -99,7 +126,9 @@ def test_samples_flow_to_all_outputs_gauges_and_dlq(worker_env: dict[str, str], 
         assert all(m.key == KEY for m in recs)
 
         dead = [DeadLetter.model_validate_json(m.value) for m in dlq]
-        assert sorted(d.reason for d in dead) == sorted(["not_json", "schema", "schema", "schema", "future", "key_mismatch"])
+        assert sorted(d.reason for d in dead) == sorted(
+            ["not_json", "schema", "schema", "schema", "future", "key_mismatch"]
+        )
         first = next(d for d in dead if d.reason == "not_json")
         import base64
 
@@ -137,9 +166,14 @@ def test_samples_flow_to_all_outputs_gauges_and_dlq(worker_env: dict[str, str], 
         assert DetectResponse.model_validate(data).threshold == 2.5
         status, data = worker.post(
             "/recommend",
-            {"namespace": "saleor", "deployment": "saleor-api", "current_replicas": 2,
-             "current_metrics": {"cpu_utilization": 0.75, "memory_utilization": 0.6},
-             "predicted_metrics": {"cpu_utilization": 0.85, "memory_utilization": 0.65}, "anomaly_score": 1.2},
+            {
+                "namespace": "saleor",
+                "deployment": "saleor-api",
+                "current_replicas": 2,
+                "current_metrics": {"cpu_utilization": 0.75, "memory_utilization": 0.6},
+                "predicted_metrics": {"cpu_utilization": 0.85, "memory_utilization": 0.65},
+                "anomaly_score": 1.2,
+            },
         )
         assert status == 200, data
         assert RecommendResponse.model_validate(data).recommendations
@@ -179,8 +213,14 @@ def test_sigkill_mid_stream_recovers_tables_and_loses_nothing(
     restarted = Worker(env, port, tmp_path / "worker2.log").start()
     try:
         run(produce(kafka_bootstrap, env["HELIOS_TOPIC_METRICS"], [(KEY, v) for v in values[100:]]))
-        recs = run(consume(kafka_bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"], lambda o: len({m.value for m in o}) >= 150
-                           and len(o) >= 150, timeout=90))
+        recs = run(
+            consume(
+                kafka_bootstrap,
+                env["HELIOS_TOPIC_RECOMMENDATIONS"],
+                lambda o: len({m.value for m in o}) >= 150 and len(o) >= 150,
+                timeout=90,
+            )
+        )
         got = [RecommendationRecord.model_validate_json(m.value) for m in recs]
         # Nothing lost: every sample's window has a recommendation (replays may repeat some).
         assert len({r.timestamp for r in got}) == 150
@@ -195,6 +235,9 @@ def test_sigkill_mid_stream_recovers_tables_and_loses_nothing(
             for h in ref_band:
                 assert live_band[h]["upper"] == pytest.approx(ref_band[h]["upper"], rel=1e-3, abs=1e-4)
         text = restarted.metrics()
-        assert metric_value(text, "helios_recommended_replicas", namespace="saleor", deployment="saleor-api") == expected[-1].recommended_replicas
+        assert (
+            metric_value(text, "helios_recommended_replicas", namespace="saleor", deployment="saleor-api")
+            == expected[-1].recommended_replicas
+        )
     finally:
         restarted.kill(signal.SIGTERM)

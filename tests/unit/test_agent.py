@@ -16,8 +16,13 @@ from pipeline.settings import load_settings
 
 def _sample(t: float, cpu: float) -> bytes:
     return json.dumps(
-        {"namespace": "saleor", "deployment": "saleor-api", "timestamp": t, "replicas": 2,
-         "metrics": {"cpu_utilization": cpu, "memory_utilization": 0.5}}
+        {
+            "namespace": "saleor",
+            "deployment": "saleor-api",
+            "timestamp": t,
+            "replicas": 2,
+            "metrics": {"cpu_utilization": cpu, "memory_utilization": 0.5},
+        }
     ).encode()
 
 
@@ -44,9 +49,11 @@ async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tm
     agent = app.agents["helios-pipeline"]
     step = settings.scoring_interval
     start = math.floor(time.time() / step) * step - 10 * step
-    with patch("faust.topics.Topic.send_soon", fake_send_soon), \
-         patch.object(helios.state, "send_changelog", fake_changelog), \
-         patch.object(type(app.producer), "flush", lambda self: no_flush()):
+    with (
+        patch("faust.topics.Topic.send_soon", fake_send_soon),
+        patch.object(helios.state, "send_changelog", fake_changelog),
+        patch.object(type(app.producer), "flush", lambda self: no_flush()),
+    ):
         async with agent.test_context() as a:
             for i in range(5):
                 await a.put(_sample(start + i * step, 0.4 + 0.01 * i), key=b"saleor/saleor-api", partition=3)
@@ -58,6 +65,9 @@ async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tm
     dlq = [json.loads(v) for t, _, v in sent if t == settings.topic_dlq]
     assert [d["reason"] for d in dlq] == ["not_json"]
     assert changelog and all(p == 3 and k == "saleor/saleor-api" for p, k in changelog)
-    assert helios.registry.get_sample_value(
-        "helios_recommended_replicas", {"namespace": "saleor", "deployment": "saleor-api"}
-    ) is not None
+    assert (
+        helios.registry.get_sample_value(
+            "helios_recommended_replicas", {"namespace": "saleor", "deployment": "saleor-api"}
+        )
+        is not None
+    )

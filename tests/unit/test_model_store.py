@@ -33,9 +33,12 @@ def test_loads_the_shipped_artifact_once(store: ModelStore) -> None:
     assert store.reload() is True
     assert store.artifact is not None and store.artifact.version == shipped_version()
     assert store.reload() is False  # nothing newer
-    assert store.metrics.registry.get_sample_value(
-        "helios_model_info", {"name": XGB_NAME, "version": shipped_version()}
-    ) == 1.0
+    assert (
+        store.metrics.registry.get_sample_value(
+            "helios_model_info", {"name": XGB_NAME, "version": shipped_version()}
+        )
+        == 1.0
+    )
 
 
 @pytest.mark.parametrize("damage", ["truncate", "checksum", "features"])

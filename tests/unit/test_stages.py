@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 
 from models.anomaly import CombinedScore
-from pipeline.records import MetricSample, Metrics
+from pipeline.records import Metrics, MetricSample
 from pipeline.settings import load_settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig
 
