@@ -120,7 +120,7 @@ def create_app(
         web_enabled=True,
         web_port=settings.port,
         web_bind=settings.bind,
-        web_host=socket.gethostname() if settings.bind in ("0.0.0.0", "::") else settings.bind,  # noqa: S104
+        web_host=socket.gethostname() if settings.bind in ("0.0.0.0", "::") else settings.bind,  # noqa: S104  # nosec B104
         web_transport="tcp://",
         web_application_options=web.application_options(settings),
         logging_config=None,

@@ -50,7 +50,8 @@ class Settings(BaseModel):
 
     # Service
     port: int = Field(8080, ge=1, le=65535, validation_alias="HELIOS_PORT")
-    bind: str = Field("0.0.0.0", min_length=1, validation_alias="HELIOS_BIND")  # noqa: S104 - a pod serves its IP
+    # Every interface: in a pod the kubelet and Prometheus reach the worker on the pod IP.
+    bind: str = Field("0.0.0.0", min_length=1, validation_alias="HELIOS_BIND")  # noqa: S104  # nosec B104
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", validation_alias="HELIOS_LOG_LEVEL"
     )
