@@ -71,24 +71,24 @@ def predict(
     t = _window_start(now, step)
     cpu_now = req.metrics.cpu_utilization
     mem_now = req.metrics.memory_utilization
+    label = req.model if req.model == "baseline" else "auto->baseline"
     if live is not None:
-        cpu_f = live.forecasters.get(CPU)
-        mem_f = live.forecasters.get(MEMORY)
-        used = f"{req.model if req.model == 'baseline' else 'auto->baseline'} (live state of {key})"
+        pipe, used = live, f"{label} (live state of {key})"
     else:
         if cpu_now is None:
             raise BadRequest(
                 "metrics.cpu_utilization", f"required: no live state for {key} on this worker", status=409
             )
-        cpu_f, mem_f = config.new_forecaster(), config.new_forecaster()
-        used = (
-            f"{req.model if req.model == 'baseline' else 'auto->baseline'} (prior: no live state for {key})"
+        namespace, _, deployment = key.partition("/")
+        pipe, used = (
+            DeploymentPipeline(namespace, deployment, config),
+            f"{label} (prior: no live state for {key})",
         )
-    assert cpu_f is not None
-    cpu = _bands(cpu_f, req.periods, t, cpu_now)
+    steps = list(range(1, req.periods + 1))
+    cpu = pipe.bands(CPU, steps, None if cpu_now is None else (t, cpu_now))
     mem = (
-        _bands(mem_f, req.periods, t, mem_now)
-        if mem_f is not None and (mem_now is not None or live)
+        pipe.bands(MEMORY, steps, None if mem_now is None else (t, mem_now))
+        if mem_now is not None or live is not None
         else None
     )
     predictions = [
@@ -103,11 +103,6 @@ def predict(
         for i, band in enumerate(cpu)
     ]
     return PredictResponse(predictions=predictions, model_used=used, confidence=config.level)
-
-
-def _bands(forecaster: object, periods: int, t: float, value: float | None) -> list[Interval]:
-    current = None if value is None else (t, value)
-    return forecaster.forecast(periods, current=current)  # type: ignore[attr-defined]
 
 
 def _clip(x: float) -> float:

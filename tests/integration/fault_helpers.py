@@ -22,7 +22,7 @@ from pipeline.runtime import RawRecord, Runtime
 from pipeline.settings import load_settings
 from tests.conftest import REPO, free_port, port_open
 
-_SERIES = re.compile(r'^helios_recommended_replicas\{([^}]*)\}\s')
+_SERIES = re.compile(r"^helios_recommended_replicas\{([^}]*)\}\s")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
@@ -56,7 +56,9 @@ def spread_keys(namespace: str, partitions: int, per_partition: int) -> list[str
     return [k for p in range(partitions) for k in chosen[p]]
 
 
-def reference_by_key(env: dict[str, str], records: Sequence[tuple[bytes, bytes]]) -> dict[str, list[RecommendationRecord]]:
+def reference_by_key(
+    env: dict[str, str], records: Sequence[tuple[bytes, bytes]]
+) -> dict[str, list[RecommendationRecord]]:
     """Recommendations of an uninterrupted in-process run over the same records, per deployment key."""
     settings = load_settings(env)
     metrics = HeliosMetrics.create(CollectorRegistry())
@@ -71,7 +73,29 @@ def reference_by_key(env: dict[str, str], records: Sequence[tuple[bytes, bytes]]
     return out
 
 
-def wait_until(cond: Callable[[], bool], timeout: float, what: str, on_fail: Callable[[], str] = lambda: "") -> None:
+async def committed_lag(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    """Records of ``topic`` the consumer group has not committed yet (end offset minus committed offset)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(partitions)])
+    finally:
+        await consumer.stop()
+    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+
+
+def wait_until(
+    cond: Callable[[], bool], timeout: float, what: str, on_fail: Callable[[], str] = lambda: ""
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -107,8 +131,14 @@ class PrivateBroker:
             "KAFKA_LOCAL_CONTROLLER_PORT": str(self.cport),
             "KAFKA_LOCAL_DIR": str(self.home),
         }
-        subprocess.run([str(REPO / "scripts" / "kafka-local"), verb], env=env, check=True, timeout=120,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [str(REPO / "scripts" / "kafka-local"), verb],
+            env=env,
+            check=True,
+            timeout=120,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
 
     def start(self) -> None:
         self._run("start")

@@ -13,7 +13,9 @@ import random
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +27,7 @@ from tests.helpers import Worker, consume, metric_value, produce, run, topic_env
 from tests.integration.fault_helpers import (
     Ingester,
     PrivateBroker,
+    committed_lag,
     exported,
     partition_of,
     record_keys,
@@ -80,16 +83,22 @@ def _last_by_window(messages: list) -> dict[tuple[str, str], RecommendationRecor
 
 
 def _assert_matches_reference(
-    live: dict[tuple[str, str], RecommendationRecord], reference: dict[str, list[RecommendationRecord]], keys: list[str]
+    live: dict[tuple[str, str], RecommendationRecord],
+    reference: dict[str, list[RecommendationRecord]],
+    keys: list[str],
 ) -> None:
     for key in keys:
         for ref in reference[key]:
             got = live[(key, ref.timestamp.isoformat())]
             assert got.recommended_replicas == ref.recommended_replicas, (key, ref.timestamp)
-            live_band, ref_band = got.evidence["forecast"], ref.evidence["forecast"]
+            live_band: dict[str, Any] = got.evidence["forecast"]  # type: ignore[assignment]
+            ref_band: dict[str, Any] = ref.evidence["forecast"]  # type: ignore[assignment]
             assert live_band.keys() == ref_band.keys()
             for h in ref_band:
-                assert live_band[h]["upper"] == pytest.approx(ref_band[h]["upper"], rel=1e-3, abs=1e-4), (key, h)
+                assert live_band[h]["upper"] == pytest.approx(ref_band[h]["upper"], rel=1e-3, abs=1e-4), (
+                    key,
+                    h,
+                )
 
 
 @pytest.fixture
@@ -135,13 +144,31 @@ def test_survivor_takes_over_partitions_state_and_gauges(
         on_a, on_b = exported(a.metrics()), exported(b.metrics())
         assert on_a and on_b and not on_a & on_b, (on_a, on_b)
         moved = sorted(on_b)
+        # B has committed its offsets: A cannot rebuild B's deployments by replaying their whole history,
+        # it must continue from the state B left in the changelog.
+        wait_until(
+            lambda: (
+                run(
+                    committed_lag(
+                        kafka_bootstrap, env["HELIOS_APP_ID"], env["HELIOS_TOPIC_METRICS"], PARTITIONS
+                    )
+                )
+                == 0
+            ),
+            30,
+            "offsets committed",
+        )
 
         # Phase 2: B dies without leaving; after the session timeout A owns every partition.
         b.kill(signal.SIGKILL)
         killed_at = time.monotonic()
         run(produce(kafka_bootstrap, env["HELIOS_TOPIC_METRICS"], [r for step in phases[1] for r in step]))
-        wait_until(lambda: exported(a.metrics()) == set(keys), 60, "survivor exports all 8",
-                   lambda: f"A exports {sorted(exported(a.metrics()))}, B exported {moved}\n{a.tail(30)}")
+        wait_until(
+            lambda: exported(a.metrics()) == set(keys),
+            60,
+            "survivor exports all 8",
+            lambda: f"A exports {sorted(exported(a.metrics()))}, B exported {moved}\n{a.tail(30)}",
+        )
         takeover = time.monotonic() - killed_at
         messages = windows_seen(70)
         assert len(record_keys(messages)) == len(keys) * 70  # nothing lost
@@ -159,11 +186,15 @@ def test_survivor_takes_over_partitions_state_and_gauges(
 
         # Phase 3: B comes back; after the rebalance each deployment is exported by its owner only.
         b2.start()
-        wait_until(lambda: exported(a.metrics()) != set(keys), 60, "A unexports the partitions it lost", a.tail)
+        wait_until(
+            lambda: exported(a.metrics()) != set(keys), 60, "A unexports the partitions it lost", a.tail
+        )
         run(produce(kafka_bootstrap, env["HELIOS_TOPIC_METRICS"], [r for step in phases[2] for r in step]))
         messages = windows_seen(80)
         assert len(record_keys(messages)) == len(keys) * 80
-        wait_until(lambda: exported(a.metrics()) | exported(b2.metrics()) == set(keys), 30, "all exported again")
+        wait_until(
+            lambda: exported(a.metrics()) | exported(b2.metrics()) == set(keys), 30, "all exported again"
+        )
         on_a, on_b = exported(a.metrics()), exported(b2.metrics())
         assert on_a and on_b and not on_a & on_b, (on_a, on_b)
         parts_a = {partition_of(k.encode(), PARTITIONS) for k in on_a}
@@ -171,7 +202,14 @@ def test_survivor_takes_over_partitions_state_and_gauges(
         assert not parts_a & parts_b
         assert metric_value(a.metrics(), "helios_tracked_deployments") == len(on_a)
         _assert_matches_reference(_last_by_window(messages), reference, keys)
-        print(f"takeover after SIGKILL: {takeover:.1f} s; moved {moved}; after restart A={sorted(on_a)} B={sorted(on_b)}")
+        text = a.metrics()
+        print(
+            f"takeover after SIGKILL: {takeover:.1f} s; moved {moved}; after restart A={sorted(on_a)} "
+            f"B={sorted(on_b)}; {len(messages) - len(record_keys(messages))} duplicate recommendations; "
+            f"A processed "
+            f"{metric_value(text, 'helios_samples_total', outcome='processed')}, skipped as replayed "
+            f"{metric_value(text, 'helios_samples_total', outcome='replayed')}"
+        )
     finally:
         for w in (a, b, b2):
             w.kill(signal.SIGKILL)
@@ -194,7 +232,9 @@ def test_broker_outage_under_load_reports_not_ready_and_loses_nothing(unique: st
     try:
         worker.start()
         pid = worker.proc.pid if worker.proc else None
-        ingester = Ingester(env, ["--source", "synthetic", "--rate", "50", "--count", str(count)], tmp_path / "ingest.log")
+        ingester = Ingester(
+            env, ["--source", "synthetic", "--rate", "50", "--count", str(count)], tmp_path / "ingest.log"
+        )
 
         def processed() -> float:
             return metric_value(worker.metrics(), "helios_samples_total", outcome="processed") or 0.0
@@ -216,17 +256,26 @@ def test_broker_outage_under_load_reports_not_ready_and_loses_nothing(unique: st
         not_ready = [r for s, r in during if s == 503]
         assert not_ready, f"/ready never reported the outage: {[(s, r.reasons) for s, r in during]}"
         assert all(not r.ready for r in not_ready)
-        assert any("broker" in reason.lower() for r in not_ready for reason in r.reasons), not_ready[-1].reasons
+        reasons = [reason for r in not_ready for reason in r.reasons]
+        assert any("broker" in reason.lower() for reason in reasons), reasons
 
         assert ingester.wait(timeout=120) == 0, ingester.log()[-3000:]
         assert worker.proc is not None and worker.proc.poll() is None and worker.proc.pid == pid
-        messages = run(consume(broker.bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"],
-                               lambda o: len(record_keys(o)) >= count, timeout=120))
+        messages = run(
+            consume(
+                broker.bootstrap,
+                env["HELIOS_TOPIC_RECOMMENDATIONS"],
+                lambda o: len(record_keys(o)) >= count,
+                timeout=120,
+            )
+        )
         windows = record_keys(messages)
         assert len(windows) == count, f"{count - len(windows)} samples without a recommendation"
-        print(f"outage {outage:.1f} s, ready again {back:.1f} s after restart, "
-              f"{len(messages) - len(windows)} duplicate recommendations, "
-              f"{sum(1 for s, _ in during if s == 503)}/{len(during)} probes not ready")
+        print(
+            f"outage {outage:.1f} s, ready again {back:.1f} s after restart, "
+            f"{len(messages) - len(windows)} duplicate recommendations, "
+            f"{sum(1 for s, _ in during if s == 503)}/{len(during)} probes not ready"
+        )
     finally:
         if ingester is not None:
             ingester.kill()
@@ -235,7 +284,7 @@ def test_broker_outage_under_load_reports_not_ready_and_loses_nothing(unique: st
 
 
 @pytest.fixture
-def model_worker(shared_env: dict[str, str], tmp_path: Path):
+def model_worker(shared_env: dict[str, str], tmp_path: Path) -> Iterator[tuple[Worker, Path]]:
     models = tmp_path / "models"
     shutil.copytree(Path(__file__).resolve().parents[2] / "models" / "artifacts", models)
     env = {
@@ -297,9 +346,11 @@ def test_new_broken_model_version_is_rejected_counted_and_logged(model_worker: t
     ):
         before = _failures(worker)
         _publish_broken(root, serving, version, fault)
-        worker.wait_for(lambda: _failures(worker) > before, 15, f"{fault} counted")
+        worker.wait_for(lambda before=before: _failures(worker) > before, 15, f"{fault} counted")
         _assert_old_serves(worker, serving)
-        rejected = [line for line in worker.log_path.read_text().splitlines() if f"xgboost {version} rejected" in line]
+        rejected = [
+            line for line in worker.log_path.read_text().splitlines() if f"xgboost {version} rejected" in line
+        ]
         assert rejected and says in rejected[0], rejected
         time.sleep(4)  # two more refresh intervals: a rejected version is counted once, not on every refresh
         assert _failures(worker) == before + 1
