@@ -146,8 +146,12 @@ def register(app: faust.App, helios: Helios) -> None:
             if request.headers.get(FORWARDED) or key in runtime.entries:
                 return None
             try:
-                owner = app.router.key_store(helios.state.name, key)
-            except Exception:
+                # The worker that consumes the key's partition of the metrics topic holds its state
+                # (the table is co-partitioned with it). Faust's table router hashes the table's own
+                # key encoding, which differs from the ingesters' bytes, so route on the source topic.
+                owner = app.router.external_topic_key_store(helios.metrics_topic, key.encode())
+            except Exception as exc:  # noqa: BLE001 - no assignment known yet: answer here with a prior
+                log.info("no owner known for %s (%s: %s); answering here", key, type(exc).__name__, exc)
                 return None
             if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
                 return None

@@ -19,6 +19,10 @@ The scorer follows NAB v1.x (see ``SCORING.md`` in the corpus):
 * normalised score ``100 * (raw - null) / (perfect - null)`` with ``null = -fn * windows`` and
   ``perfect = tp * windows``.
 
+The detector's daily profile needs the number of points per day; the harness gives it
+``86400 / median sampling interval`` of each file, the same rule the pipeline applies to its scoring
+interval (a clock, not a tuned setting: 288 for NAB's 5-minute files, 24 for the hourly ones).
+
 The XGBoost part of the detector is left out of the NAB run: the shipped model is trained on the
 NAB windows themselves, so using it here would score files it has seen (see ``benchmarks/anomaly.md``
 for the leave-one-file-out evaluation of that model instead).
@@ -255,6 +259,20 @@ def corpus_files(data_dir: Path) -> list[str]:
     return sorted(p.relative_to(data_dir).as_posix() for p in data_dir.rglob("*.csv"))
 
 
+def points_per_day(stamps: Sequence[str]) -> int:
+    """``round(86400 / median spacing)`` of the timestamps (0 when fewer than two or not increasing)."""
+    ts = [_parse_ts(s) for s in stamps[:1001]]
+    gaps = sorted((b - a).total_seconds() for a, b in zip(ts, ts[1:], strict=False))
+    if not gaps or gaps[len(gaps) // 2] <= 0:
+        return 0
+    return max(2, round(86400.0 / gaps[len(gaps) // 2]))
+
+
+def nab_detector(stamps: Sequence[str]) -> StreamingDetector:
+    """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU."""
+    return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps))
+
+
 def detect_series(values: Sequence[float], detector: StreamingDetector | None = None) -> list[float]:
     """Stream ``values`` through a fresh detector (score, then learn) and return scores in [0, 1]."""
     det = detector if detector is not None else StreamingDetector(features=(CPU,))
@@ -290,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
     n_rows = 0
     for name in names:
         stamps, values = read_series(data_dir / name)
-        scores = detect_series(values)
+        scores = detect_series(values, nab_detector(stamps))
         n_rows += len(values)
         dest = out_dir / name
         dest.parent.mkdir(parents=True, exist_ok=True)
