@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from pipeline.app import Helios
 
 log = logging.getLogger(__name__)
+
+#: Seconds a partition with lag may sit without its position moving before /ready says so.
+STALL_SECONDS = 30.0
+
+#: Records processed between two yields to the event loop (a few ms of work; XGBoost still batches).
+CHUNK = 64
 
 
 def _raw(event: Any) -> RawRecord:
@@ -68,27 +75,31 @@ def wire(app: faust.App, helios: Helios) -> None:
         decoded: dict[str, Any] = orjson.loads(value)
         return decoded
 
+    def process_safely(records: list[RawRecord]) -> BatchResult:
+        """A bug must not lose a batch: on an unexpected error, isolate the culprit record by record."""
+        try:
+            return runtime.process(records, load)
+        except Exception:
+            log.exception("batch of %d failed; retrying record by record", len(records))
+        result = BatchResult()
+        for record in records:
+            try:
+                result.extend(runtime.process([record], load))
+            except Exception as exc:
+                log.exception("record %s/%d@%d failed", record.topic, record.partition, record.offset)
+                dead = runtime.dead_letter(record, BadSample("internal_error", repr(exc)), helios.clock())
+                result.extend(BatchResult(emits=[runtime.dlq_emit(dead)], dead=[dead]))
+        return result
+
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
         async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
             records = [_raw(e) for e in events]
-            try:
-                result = runtime.process(records, load)
-            except Exception:
-                log.exception("batch of %d failed; retrying record by record", len(records))
-                result = BatchResult()
-                for record in records:
-                    try:
-                        one = runtime.process([record], load)
-                    except Exception as exc:
-                        log.exception("record %s/%d@%d failed", record.topic, record.partition, record.offset)
-                        dead = runtime.dead_letter(
-                            record, BadSample("internal_error", repr(exc)), helios.clock()
-                        )
-                        one = BatchResult(dead=[dead])
-                        one.emits.append(runtime.dlq_emit(dead))
-                    result.emits += one.emits
-                    result.state_writes += one.state_writes
+            result = BatchResult()
+            for start in range(0, len(records), CHUNK):
+                result.extend(process_safely(records[start : start + CHUNK]))
+                # Let the web view and heartbeats in between chunks: /health stays fast under load.
+                await asyncio.sleep(0)
             await _publish(helios, result)
 
     owned: set[int] = set()
@@ -124,6 +135,34 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def refit_prophet() -> None:
         await helios.prophet.run()
 
+    watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
+
+    @app.timer(interval=5.0)
+    async def watch_consumption() -> None:
+        # Faust/aiokafka can leave a partition taken over in a rebalance unfetched (faust-streaming
+        # #629): it is assigned, has lag, and its position never moves. Say so on /ready, and seek
+        # it to where it stands, which makes the fetcher ask for it again.
+        if app.rebalancing:
+            watchdog.reset()
+            return
+        tps = [tp for tp in app.assignor.assigned_actives() if tp.topic == settings.topic_metrics]
+        if not tps:
+            return
+        try:
+            highwaters = await app.consumer.highwaters(*tps)
+            positions = {tp: await app.consumer.position(tp) for tp in tps}
+        except Exception as exc:  # a rebalance or an outage under way: look again next time
+            log.debug("consumption watchdog skipped: %s", exc)
+            return
+        for tp in watchdog.observe(positions, highwaters):
+            log.warning(
+                "%s has lag but has not moved for %.0f s; seeking it to restart its fetch", tp, STALL_SECONDS
+            )
+            position = positions.get(tp)
+            if position is not None:
+                await app.consumer.seek(tp, position)
+        helios.stalled = sorted(f"{tp.topic}[{tp.partition}]" for tp in watchdog.stalled)
+
     @app.timer(interval=2.0)
     async def probe_broker() -> None:
         helios.broker_up = await _reachable(settings.kafka_bootstrap)
@@ -143,6 +182,39 @@ async def _reachable(bootstrap: str) -> bool:
     return False
 
 
+class ConsumptionWatchdog:
+    """Finds assigned partitions with lag whose position has not moved for ``stall_after`` seconds."""
+
+    def __init__(self, stall_after: float, clock: Any) -> None:
+        self.stall_after = stall_after
+        self.clock = clock
+        self._since: dict[Any, tuple[int | None, float]] = {}
+        self.stalled: set[Any] = set()
+
+    def reset(self) -> None:
+        self._since.clear()
+        self.stalled.clear()
+
+    def observe(self, positions: dict[Any, int | None], highwaters: Any) -> list[Any]:
+        """Record positions; return the partitions that just crossed ``stall_after``."""
+        now = self.clock()
+        newly = []
+        for tp, position in positions.items():
+            highwater = highwaters.get(tp)
+            last = self._since.get(tp)
+            caught_up = position is not None and highwater is not None and position >= highwater
+            if caught_up or last is None or last[0] != position:
+                self._since[tp] = (position, now)
+                self.stalled.discard(tp)
+            elif now - last[1] >= self.stall_after and tp not in self.stalled:
+                self.stalled.add(tp)
+                newly.append(tp)
+        for tp in set(self._since) - set(positions):
+            del self._since[tp]
+            self.stalled.discard(tp)
+        return newly
+
+
 def is_ready(app: faust.App, helios: Helios) -> tuple[bool, list[str]]:
     """Ready = models loaded, broker reachable, partitions assigned, no table recovery running."""
     reasons = []
@@ -160,4 +232,8 @@ def is_ready(app: faust.App, helios: Helios) -> tuple[bool, list[str]]:
         reasons.append("no partitions assigned yet")
     if app.rebalancing or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
         reasons.append("rebalancing or recovering tables")
+    if helios.stalled:
+        reasons.append(
+            f"partitions with lag not being consumed for {STALL_SECONDS:.0f} s: {', '.join(helios.stalled)}"
+        )
     return not reasons, reasons

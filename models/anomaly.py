@@ -1,6 +1,7 @@
 """Streaming anomaly detector: robust running statistics, learned envelopes and one alarm per event.
 
-For every feature the detector keeps a handful of numbers (about twenty floats):
+For every feature the detector keeps a handful of numbers (23 floats, plus ``season_bins`` with a
+daily profile):
 
 * exponentially weighted means and mean absolute deviations at a fast and a slow time scale, giving the
   *level surprise* ``|x - mean| / (1.2533 * mad)`` (1.2533 = sqrt(pi/2) turns a mean absolute deviation
@@ -20,9 +21,11 @@ For every feature the detector keeps a handful of numbers (about twenty floats):
 * the decayed *peak* of recent raw scores: a point only scores what it adds above that peak, so an event
   raises one alarm rather than a train of them (NAB, and an on-call human, penalise repeated alarms).
 
-The raw score of a feature is ``novelty / novelty_unit + likelihood_weight * max(0, z - likelihood_floor)``
-in sigma-equivalents (one sigma is an excursion of ``novelty_unit`` of the envelope width, or one sigma of the
-likelihood ``z`` above its floor); the reported sigma is its excess over the decayed peak, never negative.
+The raw score of a feature is ``novelty * n / (n + maturity) + likelihood_weight * max(0, z -
+likelihood_floor)`` in sigma-equivalents, where ``novelty`` is the largest of the envelope novelties in
+units of ``novelty_unit`` (``season_unit`` for the seasonal one): one sigma is an excursion of that
+fraction of the envelope width, or one sigma of the likelihood ``z`` above its floor. The reported sigma
+is its excess over the decayed peak, never negative.
 
 Points that score at or above the threshold are winsorised before they update the running means and
 deviations, so an anomaly does not teach the detector that it is normal; the envelopes do absorb the new
@@ -136,6 +139,9 @@ class StreamingDetector:
         as one sigma (the envelope width is at least ``season_floor`` of the value envelope's width).
     season_floor
         Lower bound of the residual envelope's width as a fraction of the value envelope's width.
+    maturity
+        Envelope novelty is weighted by ``n / (n + maturity)`` after ``n`` points: a young envelope is
+        breached often (the first day of a daily cycle is all new extremes), an old one rarely.
 
     Examples
     --------
@@ -177,7 +183,7 @@ class StreamingDetector:
         season_smooth: float = 0.03,
         season_unit: float = 0.03,
         season_floor: float = 0.05,
-        maturity: float = 0.0,
+        maturity: float = 200.0,
     ) -> None:
         if isinstance(features, str) or not features or len(set(features)) != len(features):
             raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
@@ -214,6 +220,8 @@ class StreamingDetector:
             raise ValueError(f"season_length must be 0 (off) or >= 2, got {season_length!r}")
         if season_bins < 2:
             raise ValueError(f"season_bins must be >= 2, got {season_bins!r}")
+        if maturity < 0:
+            raise ValueError(f"maturity must be >= 0, got {maturity!r}")
         if season_floor < 0:
             raise ValueError(f"season_floor must be >= 0, got {season_floor!r}")
         if isinstance(season_features, str):
@@ -445,8 +453,9 @@ class StreamingDetector:
         return {
             "format": _STATE_FORMAT,
             "params": self._params(),
-            # 10 significant digits keep the state compact; scores move by far less than that.
-            "state": {f: [float(f"{v:.10g}") for v in s] for f, s in self._state.items()},
+            # 12 significant digits keep the state compact (under 4 KB for six features with two daily
+            # profiles); a restored detector's scores differ from the original's by ~1e-10 relative.
+            "state": {f: [float(f"{v:.12g}") for v in s] for f, s in self._state.items()},
         }
 
     @classmethod

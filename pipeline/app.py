@@ -11,7 +11,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline import web
 from pipeline.kafka_config import kafka_client_kwargs
+from pipeline.logs import quiet_client_loggers
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
 from pipeline.prophet_service import ProphetService
@@ -49,6 +50,8 @@ class Helios:
     clock: Callable[[], float]
     broker_up: bool = False
     models_loaded: bool = False
+    #: Partitions the consumption watchdog found stuck (see agents.wiring.ConsumptionWatchdog).
+    stalled: list[str] = field(default_factory=list)
 
     def online_model_metrics(self) -> dict[str, dict[str, float]]:
         """Live accuracy of the online models over the deployments this worker holds (for /models)."""
@@ -90,6 +93,8 @@ class HeliosApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
+        # Faust's worker has set logging up by now; rate-limit the Kafka client's retry storms.
+        quiet_client_loggers(self.helios.settings.log_level)
         await ensure_topics(self.helios.settings)
 
 

@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from pipeline.errors import ConfigError
-from pipeline.settings import Settings, load_settings
+from pipeline.logs import configure_logging
+from pipeline.settings import load_settings
 
 log = logging.getLogger("helios")
 
@@ -57,14 +58,6 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="Print the JSON schema of every record on Kafka")
     schema.set_defaults(func=print_schemas)
     return parser
-
-
-def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -109,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command != "worker":  # the worker configures logging through Faust's own set-up
+            configure_logging(load_settings())
         return int(args.func(args) or 0)
     except ConfigError as exc:
         print(f"helios: configuration error: {exc}", file=sys.stderr)

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from models.anomaly import xgb_feature_names
-from models.artifacts import ArtifactError, LoadedArtifact, list_versions, load_artifact
+from models.artifacts import ArtifactError, LoadedArtifact, list_versions, load_artifact, sha256_file
 from models.features import FEATURES
 from models.xgb import XGBAnomalyModel
 from pipeline.api import ModelInfo
@@ -41,6 +41,8 @@ class ModelStore:
     last_error: str | None = None
     #: version -> why it was rejected (not retried until a newer version appears)
     rejected: dict[str, str] = field(default_factory=dict)
+    #: The served version's file no longer matches its checksum (reported once).
+    served_damaged: bool = False
 
     @property
     def xgb(self) -> XGBAnomalyModel | None:
@@ -56,6 +58,7 @@ class ModelStore:
         expected = xgb_feature_names(FEATURES)
         for version in list_versions(self.model_path, XGB_NAME):
             if self.artifact is not None and version == self.artifact.version:
+                self._check_served()
                 return False
             if version in self.rejected:
                 continue
@@ -76,6 +79,24 @@ class ModelStore:
         if self.artifact is None and self.last_error is None:
             self.last_error = f"no {XGB_NAME} artifact under {self.model_path}"
         return False
+
+    def _check_served(self) -> None:
+        """The model in memory keeps serving, but a changed file on disk would fail the next start-up."""
+        assert self.artifact is not None
+        model_file = self.artifact.path / str(self.artifact.metadata["model_file"])
+        try:
+            intact = sha256_file(model_file) == self.artifact.metadata["model_sha256"]
+        except OSError:
+            intact = False
+        if intact:
+            self.served_damaged = False
+        elif not self.served_damaged:
+            self.served_damaged = True
+            self.last_error = (
+                f"{XGB_NAME} {self.artifact.version}: {model_file} changed on disk since it was loaded"
+            )
+            self.metrics.model_reload_failures.labels(XGB_NAME).inc()
+            log.error("%s; the copy in memory keeps serving, a restart would not load it", self.last_error)
 
     def _swap(self, candidate: LoadedArtifact) -> None:
         if self.artifact is not None:

@@ -70,6 +70,15 @@ class BatchResult:
     outputs: list[StageOutput] = field(default_factory=list)
     dead: list[DeadLetter] = field(default_factory=list)
 
+    def extend(self, other: BatchResult) -> None:
+        """Append a later result; a key's later state write replaces its earlier one."""
+        self.emits += other.emits
+        self.outputs += other.outputs
+        self.dead += other.dead
+        if other.state_writes:
+            later = {key for _, key, _ in other.state_writes}
+            self.state_writes = [w for w in self.state_writes if w[1] not in later] + other.state_writes
+
 
 def describe_validation(exc: ValidationError) -> str:
     """``metrics.cpu_utilization: Input should be less than or equal to 1 (got 1.7)``; ..."""

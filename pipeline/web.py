@@ -150,7 +150,7 @@ def register(app: faust.App, helios: Helios) -> None:
                 # (the table is co-partitioned with it). Faust's table router hashes the table's own
                 # key encoding, which differs from the ingesters' bytes, so route on the source topic.
                 owner = app.router.external_topic_key_store(helios.metrics_topic, key.encode())
-            except Exception as exc:  # noqa: BLE001 - no assignment known yet: answer here with a prior
+            except Exception as exc:
                 log.info("no owner known for %s (%s: %s); answering here", key, type(exc).__name__, exc)
                 return None
             if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import time
@@ -262,7 +263,7 @@ def corpus_files(data_dir: Path) -> list[str]:
 def points_per_day(stamps: Sequence[str]) -> int:
     """``round(86400 / median spacing)`` of the timestamps (0 when fewer than two or not increasing)."""
     ts = [_parse_ts(s) for s in stamps[:1001]]
-    gaps = sorted((b - a).total_seconds() for a, b in zip(ts, ts[1:], strict=False))
+    gaps = sorted((b - a).total_seconds() for a, b in itertools.pairwise(ts))
     if not gaps or gaps[len(gaps) // 2] <= 0:
         return 0
     return max(2, round(86400.0 / gaps[len(gaps) // 2]))

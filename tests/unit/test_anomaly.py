@@ -20,6 +20,7 @@ from models.anomaly import (
     xgb_feature_names,
 )
 from models.features import CPU, FEATURES, MEMORY
+from pipeline.sources.synthetic import synthetic_trace
 
 
 def _stream(n: int, seed: int = 0) -> list[dict[str, float]]:
@@ -151,6 +152,12 @@ def test_from_dict_rejects_bad_state() -> None:
         ({"envelope_decay": 1.0}, "envelope_decay"),
         ({"novelty_unit": 0}, "novelty_unit"),
         ({"warmup": 0}, "warmup"),
+        ({"season_length": 1}, "season_length"),
+        ({"season_length": -5}, "season_length"),
+        ({"season_bins": 1}, "season_bins"),
+        ({"season_unit": 0}, "season_unit"),
+        ({"season_alpha": 0}, "season_alpha"),
+        ({"maturity": -1}, "maturity"),
         ({"features": []}, "features"),
         ({"features": "cpu"}, "features"),
     ],
@@ -202,3 +209,92 @@ def test_per_sample_cost_is_small() -> None:
         det.learn_one(x)
     per = (time.perf_counter() - t) / len(xs)
     assert per < 200e-6  # generous bound for a shared CI core; typical is ~10 us
+
+
+def _daily(day: int, i: int, rng: random.Random, odd: bool = False) -> float:
+    # a square daily cycle of 96 points: busy from point 24 to 71, quiet otherwise
+    busy = 24 <= i < 72
+    shape = (0.0 if odd else 1.0) if busy else -1.0
+    return 0.5 + 0.3 * shape + rng.gauss(0, 0.01)
+
+
+def _run_days(det: StreamingDetector, days: int, odd_day: int | None) -> list[list[float]]:
+    # on `odd_day` the busy phase only reaches the daily mean: a change of shape inside the usual range
+    rng = random.Random(7)
+    out = []
+    for day in range(days):
+        sig = []
+        for i in range(96):
+            x = {CPU: _daily(day, i, rng, odd=day == odd_day)}
+            sig.append(det.score_one(x).sigma)
+            det.learn_one(x)
+        out.append(sig)
+    return out
+
+
+def test_daily_profile_sees_a_change_of_shape_inside_the_range() -> None:
+    seasonal = _run_days(StreamingDetector(features=(CPU,), season_length=96), 10, odd_day=8)
+    plain = _run_days(StreamingDetector(features=(CPU,), season_length=0), 10, odd_day=8)
+    t = 2.5
+    assert max(seasonal[8]) >= t  # the day without its peak is flagged by the daily profile
+    assert max(plain[8]) < t  # ... and only by it: its values stay inside the envelopes
+    # normal days after the profile is learned stay quiet, the day after the odd one included
+    assert max(max(d) for d in seasonal[3:8]) < t
+    assert max(seasonal[9]) < CRITICAL_FACTOR * t
+
+
+def test_daily_profile_state_is_bounded_and_round_trips() -> None:
+    det = StreamingDetector(season_length=96)
+    rng = random.Random(1)
+    for day in range(4):
+        for i in range(96):
+            x = {f: _daily(day, i, rng) for f in FEATURES}
+            det.score_one(x)
+            det.learn_one(x)
+    d = det.to_dict()
+    # only the primary features carry a profile
+    assert len(d["state"][CPU]) == len(d["state"][MEMORY]) == len(d["state"][FEATURES[2]]) + det.season_bins
+    text = json.dumps(d, separators=(",", ":"), allow_nan=False)
+    assert len(text.encode()) <= 4096
+    clone = StreamingDetector.from_dict(json.loads(text))
+    for i in range(200):
+        x = {f: _daily(5, i, rng) for f in FEATURES}
+        assert clone.score_one(x).sigma == pytest.approx(det.score_one(x).sigma, rel=1e-8, abs=1e-9)
+        det.learn_one(x)
+        clone.learn_one(x)
+
+
+def test_format_1_state_is_upgraded() -> None:
+    det = _trained(300)
+    d = det.to_dict()
+    old = copy.deepcopy(d)
+    old["format"] = 1
+    # a format-1 state had 19 numbers per feature and no seasonal parameters
+    old["state"] = {f: s[:19] for f, s in d["state"].items()}
+    for k in [k for k in old["params"] if k.startswith("season_") or k == "maturity"]:
+        del old["params"][k]
+    up = StreamingDetector.from_dict(old)
+    x = _stream(301)[-1]
+    # the running statistics survive: a normal point is normal, a spike is still a spike
+    assert up.score_one(x).sigma < up.threshold
+    assert up.score_one({CPU: 0.95}).sigma > up.threshold
+    up.learn_one(x)
+    assert StreamingDetector.from_dict(up.to_dict()).to_dict() == up.to_dict()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_synthetic_workload_calm_is_quiet_and_incident_is_caught(seed: int) -> None:
+    # The Saleor-like trace at 60 s: a daily and weekly cycle, flash-sale bursts, and an incident at
+    # step 2600 (CPU and DB connections spike, memory climbs, replicas do not move).
+    df = synthetic_trace(3000, 60, seed=seed, incident_at=2600)
+    det = StreamingDetector(features=FEATURES)
+    sigmas = []
+    for row in df[list(FEATURES)].itertuples(index=False):
+        x = dict(zip(FEATURES, (float(v) for v in row), strict=True))
+        sigmas.append(det.score_one(x).sigma)
+        det.learn_one(x)
+    incident = df["incident"].to_numpy()
+    start = int(incident.argmax())
+    calm = [s for i, s in enumerate(sigmas) if i >= 300 and not incident[i]]
+    assert sum(s >= det.threshold for s in calm) / len(calm) < 0.01
+    assert max(sigmas[start : start + 3]) >= det.threshold

@@ -75,3 +75,18 @@ def test_nothing_valid_means_not_loaded_with_a_reason(tmp_path: Path) -> None:
     assert store.reload() is False
     assert store.artifact is None
     assert "no xgboost artifact" in (store.last_error or "")
+
+
+def test_the_served_file_changing_on_disk_is_reported_once_and_the_model_keeps_serving(
+    store: ModelStore,
+) -> None:
+    assert store.reload()
+    served = store.artifact
+    assert served is not None
+    model_file = served.path / served.metadata["model_file"]
+    model_file.write_bytes(b"garbage")
+    assert store.reload() is False
+    assert store.artifact is served and failures(store) == 1.0
+    assert "changed on disk" in (store.last_error or "")
+    store.reload()
+    assert failures(store) == 1.0
