@@ -51,7 +51,7 @@ def prior_detector(threshold: float) -> StreamingDetector:
     """A detector that has seen two days of the synthetic Saleor workload (used without live state)."""
     from pipeline.sources.synthetic import synthetic_trace
 
-    detector = StreamingDetector(features=FEATURES, threshold=threshold)
+    detector = StreamingDetector(features=FEATURES, threshold=threshold, season_length=86400 // 300)
     frame = synthetic_trace(n_steps=2 * 86400 // 300, step_seconds=300, seed=7, incident_at=None)
     for row in frame[list(f for f in FEATURES if f in frame.columns)].itertuples(index=False):
         detector.learn_one({k: float(v) for k, v in row._asdict().items() if not math.isnan(v)})

@@ -91,7 +91,11 @@ class PipelineConfig:
         return OnlineForecaster(step_seconds=self.step_seconds, level=self.level, calibrated_steps=steps)
 
     def new_detector(self) -> StreamingDetector:
-        return StreamingDetector(features=FEATURES, threshold=self.anomaly_threshold)
+        return StreamingDetector(
+            features=FEATURES,
+            threshold=self.anomaly_threshold,
+            season_length=max(1, 86400 // self.step_seconds),  # the daily profile counts aligned steps
+        )
 
 
 @dataclass(slots=True)

@@ -29,7 +29,7 @@ from models.anomaly import StreamingDetector, xgb_feature_names
 from models.artifacts import ArtifactError, save_artifact
 from models.features import CPU, FEATURES
 from models.xgb import DEFAULT_PARAMS, DEFAULT_ROUNDS, classification_metrics, train
-from pipeline.evaluation.nab import corpus_files, read_series, window_rows
+from pipeline.evaluation.nab import corpus_files, points_per_day, read_series, window_rows
 
 
 def build_dataset(
@@ -51,7 +51,8 @@ def build_dataset(
         inside = np.zeros(len(values), dtype=bool)
         for left, right in windows:
             inside[left : right + 1] = True
-        det = StreamingDetector(features=FEATURES)
+        # As the harness and the stream do: the day is the file's own number of points per day.
+        det = StreamingDetector(features=FEATURES, season_length=points_per_day(stamps))
         for i, v in enumerate(values):
             point = {CPU: v}
             rows.append(det.xgb_features(point))
