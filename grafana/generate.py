@@ -44,6 +44,7 @@ EXPORTED_METRICS: frozenset[str] = frozenset(
         "helios_observed_feature",
         "helios_anomaly_score",
         "helios_anomaly_detected",
+        "helios_anomaly_severity",
         "helios_anomaly_threshold",
         "helios_anomaly_contribution",
         "helios_recommended_replicas",

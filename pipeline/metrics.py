@@ -25,6 +25,16 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 _PREDICTED = {"cpu_utilization": "cpu", "memory_utilization": "memory"}
 
+SEVERITY_LEVEL = {"normal": 0, "warning": 1, "critical": 2}
+
+#: Counter children created at 0, so rate() and increase() see the first event (a counter that
+#: first appears at 1 has no increase), and dashboards have a series before anything went wrong.
+OUTCOMES = ("processed", "dead_lettered", "replayed")
+DLQ_REASONS = (
+    "empty", "not_json", "schema", "key_mismatch", "no_metrics", "future", "too_old",
+    "too_late", "duplicate", "deployment_cap", "internal_error",
+)  # fmt: skip
+
 
 class _AgeCollector(Collector):
     """``helios_prediction_age_seconds``, computed at scrape time from the last prediction's time."""
@@ -56,6 +66,7 @@ class HeliosMetrics:
     observed_feature: Gauge
     anomaly_score: Gauge
     anomaly_detected: Gauge
+    anomaly_severity: Gauge
     anomaly_threshold: Gauge
     anomaly_contribution: Gauge
     recommended_replicas: Gauge
@@ -102,6 +113,11 @@ class HeliosMetrics:
             ),
             anomaly_score=gauge("helios_anomaly_score", "Current anomaly score in sigma units", DL),
             anomaly_detected=gauge("helios_anomaly_detected", "Whether an anomaly is detected (0/1)", DL),
+            anomaly_severity=gauge(
+                "helios_anomaly_severity",
+                "Declared severity (0 normal, 1 warning, 2 critical), held for HELIOS_ANOMALY_HOLD",
+                DL,
+            ),
             anomaly_threshold=gauge("helios_anomaly_threshold", "Anomaly threshold in sigma units"),
             anomaly_contribution=gauge(
                 "helios_anomaly_contribution", "Share of the anomaly score by feature", (*DL, "feature")
@@ -153,6 +169,11 @@ class HeliosMetrics:
             ready=gauge("helios_ready", "Whether the worker is ready (0/1)"),
             ages=ages,
         )
+        for outcome in OUTCOMES:
+            m.samples.labels(outcome)
+        for reason in DLQ_REASONS:
+            m.dead_letters.labels(reason)
+        m.model_reload_failures.labels("xgboost")
         m._labelled = [
             *(g for trio in predicted.values() for g in trio),
             m.observed_cpu,
@@ -160,6 +181,7 @@ class HeliosMetrics:
             m.observed_feature,
             m.anomaly_score,
             m.anomaly_detected,
+            m.anomaly_severity,
             m.anomaly_contribution,
             m.recommended_replicas,
             m.current_replicas,
@@ -198,6 +220,7 @@ class HeliosMetrics:
             self.observed_feature.labels(ns, dep, feature).set(value)
         self.anomaly_score.labels(ns, dep).set(anomaly.anomaly_score)
         self.anomaly_detected.labels(ns, dep).set(1 if anomaly.is_anomaly else 0)
+        self.anomaly_severity.labels(ns, dep).set(SEVERITY_LEVEL[anomaly.severity])
         for c in anomaly.contributing_features:
             self.anomaly_contribution.labels(ns, dep, c.feature).set(c.contribution)
         self.recommended_replicas.labels(ns, dep).set(recommendation.recommended_replicas)

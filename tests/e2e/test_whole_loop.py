@@ -2,13 +2,14 @@
 
 One test starts a `helios worker`, the synthetic ingester with an injected incident, and a real
 Prometheus server (Debian's ``/usr/bin/prometheus``) that scrapes the worker with the project's own
-``rules/prometheus.yml`` (only the target and the intervals rewritten) and evaluates
+``rules/prometheus.yml`` (only the targets and the intervals rewritten) and evaluates
 ``rules/helios-rules.yaml`` unchanged. Everything is asserted through Prometheus' HTTP API:
 
 1. the KEDA ScaledObject's query returns one sample, and KEDA's arithmetic on it (``ceil(value /
    threshold)``) gives the replica count the worker recommends;
 2. every Grafana panel query (and every template-variable query) returns data;
-3. the anomaly alerts go pending, then firing, after the incident starts, and resolve again;
+3. the anomaly alerts (on the worker's held ``helios_anomaly_severity``) go pending, then firing, in an
+   episode that starts after the incident does, and resolve again;
 4. once the worker is stopped, the KEDA query returns nothing (so KEDA's ``fallback`` takes over) and
    ``HeliosPredictionsMissing`` and ``HeliosDown`` fire.
 
@@ -371,6 +372,9 @@ def test_whole_loop(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
         **topic_env(unique),
         "HELIOS_KAFKA_BOOTSTRAP": kafka_bootstrap,
         "HELIOS_SCORING_INTERVAL": str(STEP),
+        # Two steps: a detection at the incident's onset is declared long enough for both alerts'
+        # `for:` and the alerts still resolve within the run (production holds 300 s).
+        "HELIOS_ANOMALY_HOLD": str(2 * STEP),
         "HELIOS_DATA_DIR": str(tmp_path / "data"),
         "HELIOS_MODEL_PATH": str(models),
         "HELIOS_MODEL_REFRESH_INTERVAL": "5",
@@ -504,11 +508,12 @@ def test_whole_loop(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
             return (
                 bool(watch.fired(CRITICAL))
                 and all(e.ended_seen is not None for e in watch.fired(CRITICAL))
+                and bool(watch.fired(WARNING))
                 and (bool(warning) and warning[-1].ended_seen is not None)
             )
 
         # The incident starts within one step of the ingester; its onset lasts at most three steps.
-        resolved = watch.until(incident_over, timeout=t_ingest + 5 * STEP + 20 - time.time())
+        resolved = watch.until(incident_over, timeout=t_ingest + 7 * STEP + 20 - time.time())
         # When the incident started: the ingester's own record (its event time is its emission time).
         records = run(
             consume(
@@ -545,6 +550,7 @@ def test_whole_loop(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
         # The warning's threshold is lower: it was pending at least as long, and after the incident began.
         warning = [e for e in watch.episodes[WARNING] if e.active_at <= critical.active_at + 1]
         assert warning and warning[-1].active_at >= t_incident - 1, timeline
+        assert watch.fired(WARNING), "the warning alert never fired:\n" + timeline
         for episode in watch.fired(WARNING):
             assert episode.active_at >= t_incident - 1, timeline
             assert episode.firing_seen is not None and episode.firing_seen <= t_incident_end, timeline
