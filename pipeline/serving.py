@@ -29,8 +29,8 @@ from pipeline.api import (
     RecommendResponse,
 )
 from pipeline.errors import HeliosError
-from pipeline.records import FeatureContribution, RecommendationItem
-from pipeline.stages import DeploymentPipeline, PipelineConfig
+from pipeline.records import FeatureContribution
+from pipeline.stages import DeploymentPipeline, PipelineConfig, advice_items
 
 #: Horizon that ``/recommend``'s single ``predicted_metrics`` value is taken to be at.
 RECOMMEND_HORIZON_SECONDS = 900
@@ -158,16 +158,4 @@ def recommend(req: RecommendRequest, config: PipelineConfig, now: float) -> Reco
         db_connections=req.current_metrics.db_connections,
     )
     decision = config.recommender.recommend(RecommenderState(), inputs)
-    items = [
-        RecommendationItem(
-            type=a.type,
-            action=a.action,
-            target_replicas=a.target_replicas,
-            reason=a.reason,
-            confidence=a.confidence,
-            urgency=a.urgency,
-            execute_by=None if a.execute_by is None else datetime.fromtimestamp(a.execute_by, tz=UTC),
-        )
-        for a in decision.advice
-    ]
-    return RecommendResponse(recommendations=items, summary=decision.summary)
+    return RecommendResponse(recommendations=advice_items(decision), summary=decision.summary)

@@ -289,18 +289,7 @@ class DeploymentPipeline:
             timestamp=_ts(window.start),
             current_replicas=self.replicas,
             recommended_replicas=decision.target_replicas,
-            recommendations=[
-                RecommendationItem(
-                    type=a.type,
-                    action=a.action,
-                    target_replicas=a.target_replicas,
-                    reason=a.reason,
-                    confidence=a.confidence,
-                    urgency=a.urgency,
-                    execute_by=None if a.execute_by is None else _ts(a.execute_by),
-                )
-                for a in decision.advice
-            ],
+            recommendations=advice_items(decision),
             summary=decision.summary,
             evidence=decision.evidence,
         )
@@ -336,6 +325,22 @@ class DeploymentPipeline:
         pipe.alarm_until = -math.inf if until is None else float(until)
         pipe.alarm_severity = _SEVERITIES.get(severity, "normal")
         return pipe
+
+
+def advice_items(decision: Decision) -> list[RecommendationItem]:
+    """The recommender's advice as the records' (and ``/recommend``'s) items."""
+    return [
+        RecommendationItem(
+            type=a.type,
+            action=a.action,
+            target_replicas=a.target_replicas,
+            reason=a.reason,
+            confidence=a.confidence,
+            urgency=a.urgency,
+            execute_by=None if a.execute_by is None else _ts(a.execute_by),
+        )
+        for a in decision.advice
+    ]
 
 
 def score_batch(model: XGBAnomalyModel | None, prepared: Sequence[Prepared]) -> list[float | None]:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import faust
 import orjson
@@ -166,6 +166,31 @@ def register(app: faust.App, helios: Helios) -> None:
                 log.warning("forwarding %s for %s to %s failed: %s", request.path, key, url, exc)
                 return None
 
+        async def infer(
+            self,
+            request: web.Request,
+            model: type[M],
+            endpoint: str,
+            answer: Callable[[M, str], BaseModel],
+            route: bool = True,
+        ) -> web.Response:
+            """Authorise, parse, route to the deployment's owner, answer, time it; errors name the field."""
+            if (denied := self.unauthorised(request)) is not None:
+                return denied
+            req = await self.parse(request, model)
+            if not isinstance(req, model):
+                return cast(web.Response, req)  # the error response parse() built
+            key = self.key_of(getattr(req, "namespace", None), getattr(req, "deployment", None))
+            if route and (routed := await self.forward(request, key, await request.read())) is not None:
+                return routed
+            started = time.perf_counter()
+            try:
+                result = answer(req, key)
+            except serving.BadRequest as exc:
+                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
+            duration.labels(endpoint).observe(time.perf_counter() - started)
+            return self.reply(result)
+
         def key_of(self, namespace: str | None, deployment: str | None) -> str:
             return f"{namespace or settings.metrics_namespace}/{deployment or settings.metrics_deployment}"
 
@@ -193,74 +218,37 @@ def register(app: faust.App, helios: Helios) -> None:
             )
             return self.reply(ModelsResponse(models=infos))
 
+    def predict(req: PredictRequest, key: str) -> BaseModel:
+        if req.periods > settings.max_periods:
+            raise serving.BadRequest("periods", f"at most HELIOS_MAX_PERIODS={settings.max_periods}")
+        entry = runtime.entries.get(key)
+        live = entry.pipeline if entry is not None else None
+        if req.model == "prophet" or (req.model == "auto" and helios.prophet.prefers(key, live)):
+            return helios.prophet.predict(req, key, runtime.config, helios.clock())
+        return serving.predict(req, live, runtime.config, helios.clock(), key)
+
+    def detect(req: DetectRequest, key: str) -> BaseModel:
+        entry = runtime.entries.get(key)
+        return serving.detect(req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key)
+
+    def recommend(req: RecommendRequest, key: str) -> BaseModel:
+        return serving.recommend(req, runtime.config, helios.clock())
+
     @app.page("/predict")
     class Predict(JsonView):
         async def post(self, request: web.Request) -> web.Response:
-            if (denied := self.unauthorised(request)) is not None:
-                return denied
-            req = await self.parse(request, PredictRequest)
-            if not isinstance(req, PredictRequest):
-                return req
-            if req.periods > settings.max_periods:
-                return self.fail(
-                    422,
-                    "periods too large",
-                    [
-                        ErrorDetail(
-                            field="periods", problem=f"at most HELIOS_MAX_PERIODS={settings.max_periods}"
-                        )
-                    ],
-                )
-            key = self.key_of(req.namespace, req.deployment)
-            if (routed := await self.forward(request, key, await request.read())) is not None:
-                return routed
-            started = time.perf_counter()
-            try:
-                entry = runtime.entries.get(key)
-                live = entry.pipeline if entry is not None else None
-                if req.model == "prophet" or (req.model == "auto" and helios.prophet.prefers(key, live)):
-                    answer = helios.prophet.predict(req, key, runtime.config, helios.clock())
-                else:
-                    answer = serving.predict(req, live, runtime.config, helios.clock(), key)
-            except serving.BadRequest as exc:
-                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
-            duration.labels("/predict").observe(time.perf_counter() - started)
-            return self.reply(answer)
+            return await self.infer(request, PredictRequest, "/predict", predict)
 
     @app.page("/detect")
     class Detect(JsonView):
         async def post(self, request: web.Request) -> web.Response:
-            if (denied := self.unauthorised(request)) is not None:
-                return denied
-            req = await self.parse(request, DetectRequest)
-            if not isinstance(req, DetectRequest):
-                return req
-            key = self.key_of(req.namespace, req.deployment)
-            if (routed := await self.forward(request, key, await request.read())) is not None:
-                return routed
-            started = time.perf_counter()
-            try:
-                entry = runtime.entries.get(key)
-                answer = serving.detect(
-                    req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key
-                )
-            except serving.BadRequest as exc:
-                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
-            duration.labels("/detect").observe(time.perf_counter() - started)
-            return self.reply(answer)
+            return await self.infer(request, DetectRequest, "/detect", detect)
 
     @app.page("/recommend")
     class Recommend(JsonView):
         async def post(self, request: web.Request) -> web.Response:
-            if (denied := self.unauthorised(request)) is not None:
-                return denied
-            req = await self.parse(request, RecommendRequest)
-            if not isinstance(req, RecommendRequest):
-                return req
-            started = time.perf_counter()
-            answer = serving.recommend(req, runtime.config, helios.clock())
-            duration.labels("/recommend").observe(time.perf_counter() - started)
-            return self.reply(answer)
+            # Stateless: answered where it lands, from the request alone.
+            return await self.infer(request, RecommendRequest, "/recommend", recommend, route=False)
 
     @app.page("/metrics")
     class Metrics(web.View):

@@ -91,7 +91,9 @@ def test_issue_alerts_are_present() -> None:
     assert "absent(helios_recommended_replicas{" in by_name["HeliosPredictionsMissing"]["expr"]
     assert by_name["HeliosDown"]["expr"] == 'up{job="helios"} == 0'
     assert "histogram_quantile(0.99" in by_name["HeliosSlowInference"]["expr"]
-    assert "1.6 * helios_anomaly_threshold" in by_name["HeliosAnomalyCritical"]["expr"]
+    # The anomaly alerts follow the worker's held severity (2 = score >= 1.6 x HELIOS_ANOMALY_THRESHOLD).
+    assert by_name["HeliosAnomalyWarning"]["expr"] == "helios_anomaly_severity >= 1"
+    assert by_name["HeliosAnomalyCritical"]["expr"] == "helios_anomaly_severity >= 2"
 
 
 def test_every_alert_has_for_severity_and_text() -> None:
