@@ -91,16 +91,31 @@ def wire(app: faust.App, helios: Helios) -> None:
                 result.extend(BatchResult(emits=[runtime.dlq_emit(dead)], dead=[dead]))
         return result
 
+    watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
+
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
-        async for events in stream.take_events(settings.batch_size, within=settings.batch_within):
-            records = [_raw(e) for e in events]
+        # Micro-batches without a timer: an event joins the batch while more are already queued, and
+        # the batch is processed as soon as the queue runs dry or it holds HELIOS_BATCH_SIZE events.
+        # (Faust's take_events() stalled under load here with a part-filled buffer and its events
+        # unacked, faust-streaming #629-like; this loop has no timer or buffer handshake to lose.)
+        manual = stream.noack()
+        batch: list[Any] = []
+        async for event in manual.events():
+            batch.append(event)
+            if len(batch) < settings.batch_size and not manual.channel.empty():
+                continue
+            records = [_raw(e) for e in batch]
             result = BatchResult()
             for start in range(0, len(records), CHUNK):
                 result.extend(process_safely(records[start : start + CHUNK]))
                 # Let the web view and heartbeats in between chunks: /health stays fast under load.
                 await asyncio.sleep(0)
             await _publish(helios, result)
+            for done in batch:
+                await manual.ack(done)
+            batch = []
+            watchdog.processed(records)
 
     owned: set[int] = set()
 
@@ -135,8 +150,6 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def refit_prophet() -> None:
         await helios.prophet.run()
 
-    watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
-
     @app.timer(interval=5.0)
     async def watch_consumption() -> None:
         # Faust/aiokafka can leave a partition taken over in a rebalance unfetched (faust-streaming
@@ -150,7 +163,8 @@ def wire(app: faust.App, helios: Helios) -> None:
             return
         try:
             highwaters = await app.consumer.highwaters(*tps)
-            positions = {tp: await app.consumer.position(tp) for tp in tps}
+            # Progress = the next offset the agent has to process; the fetch position until it has.
+            positions = {tp: watchdog.done.get(tp.partition) or await app.consumer.position(tp) for tp in tps}
         except Exception as exc:  # a rebalance or an outage under way: look again next time
             log.debug("consumption watchdog skipped: %s", exc)
             return
@@ -191,9 +205,18 @@ class ConsumptionWatchdog:
         self._since: dict[Any, tuple[int | None, float]] = {}
         self.stalled: set[Any] = set()
 
+        #: partition -> the next offset to process, from what the agent has processed
+        self.done: dict[int, int] = {}
+
+    def processed(self, records: list[RawRecord]) -> None:
+        for record in records:
+            if record.offset + 1 > self.done.get(record.partition, -1):
+                self.done[record.partition] = record.offset + 1
+
     def reset(self) -> None:
         self._since.clear()
         self.stalled.clear()
+        self.done.clear()
 
     def observe(self, positions: dict[Any, int | None], highwaters: Any) -> list[Any]:
         """Record positions; return the partitions that just crossed ``stall_after``."""

@@ -1,6 +1,6 @@
 """What a worker does with a micro-batch of raw records, without any Faust in it.
 
-The agent hands :meth:`Runtime.process` the raw records of one ``stream.take_events()`` batch; it
+The agent hands :meth:`Runtime.process` the raw records of one micro-batch; it
 gets back what to emit, what to write to the state table's changelog and what to dead-letter.
 Tests drive it directly; the Faust agent only moves bytes in and out.
 """

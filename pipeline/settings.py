@@ -131,7 +131,6 @@ class Settings(BaseModel):
         30.0, ge=6.0, le=300.0, validation_alias="HELIOS_BROKER_SESSION_TIMEOUT"
     )
     batch_size: int = Field(500, ge=1, le=100_000, validation_alias="HELIOS_BATCH_SIZE")
-    batch_within: float = Field(0.02, gt=0.0, le=10.0, validation_alias="HELIOS_BATCH_WITHIN")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -28,7 +28,7 @@ def _sample(t: float, cpu: float) -> bytes:
 
 @pytest.mark.asyncio
 async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tmp_path: Any) -> None:
-    settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path), "HELIOS_BATCH_WITHIN": "0.01"})
+    settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path)})
     app = create_app(settings)
     app.finalize()
     app.conf.store = "memory://"

@@ -68,7 +68,6 @@ def test_the_numeric_settings_were_found() -> None:
         "HELIOS_MAX_DEPLOYMENTS",
         "HELIOS_IDLE_TTL",
         "HELIOS_LATE_GRACE",
-        "HELIOS_BATCH_WITHIN",
     } <= names
     # Every numeric setting is bounded on both sides (an unbounded float would accept "inf").
     unbounded = [var for var, _, lo, hi, _, _ in NUMERIC if lo is None or hi is None]
