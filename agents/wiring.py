@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 #: Seconds a partition with lag may sit without its position moving before /ready says so.
 STALL_SECONDS = 30.0
 
-#: Records processed between two yields to the event loop (a few ms of work; XGBoost still batches).
-CHUNK = 64
+#: Records processed between two yields to the event loop (~10 ms of work; XGBoost still batches).
+CHUNK = 16
 
 
 def _raw(event: Any) -> RawRecord:
