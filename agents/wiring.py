@@ -3,7 +3,8 @@
 * ``helios-pipeline`` (agent): micro-batches of ``helios.metrics`` -> :meth:`Runtime.process` ->
   the three output topics, the DLQ, the state table's changelog and the gauges.
 * partition hook: deployments of partitions that moved away lose their label sets.
-* timers: the stale/idle sweeper, the model reloader, the broker probe behind ``/ready``.
+* timers: the stale/idle sweeper, the model reloader, the broker probe and the consumption
+  watchdog behind ``/ready``, the Prophet refits.
 """
 
 from __future__ import annotations
