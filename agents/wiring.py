@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import faust
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds a partition with lag may sit without its position moving before /ready says so.
 STALL_SECONDS = 30.0
+
+#: Longest a part-filled micro-batch waits for one more event before it is processed.
+LINGER = 0.05
 
 #: Records processed between two yields to the event loop (~10 ms of work; XGBoost still batches).
 CHUNK = 16
@@ -64,6 +68,41 @@ async def _publish(helios: Helios, result: BatchResult) -> None:
             table.send_changelog(partition, key, value)
 
 
+async def micro_batches(stream: Any, max_size: int) -> AsyncIterator[list[Any]]:
+    """Events in batches: an event joins while more are already queued; a batch is yielded as soon as
+    the queue runs dry, it holds ``max_size`` events, or its next event is ``LINGER`` away.
+
+    Faust's ``take_events()`` stalled under load here with a part-filled buffer and its events
+    unacked; this keeps no buffer handshake with Faust. The linger matters: a rebalance can clear the
+    queue after ``empty()`` said more was coming, and a batch must not wait for new input.
+    """
+    events = stream.events().__aiter__()
+    batch: list[Any] = []
+    upcoming: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if upcoming is None:
+                upcoming = asyncio.ensure_future(events.__anext__())
+            finished, _ = await asyncio.wait({upcoming}, timeout=LINGER if batch else None)
+            if upcoming in finished:
+                try:
+                    batch.append(upcoming.result())
+                except StopAsyncIteration:
+                    break
+                finally:
+                    upcoming = None
+                if len(batch) < max_size and not stream.channel.empty():
+                    continue
+            if batch:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+    finally:
+        if upcoming is not None:
+            upcoming.cancel()
+
+
 def wire(app: faust.App, helios: Helios) -> None:
     settings = helios.settings
     runtime = helios.runtime
@@ -96,16 +135,8 @@ def wire(app: faust.App, helios: Helios) -> None:
 
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
-        # Micro-batches without a timer: an event joins the batch while more are already queued, and
-        # the batch is processed as soon as the queue runs dry or it holds HELIOS_BATCH_SIZE events.
-        # (Faust's take_events() stalled under load here with a part-filled buffer and its events
-        # unacked, faust-streaming #629-like; this loop has no timer or buffer handshake to lose.)
         manual = stream.noack()
-        batch: list[Any] = []
-        async for event in manual.events():
-            batch.append(event)
-            if len(batch) < settings.batch_size and not manual.channel.empty():
-                continue
+        async for batch in micro_batches(manual, settings.batch_size):
             records = [_raw(e) for e in batch]
             result = BatchResult()
             for start in range(0, len(records), CHUNK):
@@ -113,9 +144,8 @@ def wire(app: faust.App, helios: Helios) -> None:
                 # Let the web view and heartbeats in between chunks: /health stays fast under load.
                 await asyncio.sleep(0)
             await _publish(helios, result)
-            for done in batch:
-                await manual.ack(done)
-            batch = []
+            for event in batch:
+                await manual.ack(event)
             watchdog.processed(records)
 
     owned: set[int] = set()

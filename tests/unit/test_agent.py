@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -58,6 +59,8 @@ async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tm
             for i in range(5):
                 await a.put(_sample(start + i * step, 0.4 + 0.01 * i), key=b"saleor/saleor-api", partition=3)
             await a.put(b"{not json", key=b"saleor/saleor-api", partition=3)
+            # The agent processes a part-filled batch once its queue is dry for LINGER seconds.
+            await asyncio.sleep(0.5)
     topics = [t for t, _, _ in sent]
     assert topics.count(settings.topic_forecasts) == 5
     assert topics.count(settings.topic_anomalies) == 5
