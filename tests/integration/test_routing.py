@@ -39,7 +39,9 @@ def samples(n: int) -> list[tuple[bytes, bytes]]:
 
 def exported(worker: Worker) -> set[str]:
     text = worker.metrics()
-    return {d for d in DEPLOYMENTS if metric_value(text, "helios_recommended_replicas", deployment=d) is not None}
+    return {
+        d for d in DEPLOYMENTS if metric_value(text, "helios_recommended_replicas", deployment=d) is not None
+    }
 
 
 def test_requests_for_another_workers_deployment_are_answered_by_the_owner(
@@ -71,7 +73,9 @@ def test_requests_for_another_workers_deployment_are_answered_by_the_owner(
                 status, data = a.post("/predict", body)
                 assert status == 200, data
                 assert f"live state of shop/{dep}" in data["model_used"], (dep, data["model_used"])
-            status, data = a.post("/detect", {"metrics": {"cpu_utilization": 0.45}, "namespace": "shop", "deployment": dep})
+            status, data = a.post(
+                "/detect", {"metrics": {"cpu_utilization": 0.45}, "namespace": "shop", "deployment": dep}
+            )
             assert status == 200, data
             assert f"live state of shop/{dep}" in data["model_used"]
     finally:

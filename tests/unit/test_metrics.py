@@ -35,11 +35,16 @@ def outputs(dep: str) -> tuple[ForecastRecord, AnomalyRecord, RecommendationReco
     fc = ForecastRecord(
         namespace="ns", deployment=dep, timestamp=0, model="baseline", level=0.9,
         observed=Metrics(cpu_utilization=0.5, memory_utilization=0.4, db_connections=3),
-        horizons=[HorizonForecast(horizon="5m", seconds=300, timestamp=300, cpu_utilization=band, memory_utilization=band)],
+        horizons=[
+            HorizonForecast(
+                horizon="5m", seconds=300, timestamp=300, cpu_utilization=band, memory_utilization=band
+            )
+        ],
     )  # fmt: skip
     an = AnomalyRecord(
         namespace="ns", deployment=dep, timestamp=0, anomaly_score=3.0, is_anomaly=True, threshold=2.5,
-        severity="warning", contributing_features=[FeatureContribution(feature="cpu_utilization", contribution=3.0)],
+        severity="warning",
+        contributing_features=[FeatureContribution(feature="cpu_utilization", contribution=3.0)],
     )  # fmt: skip
     rec = RecommendationRecord(
         namespace="ns", deployment=dep, timestamp=0, current_replicas=2, recommended_replicas=3,
