@@ -6,12 +6,11 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from pipeline.ingest import default_producer, run_ingest
 from pipeline.records import MetricSample
@@ -20,6 +19,7 @@ from pipeline.sources.base import Batch, Source
 from pipeline.sources.cloud_monitoring import CloudMonitoringSource
 from pipeline.sources.synthetic import SyntheticSource
 from tests.fakes.cloud_monitoring import FakeMonitoringServer
+from tests.helpers import consume
 
 pytestmark = pytest.mark.kafka
 
@@ -34,26 +34,8 @@ def settings_for(bootstrap: str, **extra: str) -> Settings:
     )
 
 
-async def read_topic(
-    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float = 30.0
-) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(out):
-            for msgs in (await consumer.getmany(timeout_ms=300)).values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
-    return out
+# Reading a topic from the start: the suite's one helper (tests/helpers.py).
+read_topic = consume
 
 
 class CrashAfterProduce:

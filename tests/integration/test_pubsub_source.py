@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 from google.cloud import pubsub_v1
 
 from pipeline.ingest import run_ingest
@@ -18,6 +17,7 @@ from pipeline.records import Metrics, MetricSample
 from pipeline.settings import Settings, load_settings
 from pipeline.sources.base import Batch, Source
 from pipeline.sources.pubsub import PubSubSource
+from tests.helpers import consume
 from tests.integration.pubsub_fixture import pubsub_emulator  # noqa: F401 - the session fixture
 
 pytestmark = [pytest.mark.pubsub, pytest.mark.kafka]
@@ -56,26 +56,8 @@ def settings_for(bootstrap: str) -> Settings:
     )
 
 
-async def read_until(
-    bootstrap: str, topic: str, until: Callable[[list[Any]], bool], timeout: float
-) -> list[Any]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        group_id=None,
-    )
-    await consumer.start()
-    out: list[Any] = []
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not until(out):
-            for msgs in (await consumer.getmany(timeout_ms=300)).values():
-                out.extend(msgs)
-    finally:
-        await consumer.stop()
-    return out
+# Reading a topic from the start: the suite's one helper (tests/helpers.py).
+read_until = consume
 
 
 def source_for(settings: Settings, subscription: str) -> PubSubSource:
