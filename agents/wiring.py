@@ -132,12 +132,18 @@ def wire(app: faust.App, helios: Helios) -> None:
         return result
 
     watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
+    #: Partitions of the metrics topic this worker owns now, and those it owned and lost (the hook below).
+    owned: set[int] = set()
+    moved_away: set[int] = set()
 
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
         manual = stream.noack()
         async for batch in micro_batches(manual, settings.batch_size):
-            records = [_raw(e) for e in batch]
+            # A batch can straddle a rebalance: events of partitions this worker no longer owns are left
+            # to their new owner (which reads them from its committed offset), never processed here,
+            # so two workers never write one deployment's state.
+            records = [_raw(e) for e in batch if e.message.partition not in moved_away]
             result = BatchResult()
             for start in range(0, len(records), CHUNK):
                 result.extend(process_safely(records[start : start + CHUNK]))
@@ -147,8 +153,6 @@ def wire(app: faust.App, helios: Helios) -> None:
             for event in batch:
                 await manual.ack(event)
             watchdog.processed(records)
-
-    owned: set[int] = set()
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -160,6 +164,8 @@ def wire(app: faust.App, helios: Helios) -> None:
             log.info("partitions %s moved away; unexported %d deployments", sorted(lost), len(gone))
         owned.clear()
         owned.update(mine)
+        moved_away.update(lost)
+        moved_away.difference_update(mine)
 
     @app.timer(interval=min(5.0, settings.stale_after / 4))
     async def sweep() -> None:
