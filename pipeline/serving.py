@@ -118,8 +118,6 @@ def detect(
     key: str,
 ) -> DetectResponse:
     values = req.metrics.present()
-    if not values:
-        raise BadRequest("metrics", "give at least one of " + ", ".join(FEATURES))
     detector = live.detector if live is not None else prior_detector(config.anomaly_threshold)
     stream = detector.score_one(values)
     probability = None
