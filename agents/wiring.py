@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 
+from agents.gaps import fetch_gap
 from pipeline.errors import BadSample
+from pipeline.kafka_config import kafka_client_kwargs
+from pipeline.offsets import OffsetTracker, marker_key, marker_value
 from pipeline.runtime import BatchResult, RawRecord
 
 if TYPE_CHECKING:
@@ -132,6 +135,44 @@ def wire(app: faust.App, helios: Helios) -> None:
         return result
 
     watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
+    tracker = OffsetTracker()
+    samples = runtime.metrics.samples
+
+    async def unseen(records: list[RawRecord]) -> list[RawRecord]:
+        """The records to process: replays dropped, offsets the consumer skipped read back in."""
+        for p in {r.partition for r in records} - tracker.started:
+            tracker.start(p, marker_value(helios.state.data.get(marker_key(p))))
+        fresh = tracker.fresh(records)
+        if len(fresh) < len(records):
+            samples.labels("replayed").inc(len(records) - len(fresh))
+        gaps = tracker.gaps(fresh)
+        if not gaps:
+            return fresh
+        for gap in gaps:
+            try:
+                found = await fetch_gap(kafka_client_kwargs(settings), settings.topic_metrics, gap)
+            except Exception as exc:
+                log.error(
+                    "offsets %s..%s of partition %d were skipped by the consumer and could not be "
+                    "read back: %s",
+                    gap.start,
+                    gap.end - 1,
+                    gap.partition,
+                    exc,
+                )
+                samples.labels("lost").inc(gap.end - gap.start)
+                continue
+            log.warning(
+                "the consumer skipped offsets %d..%d of partition %d; read back %d records",
+                gap.start,
+                gap.end - 1,
+                gap.partition,
+                len(found),
+            )
+            samples.labels("recovered").inc(len(found))
+            fresh.extend(found)
+        return sorted(fresh, key=lambda r: (r.partition, r.offset))
+
     #: Partitions of the metrics topic this worker owns now, and those it owned and lost (the hook below).
     owned: set[int] = set()
     moved_away: set[int] = set()
@@ -143,16 +184,21 @@ def wire(app: faust.App, helios: Helios) -> None:
             # A batch can straddle a rebalance: events of partitions this worker no longer owns are left
             # to their new owner (which reads them from its committed offset), never processed here,
             # so two workers never write one deployment's state.
-            records = [_raw(e) for e in batch if e.message.partition not in moved_away]
+            records = await unseen([_raw(e) for e in batch if e.message.partition not in moved_away])
             result = BatchResult()
             for start in range(0, len(records), CHUNK):
                 result.extend(process_safely(records[start : start + CHUNK]))
                 # Let the web view and heartbeats in between chunks: /health stays fast under load.
                 await asyncio.sleep(0)
+            # The partitions' next offsets are persisted with the state they describe.
+            ends: dict[int, int] = {}
+            for r in records:
+                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
+            result.state_writes += [(p, marker_key(p), orjson.dumps({"next": n})) for p, n in ends.items()]
             await _publish(helios, result)
+            tracker.advance(records)
             for event in batch:
                 await manual.ack(event)
-            watchdog.processed(records)
 
     @app.on_partitions_assigned.connect  # type: ignore[arg-type]
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
@@ -162,6 +208,7 @@ def wire(app: faust.App, helios: Helios) -> None:
         if lost:
             gone = runtime.revoke(lost)
             log.info("partitions %s moved away; unexported %d deployments", sorted(lost), len(gone))
+        tracker.forget(lost)
         owned.clear()
         owned.update(mine)
         moved_away.update(lost)
@@ -201,7 +248,7 @@ def wire(app: faust.App, helios: Helios) -> None:
         try:
             highwaters = await app.consumer.highwaters(*tps)
             # Progress = the next offset the agent has to process; the fetch position until it has.
-            positions = {tp: watchdog.done.get(tp.partition) or await app.consumer.position(tp) for tp in tps}
+            positions = {tp: tracker.next.get(tp.partition) or await app.consumer.position(tp) for tp in tps}
         except Exception as exc:  # a rebalance or an outage under way: look again next time
             log.debug("consumption watchdog skipped: %s", exc)
             return
@@ -242,18 +289,9 @@ class ConsumptionWatchdog:
         self._since: dict[Any, tuple[int | None, float]] = {}
         self.stalled: set[Any] = set()
 
-        #: partition -> the next offset to process, from what the agent has processed
-        self.done: dict[int, int] = {}
-
-    def processed(self, records: list[RawRecord]) -> None:
-        for record in records:
-            if record.offset + 1 > self.done.get(record.partition, -1):
-                self.done[record.partition] = record.offset + 1
-
     def reset(self) -> None:
         self._since.clear()
         self.stalled.clear()
-        self.done.clear()
 
     def observe(self, positions: dict[Any, int | None], highwaters: Any) -> list[Any]:
         """Record positions; return the partitions that just crossed ``stall_after``."""

@@ -29,7 +29,7 @@ SEVERITY_LEVEL = {"normal": 0, "warning": 1, "critical": 2}
 
 #: Counter children created at 0, so rate() and increase() see the first event (a counter that
 #: first appears at 1 has no increase), and dashboards have a series before anything went wrong.
-OUTCOMES = ("processed", "dead_lettered", "replayed")
+OUTCOMES = ("processed", "dead_lettered", "replayed", "recovered", "lost")
 DLQ_REASONS = (
     "empty", "not_json", "schema", "key_mismatch", "no_metrics", "future", "too_old",
     "too_late", "duplicate", "deployment_cap", "internal_error",

@@ -112,11 +112,6 @@ def shared_env(kafka_bootstrap: str, unique: str) -> dict[str, str]:
     }
 
 
-# Known flaky under CPU load: in 2 of 3 full-suite runs on 2 cores, and 3 of 3 runs beside a CPU hog, 1-2 of
-# 560 windows had no recommendation within the wait after the takeover (0 of 3 hogged runs since batches skip
-# partitions that moved away). Reruns keep CI about everything else; a rerun shows as RERUN in the summary,
-# and the open question is in the closing note of issue 6.
-@pytest.mark.flaky(reruns=4)
 def test_survivor_takes_over_partitions_state_and_gauges(
     shared_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
 ) -> None:
