@@ -8,11 +8,13 @@ so no worker exports a number it no longer owns and KEDA never acts on a frozen 
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pipeline.records import AnomalyRecord, ForecastRecord, RecommendationRecord
@@ -36,23 +38,147 @@ DLQ_REASONS = (
 )  # fmt: skip
 
 
-class _AgeCollector(Collector):
-    """``helios_prediction_age_seconds``, computed at scrape time from the last prediction's time."""
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One per-deployment metric: its labels after ``namespace, deployment``."""
+
+    name: str
+    doc: str
+    extra: tuple[str, ...] = ()
+    counter: bool = False
+
+
+def _predicted_families() -> dict[str, tuple[Family, Family, Family]]:
+    hl = ("horizon",)
+    return {
+        feature: (
+            Family(f"helios_predicted_{short}", f"Predicted {feature} (point forecast)", hl),
+            Family(f"helios_predicted_{short}_lower", f"Lower end of the {feature} prediction band", hl),
+            Family(f"helios_predicted_{short}_upper", f"Upper end of the {feature} prediction band", hl),
+        )
+        for feature, short in _PREDICTED.items()
+    }
+
+
+PREDICTED = _predicted_families()
+OBSERVED_CPU = Family("helios_observed_cpu", "Observed CPU utilization of the limit (window mean)")
+OBSERVED_MEMORY = Family("helios_observed_memory", "Observed memory utilization of the limit")
+OBSERVED_FEATURE = Family("helios_observed_feature", "Observed value of each feature", ("feature",))
+ANOMALY_SCORE = Family("helios_anomaly_score", "Current anomaly score in sigma units")
+ANOMALY_DETECTED = Family("helios_anomaly_detected", "Whether an anomaly is detected (0/1)")
+ANOMALY_SEVERITY = Family(
+    "helios_anomaly_severity",
+    "Declared severity (0 normal, 1 warning, 2 critical), held for HELIOS_ANOMALY_HOLD",
+)
+ANOMALY_CONTRIBUTION = Family(
+    "helios_anomaly_contribution", "Share of the anomaly score by feature", ("feature",)
+)
+RECOMMENDED_REPLICAS = Family("helios_recommended_replicas", "Recommended replica count")
+CURRENT_REPLICAS = Family("helios_current_replicas", "Replica count the last sample reported")
+RECOMMENDATIONS = Family("helios_recommendations", "Recommendations published, by action", ("action",), True)
+FORECAST_ABS_ERROR = Family(
+    "helios_forecast_abs_error", "Rolling mean absolute error of the forecast", ("feature", "horizon")
+)
+FORECAST_COVERAGE = Family(
+    "helios_forecast_coverage", "Rolling share of outcomes inside the prediction band", ("feature", "horizon")
+)
+FAMILIES = (
+    *(f for trio in PREDICTED.values() for f in trio),
+    OBSERVED_CPU, OBSERVED_MEMORY, OBSERVED_FEATURE,
+    ANOMALY_SCORE, ANOMALY_DETECTED, ANOMALY_SEVERITY, ANOMALY_CONTRIBUTION,
+    RECOMMENDED_REPLICAS, CURRENT_REPLICAS, RECOMMENDATIONS,
+    FORECAST_ABS_ERROR, FORECAST_COVERAGE,
+)  # fmt: skip
+
+_NAN = float("nan")
+
+
+class DeploymentSeries(Collector):
+    """Every per-deployment series, kept as one ``array('d')`` per deployment and rendered at scrape time.
+
+    A ``Gauge`` child per series cost ~0.6 KB and ~1 µs per ``labels(...).set``; a deployment has
+    about 65 series. Here a deployment is one small array (NaN = never set), an update is an index
+    store, and forgetting a deployment is one ``dict.pop``. ``helios_prediction_age_seconds`` is
+    computed at scrape time from the last prediction's time.
+
+    Examples
+    --------
+    >>> series = DeploymentSeries(clock=lambda: 12.0)
+    >>> series.update(("ns", "api"), [(series.slot(ANOMALY_SCORE), 3.5)], now=10.0)
+    >>> [(s.name, s.labels, s.value) for f in series.collect() for s in f.samples if s.value == 3.5]
+    [('helios_anomaly_score', {'namespace': 'ns', 'deployment': 'api'}, 3.5)]
+    >>> series.forget(("ns", "api")); series.tracked()
+    []
+    """
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
+        self.rows: dict[DeploymentKey, array[float]] = {}
+        #: deployment -> time of its last prediction
         self.last: dict[DeploymentKey, float] = {}
+        self._slots: dict[tuple[Family, tuple[str, ...]], int] = {}
+        self._by_family: dict[Family, list[tuple[tuple[str, ...], int]]] = {f: [] for f in FAMILIES}
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
-        family = GaugeMetricFamily(
+    def slot(self, family: Family, *extra: str) -> int:
+        """The index of one series (a family and its extra label values) in every deployment's array."""
+        key = (family, extra)
+        index = self._slots.get(key)
+        if index is None:
+            index = self._slots[key] = len(self._slots)
+            self._by_family[family].append((extra, index))
+        return index
+
+    def _row(self, key: DeploymentKey) -> array[float]:
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = array("d")
+        if len(row) < len(self._slots):
+            row.extend([_NAN] * (len(self._slots) - len(row)))
+        return row
+
+    def update(
+        self, key: DeploymentKey, values: Iterable[tuple[int, float]], now: float,
+        increments: Iterable[int] = (),
+    ) -> None:  # fmt: skip
+        """Set series (slot, value) and add 1 to counter slots of one deployment."""
+        row = self._row(key)
+        for index, value in values:
+            row[index] = value
+        for index in increments:
+            current = row[index]
+            row[index] = 1.0 if current != current else current + 1.0
+        self.last[key] = now
+
+    def forget(self, key: DeploymentKey) -> None:
+        self.rows.pop(key, None)
+        self.last.pop(key, None)
+
+    def tracked(self) -> list[DeploymentKey]:
+        return list(self.last)
+
+    def collect(self) -> Iterable[Metric]:
+        rows = list(self.rows.items())
+        for family in FAMILIES:
+            cls = CounterMetricFamily if family.counter else GaugeMetricFamily
+            out = cls(family.name, family.doc, labels=[*DL, *family.extra])
+            slots = list(self._by_family[family])
+            for (ns, dep), row in rows:
+                size = len(row)
+                for extra, index in slots:
+                    if index < size:
+                        value = row[index]
+                        if value == value:  # not NaN: set at least once
+                            out.add_metric([ns, dep, *extra], value)
+            yield out
+        ages = GaugeMetricFamily(
             "helios_prediction_age_seconds",
             "Seconds since this worker last published a prediction for the deployment",
             labels=list(DL),
         )
         now = self.clock()
         for (ns, dep), at in list(self.last.items()):
-            family.add_metric([ns, dep], max(0.0, now - at))
-        yield family
+            ages.add_metric([ns, dep], max(0.0, now - at))
+        yield ages
 
 
 @dataclass
@@ -60,20 +186,8 @@ class HeliosMetrics:
     """Every metric Helios exports. Build it with :meth:`create`."""
 
     registry: CollectorRegistry
-    predicted: dict[str, tuple[Gauge, Gauge, Gauge]]
-    observed_cpu: Gauge
-    observed_memory: Gauge
-    observed_feature: Gauge
-    anomaly_score: Gauge
-    anomaly_detected: Gauge
-    anomaly_severity: Gauge
+    deployments: DeploymentSeries
     anomaly_threshold: Gauge
-    anomaly_contribution: Gauge
-    recommended_replicas: Gauge
-    current_replicas: Gauge
-    recommendations: Counter
-    forecast_abs_error: Gauge
-    forecast_coverage: Gauge
     forecast_level: Gauge
     inference_duration: Histogram
     samples: Counter
@@ -82,64 +196,18 @@ class HeliosMetrics:
     model_reload_failures: Counter
     model_info: Gauge
     ready: Gauge
-    ages: _AgeCollector
-    _labelled: list[Gauge | Counter] = field(default_factory=list)
 
     @classmethod
     def create(cls, registry: CollectorRegistry, clock: Callable[[], float] = time.time) -> HeliosMetrics:
         def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> Gauge:
             return Gauge(name, doc, list(labels), registry=registry)
 
-        hl = (*DL, "horizon")
-        predicted = {
-            feature: (
-                gauge(f"helios_predicted_{short}", f"Predicted {feature} (point forecast)", hl),
-                gauge(f"helios_predicted_{short}_lower", f"Lower end of the {feature} prediction band", hl),
-                gauge(f"helios_predicted_{short}_upper", f"Upper end of the {feature} prediction band", hl),
-            )
-            for feature, short in _PREDICTED.items()
-        }
-        ages = _AgeCollector(clock)
-        registry.register(ages)
+        deployments = DeploymentSeries(clock)
+        registry.register(deployments)
         m = cls(
             registry=registry,
-            predicted=predicted,
-            observed_cpu=gauge(
-                "helios_observed_cpu", "Observed CPU utilization of the limit (window mean)", DL
-            ),
-            observed_memory=gauge("helios_observed_memory", "Observed memory utilization of the limit", DL),
-            observed_feature=gauge(
-                "helios_observed_feature", "Observed value of each feature", (*DL, "feature")
-            ),
-            anomaly_score=gauge("helios_anomaly_score", "Current anomaly score in sigma units", DL),
-            anomaly_detected=gauge("helios_anomaly_detected", "Whether an anomaly is detected (0/1)", DL),
-            anomaly_severity=gauge(
-                "helios_anomaly_severity",
-                "Declared severity (0 normal, 1 warning, 2 critical), held for HELIOS_ANOMALY_HOLD",
-                DL,
-            ),
+            deployments=deployments,
             anomaly_threshold=gauge("helios_anomaly_threshold", "Anomaly threshold in sigma units"),
-            anomaly_contribution=gauge(
-                "helios_anomaly_contribution", "Share of the anomaly score by feature", (*DL, "feature")
-            ),
-            recommended_replicas=gauge("helios_recommended_replicas", "Recommended replica count", DL),
-            current_replicas=gauge("helios_current_replicas", "Replica count the last sample reported", DL),
-            recommendations=Counter(
-                "helios_recommendations",
-                "Recommendations published, by action",
-                [*DL, "action"],
-                registry=registry,
-            ),
-            forecast_abs_error=gauge(
-                "helios_forecast_abs_error",
-                "Rolling mean absolute error of the forecast",
-                (*DL, "feature", "horizon"),
-            ),
-            forecast_coverage=gauge(
-                "helios_forecast_coverage",
-                "Rolling share of outcomes inside the prediction band",
-                (*DL, "feature", "horizon"),
-            ),
             forecast_level=gauge(
                 "helios_forecast_interval_level", "Nominal coverage of the prediction bands"
             ),
@@ -167,28 +235,12 @@ class HeliosMetrics:
             ),
             model_info=gauge("helios_model_info", "Loaded model versions (value 1)", ("name", "version")),
             ready=gauge("helios_ready", "Whether the worker is ready (0/1)"),
-            ages=ages,
         )
         for outcome in OUTCOMES:
             m.samples.labels(outcome)
         for reason in DLQ_REASONS:
             m.dead_letters.labels(reason)
         m.model_reload_failures.labels("xgboost")
-        m._labelled = [
-            *(g for trio in predicted.values() for g in trio),
-            m.observed_cpu,
-            m.observed_memory,
-            m.observed_feature,
-            m.anomaly_score,
-            m.anomaly_detected,
-            m.anomaly_severity,
-            m.anomaly_contribution,
-            m.recommended_replicas,
-            m.current_replicas,
-            m.recommendations,
-            m.forecast_abs_error,
-            m.forecast_coverage,
-        ]
         return m
 
     def observe(
@@ -203,46 +255,46 @@ class HeliosMetrics:
 
         ``accuracy`` is feature -> horizon label -> (rolling mean abs error, rolling coverage).
         """
-        ns, dep = forecast.namespace, forecast.deployment
+        slot = self.deployments.slot
+        values: list[tuple[int, float]] = []
         for h in forecast.horizons:
-            for feature, (point, lower, upper) in self.predicted.items():
+            for feature, (point, lower, upper) in PREDICTED.items():
                 band = getattr(h, feature)
                 if band is not None:
-                    point.labels(ns, dep, h.horizon).set(band.point)
-                    lower.labels(ns, dep, h.horizon).set(band.lower)
-                    upper.labels(ns, dep, h.horizon).set(band.upper)
+                    values += (
+                        (slot(point, h.horizon), band.point),
+                        (slot(lower, h.horizon), band.lower),
+                        (slot(upper, h.horizon), band.upper),
+                    )
         observed = forecast.observed
         if observed.cpu_utilization is not None:
-            self.observed_cpu.labels(ns, dep).set(observed.cpu_utilization)
+            values.append((slot(OBSERVED_CPU), observed.cpu_utilization))
         if observed.memory_utilization is not None:
-            self.observed_memory.labels(ns, dep).set(observed.memory_utilization)
+            values.append((slot(OBSERVED_MEMORY), observed.memory_utilization))
         for feature, value in observed.present().items():
-            self.observed_feature.labels(ns, dep, feature).set(value)
-        self.anomaly_score.labels(ns, dep).set(anomaly.anomaly_score)
-        self.anomaly_detected.labels(ns, dep).set(1 if anomaly.is_anomaly else 0)
-        self.anomaly_severity.labels(ns, dep).set(SEVERITY_LEVEL[anomaly.severity])
+            values.append((slot(OBSERVED_FEATURE, feature), value))
+        values += (
+            (slot(ANOMALY_SCORE), anomaly.anomaly_score),
+            (slot(ANOMALY_DETECTED), 1.0 if anomaly.is_anomaly else 0.0),
+            (slot(ANOMALY_SEVERITY), SEVERITY_LEVEL[anomaly.severity]),
+            (slot(RECOMMENDED_REPLICAS), recommendation.recommended_replicas),
+        )
         for c in anomaly.contributing_features:
-            self.anomaly_contribution.labels(ns, dep, c.feature).set(c.contribution)
-        self.recommended_replicas.labels(ns, dep).set(recommendation.recommended_replicas)
+            values.append((slot(ANOMALY_CONTRIBUTION, c.feature), c.contribution))
         if recommendation.current_replicas is not None:
-            self.current_replicas.labels(ns, dep).set(recommendation.current_replicas)
-        for item in recommendation.recommendations:
-            if item.type == "scaling":
-                self.recommendations.labels(ns, dep, item.action).inc()
+            values.append((slot(CURRENT_REPLICAS), recommendation.current_replicas))
         for feature, per_horizon in accuracy.items():
             for horizon, (mae, coverage) in per_horizon.items():
-                self.forecast_abs_error.labels(ns, dep, feature, horizon).set(mae)
-                self.forecast_coverage.labels(ns, dep, feature, horizon).set(coverage)
-        self.ages.last[(ns, dep)] = now
+                values.append((slot(FORECAST_ABS_ERROR, feature, horizon), mae))
+                values.append((slot(FORECAST_COVERAGE, feature, horizon), coverage))
+        actions = [
+            slot(RECOMMENDATIONS, i.action) for i in recommendation.recommendations if i.type == "scaling"
+        ]
+        self.deployments.update((forecast.namespace, forecast.deployment), values, now, actions)
 
     def forget(self, namespace: str, deployment: str) -> None:
         """Remove every series of one deployment (partition moved away, or silent too long)."""
-        self.ages.last.pop((namespace, deployment), None)
-        for metric in self._labelled:
-            # Series of one deployment share its first two label values; the rest vary.
-            for labels in list(metric._metrics):
-                if labels[:2] == (namespace, deployment):
-                    metric.remove(*labels)
+        self.deployments.forget((namespace, deployment))
 
     def tracked(self) -> list[DeploymentKey]:
-        return list(self.ages.last)
+        return self.deployments.tracked()

@@ -370,7 +370,7 @@ def test_a_sample_refreshes_the_idle_clock(clock: Clock) -> None:
         clock.now += 119
         assert runtime.sweep() == []
     assert list(runtime.entries) == ["saleor/saleor-api"]
-    assert runtime.metrics.ages.last  # still exported
+    assert runtime.metrics.tracked()  # still exported
 
 
 def test_evicted_deployment_never_keeps_gauges(clock: Clock) -> None:
