@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 async def fetch_gap(
     client_kwargs: dict[str, Any], topic: str, gap: Gap, timeout: float = 15.0
 ) -> list[RawRecord]:
-    """The records of ``gap``; fewer when Kafka has none at some offsets (transaction markers, retention)."""
+    """The records of ``gap``; fewer when Kafka has none at some offsets (transaction markers, retention).
+
+    Gives up when ``timeout`` seconds pass without a record.
+    """
     consumer = AIOKafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -36,9 +39,10 @@ async def fetch_gap(
                 return records
             fetched = await consumer.getmany(tp, timeout_ms=500, max_records=gap.end - gap.start)
             for r in fetched.get(tp, []):
+                deadline = time.monotonic() + timeout
                 if gap.start <= r.offset < gap.end:
                     records.append(RawRecord(r.key, r.value, topic, gap.partition, r.offset))
         span = f"{topic}[{gap.partition}] offsets {gap.start}..{gap.end - 1}"
-        raise TimeoutError(f"{span} not read within {timeout:.0f} s")
+        raise TimeoutError(f"{span}: no record for {timeout:.0f} s after {len(records)}")
     finally:
         await consumer.stop()

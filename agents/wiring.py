@@ -153,22 +153,17 @@ def wire(app: faust.App, helios: Helios) -> None:
                 found = await fetch_gap(kafka_client_kwargs(settings), settings.topic_metrics, gap)
             except Exception as exc:
                 log.error(
-                    "offsets %s..%s of partition %d were skipped by the consumer and could not be "
-                    "read back: %s",
-                    gap.start,
-                    gap.end - 1,
-                    gap.partition,
-                    exc,
-                )
+                    "offsets %d..%d of partition %d are not in the saved state and could not be read: %s",
+                    gap.start, gap.end - 1, gap.partition, exc,
+                )  # fmt: skip
                 samples.labels("lost").inc(gap.end - gap.start)
                 continue
-            log.warning(
-                "the consumer skipped offsets %d..%d of partition %d; read back %d records",
-                gap.start,
-                gap.end - 1,
-                gap.partition,
-                len(found),
-            )
+            # After a takeover or a restart: the samples since the last state write (the consumer
+            # resumes at its committed offset, past them), or records the consumer skipped.
+            log.info(
+                "read back offsets %d..%d of partition %d (%d records) ahead of the consumer's position",
+                gap.start, gap.end - 1, gap.partition, len(found),
+            )  # fmt: skip
             samples.labels("recovered").inc(len(found))
             fresh.extend(found)
         return sorted(fresh, key=lambda r: (r.partition, r.offset))
@@ -190,11 +185,6 @@ def wire(app: faust.App, helios: Helios) -> None:
                 result.extend(process_safely(records[start : start + CHUNK]))
                 # Let the web view and heartbeats in between chunks: /health stays fast under load.
                 await asyncio.sleep(0)
-            # The partitions' next offsets are persisted with the state they describe.
-            ends: dict[int, int] = {}
-            for r in records:
-                ends[r.partition] = max(ends.get(r.partition, 0), r.offset + 1)
-            result.state_writes += [(p, marker_key(p), orjson.dumps({"next": n})) for p, n in ends.items()]
             await _publish(helios, result)
             tracker.advance(records)
             for event in batch:
@@ -216,9 +206,9 @@ def wire(app: faust.App, helios: Helios) -> None:
 
     @app.timer(interval=min(5.0, settings.stale_after / 4))
     async def sweep() -> None:
-        tombstones = runtime.sweep()
-        if tombstones:
-            await _publish(helios, BatchResult(state_writes=[(p, k, None) for p, k in tombstones]))
+        writes = runtime.save_due() + [(p, k, None) for p, k in runtime.sweep()]
+        if writes:
+            await _publish(helios, BatchResult(state_writes=writes))
 
     @app.task
     async def load_models() -> None:

@@ -1,22 +1,25 @@
-"""Which metrics offsets a worker has processed, per partition, and which ones its consumer skipped.
+"""Which metrics offsets a worker has processed, per partition, and where a new owner must start reading.
 
-Faust's stream drops *and acks* an event it reads while flow control is suspended or whose
-consumer generation is stale (``faust/streams.py``, the ``skipped_value`` path). Around a rebalance
-that can be the first record of a partition this worker just took over: it is never processed, its
-offset is committed, and nothing downstream says so. The state table therefore carries, next to the
-deployments' state and written with it, a *marker* per partition: the next offset to process. A worker
-that takes a partition over reads the marker; a record past it reveals a gap, which the agent
-re-reads directly from Kafka before going on (:mod:`agents.gaps`). The same marker turns a replay
-after a crash into a plain skip by offset.
+The state table carries, next to the deployments' state and written with it, a *marker* per partition:
+the offset from which the input must be read again for the saved state to miss nothing (the first sample
+not yet in a deployment's saved state, see ``HELIOS_SNAPSHOT_EVERY``). A worker that takes a partition
+over, or restarts, starts there: records before it are skipped, and records between it and the
+consumer's committed offset are read straight from Kafka (:mod:`agents.gaps`).
+
+The same check catches records the consumer skipped: Faust's stream drops *and acks* an event it reads
+while flow control is suspended or whose consumer generation is stale (``faust/streams.py``, the
+``skipped_value`` path). Around a rebalance that was the first record of a partition just taken over:
+never processed, its offset committed, nothing downstream saying so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.runtime import RawRecord
+if TYPE_CHECKING:  # the runtime writes the markers: it imports this module
+    from pipeline.runtime import RawRecord
 
 #: Table keys of the markers. Kubernetes names never contain "~", so no deployment key collides.
 MARKER_PREFIX = "~next-offset/"
@@ -61,6 +64,7 @@ class OffsetTracker:
 
     Examples
     --------
+    >>> from pipeline.runtime import RawRecord
     >>> t = OffsetTracker()
     >>> t.start(0, 10)
     >>> recs = [RawRecord(b"k", b"v", "m", 0, o) for o in (9, 10, 12)]

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from pipeline.errors import BadSample
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
+from pipeline.offsets import marker_key
 from pipeline.records import DeadLetter, MetricSample
 from pipeline.settings import Settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig, Prepared, StageOutput, score_batch
@@ -60,6 +61,10 @@ class Entry:
     exported: bool = False
     #: Offset of the last metrics record applied to this state: a replay after a crash skips it.
     applied_offset: int = -1
+    #: Samples applied since the state was last written, the offset of the first and when it came.
+    unsaved: int = 0
+    unsaved_from: int = -1
+    unsaved_at: float = 0.0
 
 
 @dataclass
@@ -107,6 +112,10 @@ class Runtime:
         self.clock = clock
         self.config = PipelineConfig.from_settings(settings)
         self.entries: dict[str, Entry] = {}
+        #: Entries with samples applied since their state was last written.
+        self.unsaved: dict[str, Entry] = {}
+        #: partition -> the offset after the last record processed (good or dead-lettered)
+        self.position: dict[int, int] = {}
         #: Called with (key, window start, values) for every window a sample closes (Prophet's history).
         self.on_window_closed: Callable[[str, float, dict[str, float]], None] | None = None
         self._topics = (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
@@ -194,8 +203,11 @@ class Runtime:
         now = self.clock()
         result = BatchResult()
         prepared: list[tuple[Prepared, Entry, float]] = []
-        dirty: dict[str, Entry] = {}
+        touched: set[int] = set()
         for raw in records:
+            touched.add(raw.partition)
+            if raw.offset + 1 > self.position.get(raw.partition, -1):
+                self.position[raw.partition] = raw.offset + 1
             try:
                 sample = self.decode(raw, now)
                 entry = self.entry_for(sample, raw.partition, load)
@@ -214,7 +226,10 @@ class Runtime:
             entry.partition = raw.partition
             entry.applied_offset = raw.offset
             entry.last_seen = now
-            dirty[sample.key] = entry
+            if not entry.unsaved:
+                entry.unsaved_from, entry.unsaved_at = raw.offset, now
+                self.unsaved[sample.key] = entry
+            entry.unsaved += 1
         batch_started = time.perf_counter()
         probabilities = score_batch(self.models.xgb, [p for p, _, _ in prepared])
         xgb_share = (time.perf_counter() - batch_started) / max(1, len(prepared))
@@ -233,11 +248,38 @@ class Runtime:
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))
-        for key, entry in dirty.items():
-            state = {"offset": entry.applied_offset, "pipe": entry.pipeline.to_dict()}
-            result.state_writes.append((entry.partition, key, orjson.dumps(state)))
+        due = [key for key, e in self.unsaved.items() if e.unsaved >= self.settings.snapshot_every]
+        result.state_writes += self._save(due, touched)
         result.emits.extend(self.dlq_emit(dead) for dead in result.dead)
         return result
+
+    def _save(self, keys: Iterable[str], partitions: set[int]) -> list[tuple[int, str, bytes | None]]:
+        """State writes for ``keys``, then the replay markers of their partitions and of ``partitions``.
+
+        A partition's marker is where a new owner (or this worker after a crash) must start reading for
+        its restored state to miss nothing: the first unsaved sample of any of its deployments, or else
+        the offset after the last record processed. Samples at or below a deployment's saved offset are
+        skipped on the way, so the replay applies each sample once.
+        """
+        writes: list[tuple[int, str, bytes | None]] = []
+        for key in keys:
+            entry = self.unsaved.pop(key)
+            entry.unsaved = 0
+            state = {"offset": entry.applied_offset, "pipe": entry.pipeline.to_dict()}
+            writes.append((entry.partition, key, orjson.dumps(state)))
+            partitions.add(entry.partition)
+        if partitions:
+            start = {p: self.position[p] for p in partitions if p in self.position}
+            for entry in self.unsaved.values():
+                if entry.partition in start and entry.unsaved_from < start[entry.partition]:
+                    start[entry.partition] = entry.unsaved_from
+            writes += [(p, marker_key(p), orjson.dumps({"next": n})) for p, n in start.items()]
+        return writes
+
+    def save_due(self) -> list[tuple[int, str, bytes | None]]:
+        """State writes for deployments whose first unsaved sample is ``HELIOS_SNAPSHOT_MAX_AGE`` old."""
+        limit = self.clock() - self.settings.snapshot_max_age
+        return self._save([k for k, e in self.unsaved.items() if e.unsaved_at <= limit], set())
 
     def dlq_emit(self, dead: DeadLetter) -> Emit:
         return Emit(self.settings.topic_dlq, (dead.key or "").encode(), dead.model_dump_json().encode())
@@ -256,7 +298,10 @@ class Runtime:
         gone = [key for key, e in self.entries.items() if e.partition in partitions]
         for key in gone:
             entry = self.entries.pop(key)
+            self.unsaved.pop(key, None)
             self.metrics.forget(entry.pipeline.namespace, entry.pipeline.deployment)
+        for p in partitions:
+            self.position.pop(p, None)
         self.metrics.tracked_deployments.set(len(self.entries))
         return gone
 
@@ -273,6 +318,7 @@ class Runtime:
                 entry.exported = False
             if evicted:
                 del self.entries[key]
+                self.unsaved.pop(key, None)
                 tombstones.append((entry.partition, key))
         self.metrics.tracked_deployments.set(len(self.entries))
         return tombstones

@@ -94,6 +94,10 @@ class Settings(BaseModel):
     )
     max_deployments: int = Field(20_000, ge=1, le=10_000_000, validation_alias="HELIOS_MAX_DEPLOYMENTS")
     idle_ttl: float = Field(86400.0, ge=60.0, le=365 * 86400.0, validation_alias="HELIOS_IDLE_TTL")
+    #: A deployment's state goes to the changelog after this many samples, or ``snapshot_max_age`` seconds
+    #: after the first unsaved one; in between, a crash or a takeover replays the input since the last write.
+    snapshot_every: int = Field(10, ge=1, le=10_000, validation_alias="HELIOS_SNAPSHOT_EVERY")
+    snapshot_max_age: float = Field(300.0, ge=1.0, le=86400.0, validation_alias="HELIOS_SNAPSHOT_MAX_AGE")
 
     # Kafka
     app_id: str = Field("helios", pattern=r"^[A-Za-z0-9._-]+$", validation_alias="HELIOS_APP_ID")

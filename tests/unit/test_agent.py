@@ -29,7 +29,8 @@ def _sample(t: float, cpu: float) -> bytes:
 
 @pytest.mark.asyncio
 async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tmp_path: Any) -> None:
-    settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path)})
+    # Five samples of one deployment fill its state's write interval once.
+    settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path), "HELIOS_SNAPSHOT_EVERY": "5"})
     app = create_app(settings)
     app.finalize()
     app.conf.store = "memory://"

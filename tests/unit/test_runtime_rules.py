@@ -54,6 +54,8 @@ def sample_with(
 
 
 def make_runtime(clock: Clock, **env: str) -> tuple[Runtime, CollectorRegistry]:
+    # State written after every sample unless a test says otherwise (deferred writes: test_snapshots.py).
+    env = {"HELIOS_SNAPSHOT_EVERY": "1", **env}
     settings: Settings = load_settings({"HELIOS_SCORING_INTERVAL": str(STEP), **env})
     registry = CollectorRegistry()
     metrics = HeliosMetrics.create(registry, clock=clock)
@@ -179,7 +181,8 @@ def test_bad_record_is_dead_lettered_with_reason_and_original_bytes(
     assert [e.topic for e in result.emits] == [runtime.settings.topic_dlq]
     assert DeadLetter.model_validate_json(result.emits[0].value) == dead
     assert runtime.entries == {}
-    assert not result.state_writes
+    # No deployment state, only the partition's replay marker moves past the record.
+    assert [k for _, k, _ in result.state_writes] == ["~next-offset/0"]
 
 
 def test_skew_limits_are_settings(clock: Clock) -> None:
@@ -282,7 +285,10 @@ def test_good_records_around_bad_ones_are_all_processed(rt: tuple[Runtime, Colle
     assert registry.get_sample_value("helios_samples_total", {"outcome": "dead_lettered"}) == len(bad)
     # Three outputs per good record plus one DLQ record per bad one.
     assert len(result.emits) == 3 * len(good) + len(bad)
-    assert len(result.state_writes) == 1 and json.loads(result.state_writes[0][2] or b"")["offset"] == 12
+    writes = {k: json.loads(v or b"") for _, k, v in result.state_writes}
+    assert writes.keys() == {KEY.decode(), "~next-offset/0"}
+    assert writes[KEY.decode()]["offset"] == 12  # the last good record
+    assert writes["~next-offset/0"] == {"next": 14}  # past the last (bad) record
 
 
 def test_replayed_offsets_are_skipped(rt: tuple[Runtime, CollectorRegistry]) -> None:
