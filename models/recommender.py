@@ -11,6 +11,13 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    (then the reactive CPU trigger still catches it); ``quantile=None`` sizes on the band's upper end
    itself (the 95 % quantile of a 90 % band), which on the NAB traces costs 20-70 % more replica-hours
    than a reactive HPA (``benchmarks/simulate.md``).
+   With ``center_on_current`` (the default) each band is first moved to centre on the *current* CPU,
+   keeping its half-widths: ``q = cpu_now + (upper - point) * z(quantile) / z(...)``. The forecaster
+   learns per-pod utilisation, which every scaling action shifts (1 -> 5 pods divides it by five), and
+   its point lags such shifts for several steps, so it sized on load that had already gone (or not yet
+   been seen). The current CPU is measured at the current count, free of that feedback; the band's
+   calibrated width still sets the headroom (wide band, more headroom), and the point forecast still
+   drives the anticipation of rule 3.
 2. **Reactive floor.** Never below what a reactive autoscaler at the same target asks for now:
    ``ceil(replicas * cpu_now / cpu_scale_up)``. Prediction can only add headroom.
 3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds (the
@@ -163,21 +170,26 @@ class Recommender:
     quantile
         The stated risk level: the one-sided forecast quantile the deployment is sized on
         (``None``: the band's upper end).
+    center_on_current
+        Size on the bands moved to centre on the current CPU (their half-widths kept); ``False``: on the
+        bands as forecast.
 
     Examples
     --------
     >>> rec = Recommender()
     >>> state = RecommenderState()
-    >>> band = {300: Interval(0.80, 0.75, 0.85), 900: Interval(0.82, 0.74, 0.90)}
-    >>> x = ScalingInputs(now=0.0, current_replicas=4, cpu_now=0.70, memory_now=0.5,
+    >>> band = {300: Interval(0.70, 0.60, 0.80), 900: Interval(0.72, 0.60, 0.84)}
+    >>> x = ScalingInputs(now=0.0, current_replicas=4, cpu_now=0.78, memory_now=0.5,
     ...                   cpu_forecast=band, memory_forecast={})
     >>> d = rec.recommend(state, x)
-    >>> d.action, d.target_replicas        # 80th percentile 0.826: ceil(4 * 0.826 / 0.80)
+    >>> d.action, d.target_replicas   # 0.78 + 0.10 * z(0.8) / z(0.95) = 0.831: ceil(4 * 0.831 / 0.80)
     ('scale_up', 5)
     >>> d.advice[0].reason
     'Predicted CPU 83% (80th percentile, 5m ahead) exceeds threshold 80%'
     >>> d.advice[0].execute_by             # crossing in 300 s minus 60 s start-up
     240.0
+    >>> Recommender(center_on_current=False).recommend(RecommenderState(), x).target_replicas
+    4
     """
 
     def __init__(
@@ -196,6 +208,7 @@ class Recommender:
         scale_down_horizon: float = 900.0,
         scale_down_margin: float = 0.9,
         quantile: float | None = 0.8,
+        center_on_current: bool = True,
     ) -> None:
         if not 0 < cpu_scale_up <= 1:
             raise ValueError(f"cpu_scale_up must be in (0, 1], got {cpu_scale_up}")
@@ -241,11 +254,17 @@ class Recommender:
         self.scale_down_horizon = scale_down_horizon
         self.scale_down_margin = scale_down_margin
         self.quantile = quantile
+        self.center_on_current = center_on_current
         self._z = NormalDist().inv_cdf(0.5 + band_level / 2)
         # Where the sizing quantile sits between the point (0) and the band's upper end (1).
         self._q_frac = 1.0 if quantile is None else NormalDist().inv_cdf(quantile) / self._z
 
     # -- helpers ---------------------------------------------------------------------------------
+    @staticmethod
+    def _centred(band: Interval, cpu_now: float) -> Interval:
+        """``band`` moved to centre on ``cpu_now``, its half-widths kept."""
+        return Interval(cpu_now, cpu_now - (band.point - band.lower), cpu_now + (band.upper - band.point))
+
     def _bounded(self, n: int) -> int:
         return min(self.max_replicas, max(self.min_replicas, n))
 
@@ -294,6 +313,12 @@ class Recommender:
         cpu_now = x.cpu_now if _finite(x.cpu_now) else None
         up_bands = self._usable(x.cpu_forecast, self.scale_up_horizon)
         down_bands = self._usable(x.cpu_forecast, self.scale_down_horizon)
+        # The point forecasts as issued: rule 3's anticipation and the evidence use them.
+        forecast_bands = down_bands
+        centred = self.center_on_current and cpu_now is not None
+        if centred and cpu_now is not None:
+            up_bands = [(h, self._centred(b, cpu_now)) for h, b in up_bands]
+            down_bands = [(h, self._centred(b, cpu_now)) for h, b in down_bands]
         db_saturated, db_reason = self._database(x)
         evidence: dict[str, Any] = {
             "inputs": {
@@ -311,8 +336,9 @@ class Recommender:
             },
             "band_level": self.band_level,
             "sizing_quantile": 0.5 + self.band_level / 2 if self.quantile is None else self.quantile,
+            "sizing_centre": "current_cpu" if centred else "point_forecast",
             "forecast": {
-                str(h): {"point": b.point, "lower": b.lower, "upper": b.upper} for h, b in down_bands
+                str(h): {"point": b.point, "lower": b.lower, "upper": b.upper} for h, b in forecast_bands
             },
             "anomaly": {"score": x.anomaly_score, "is_anomaly": x.is_anomaly},
             "previous": state.to_dict(),
@@ -341,7 +367,7 @@ class Recommender:
         # A crossing the point forecast itself expects within the scale-down horizon is acted on now: it
         # is more likely than not, and waiting for it to enter the short horizon would only leave less
         # lead time. (A /recommend call with a zero-width band at 15 min is such a case.)
-        for h, b in down_bands:
+        for h, b in forecast_bands:
             if b.point > thr:
                 n = self._need(replicas, b.point, thr)
                 if n > up_need:
@@ -389,7 +415,11 @@ class Recommender:
         action: ActionName = (
             "scale_up" if target > replicas else "scale_down" if target < replicas else "hold"
         )
-        advice.append(self._scaling_advice(x, action, target, replicas, cpu_now, rule, up_band, up_h, capped))
+        advice.append(
+            self._scaling_advice(
+                x, down_bands, action, target, replicas, cpu_now, rule, up_band, up_h, capped
+            )
+        )
         advice.extend(self._memory(x))
         if db_saturated:
             advice.append(self._db_advice(db_reason, target))
@@ -405,6 +435,7 @@ class Recommender:
     def _scaling_advice(
         self,
         x: ScalingInputs,
+        bands: list[tuple[int, Interval]],
         action: ActionName,
         target: int,
         replicas: int,
@@ -417,7 +448,7 @@ class Recommender:
         thr = self.cpu_scale_up
         level = self._band_name()
         crossing = None
-        for h, b in self._usable(x.cpu_forecast, self.scale_down_horizon):
+        for h, b in bands:
             if self._q(b) > thr:
                 crossing = (h, b)
                 break
@@ -447,7 +478,7 @@ class Recommender:
             urgency = self._urgency(when - x.now + self.startup_seconds, saturated, x.is_anomaly)
             return Advice("scaling", "scale_up", target, reason, round(confidence, 3), urgency, when)
         if action == "scale_down":
-            uppers = [self._q(b) for _, b in self._usable(x.cpu_forecast, self.scale_down_horizon)]
+            uppers = [self._q(b) for _, b in bands]
             top = max(uppers) if uppers else (cpu_now or 0.0)
             after = top * replicas / target
             reason = (

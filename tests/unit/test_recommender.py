@@ -40,7 +40,7 @@ def inputs(
 
 
 def test_scale_up_on_the_upper_band_with_a_reason_naming_the_numbers() -> None:
-    rec = Recommender(quantile=None)
+    rec = Recommender(quantile=None, center_on_current=False)
     d = rec.recommend(
         RecommenderState(), inputs(cpu=0.6, bands={300: (0.7, 0.6, 0.85), 900: (0.6, 0.4, 0.8)})
     )
@@ -56,10 +56,36 @@ def test_scale_up_on_the_upper_band_with_a_reason_naming_the_numbers() -> None:
 
 def test_the_point_forecast_alone_does_not_trigger_a_scale_up() -> None:
     # point below the threshold, upper above: the band decides
-    d = Recommender(quantile=None).recommend(
+    d = Recommender(quantile=None, center_on_current=False).recommend(
         RecommenderState(), inputs(cpu=0.5, bands={300: (0.75, 0.65, 0.95)})
     )
     assert d.target_replicas == math.ceil(4 * 0.95 / 0.8)
+
+
+def test_by_default_the_band_is_centred_on_the_current_cpu() -> None:
+    # The same band: its upper half-width 0.2 above the current 50 % is 70 %, which 4 pods carry.
+    x = inputs(cpu=0.5, bands={300: (0.75, 0.65, 0.95)})
+    d = Recommender(quantile=None).recommend(RecommenderState(), x)
+    assert (d.action, d.target_replicas) == ("hold", 4)
+    assert d.evidence["sizing_centre"] == "current_cpu"
+    assert d.evidence["forecast"]["300"]["point"] == 0.75  # the forecast as issued
+    # 65 % now: 0.65 + 0.2 = 85 % on 4 pods needs a fifth
+    hot = Recommender(quantile=None).recommend(
+        RecommenderState(), inputs(cpu=0.65, bands={300: (0.75, 0.65, 0.95)})
+    )
+    assert (hot.action, hot.target_replicas) == ("scale_up", math.ceil(4 * 0.85 / 0.8))
+    assert "Predicted CPU 85%" in hot.advice[0].reason
+
+
+def test_a_point_forecast_lagging_a_scale_up_does_not_hold_the_pods() -> None:
+    # Just scaled 1 -> 5 pods for a burst that has ended: 5 % each now, but the per-pod forecast still
+    # remembers the single pod's load. Sized on that band, 5 x 0.8 = 4 pod-cores would keep all five;
+    # centred on the current CPU its width (0.1) leaves 5 x 0.15 = 0.75 pod-cores: one pod.
+    x = inputs(replicas=5, cpu=0.05, bands={300: (0.7, 0.6, 0.8), 900: (0.6, 0.5, 0.7)})
+    state = RecommenderState(target=5, changed_at=-1000.0, direction="up")
+    assert Recommender(quantile=None).recommend(state, x).target_replicas == 1
+    stale = RecommenderState(target=5, changed_at=-1000.0, direction="up")
+    assert Recommender(quantile=None, center_on_current=False).recommend(stale, x).target_replicas == 5
 
 
 @pytest.mark.parametrize("quantile", [0.6, 0.8, 0.9, 0.95])
@@ -69,8 +95,13 @@ def test_the_sizing_quantile_is_read_from_the_band_as_a_normal(quantile: float) 
     # a 90 % band 0.5 +- 0.2 is N(0.5, 0.2 / 1.645): its q-quantile, independently computed
     sigma = 0.2 / NormalDist().inv_cdf(0.95)
     q = NormalDist(0.5, sigma).inv_cdf(quantile)
+    rec = Recommender(quantile=quantile, max_replicas=1000, center_on_current=False)
+    d = rec.recommend(RecommenderState(), inputs(replicas=100, cpu=0.1, bands={300: (0.5, 0.3, 0.7)}))
+    assert d.evidence["needs"]["predicted"] == math.ceil(100 * q / 0.8)
+    # centred on the current 10 %: the same half-width above 0.1
     rec = Recommender(quantile=quantile, max_replicas=1000)
     d = rec.recommend(RecommenderState(), inputs(replicas=100, cpu=0.1, bands={300: (0.5, 0.3, 0.7)}))
+    q = NormalDist(0.1, sigma).inv_cdf(quantile)
     assert d.evidence["needs"]["predicted"] == math.ceil(100 * q / 0.8)
 
 
