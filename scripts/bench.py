@@ -134,6 +134,39 @@ def stop_poller(proc: subprocess.Popen[bytes], out: Path) -> list[tuple[float, f
     return [tuple(x) for x in json.loads(out.read_text())]  # type: ignore[misc]
 
 
+def start_py_spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
+    """Sample the worker's Python stacks (py-spy, 200 Hz) while it runs flat out."""
+    cmd = [str(Path(PY).parent / "py-spy"), "record", "-p", str(pid), "-d", str(seconds), "-r", "200"]
+    cmd += ["-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def finish_py_spy(proc: subprocess.Popen[bytes], out: Path) -> dict[str, Any]:
+    """Inclusive and self shares per function from py-spy's collapsed stacks."""
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0 or not out.exists():
+        return {"error": err.decode(errors="replace")[-500:]}
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        total += n
+        frames = []
+        for frame in stack.split(";"):
+            fn, _, loc = frame.partition(" (")
+            frames.append(f"{fn} ({loc.rsplit('/', 1)[-1].split(':')[0]})" if loc else fn)
+        for name in set(frames):
+            inclusive[name] = inclusive.get(name, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+
+    def top(d: dict[str, int], k: int) -> list[tuple[str, float]]:
+        return [(name, c / total) for name, c in sorted(d.items(), key=lambda x: -x[1])[:k]]
+
+    return {"samples": total, "inclusive": top(inclusive, 60), "self": top(own, 25)}
+
+
 def processed(worker: Worker) -> float:
     return metric_value(worker.metrics(), "helios_samples_total", outcome="processed") or 0.0
 
@@ -208,7 +241,12 @@ async def phase_helios(
     rss_trace: list[tuple[float, int]] = []
     last_rss = [0.0]
 
+    spy: list[subprocess.Popen[bytes]] = []
+    spy_out = run.tmp / "py-spy.txt"
+
     def sample_rss() -> bool:
+        if not spy and counter.count >= n // 10 and not quick:
+            spy.append(start_py_spy(pid, spy_out, seconds=15))
         if time.time() - last_rss[0] >= 1.0:
             last_rss[0] = time.time()
             rss_trace.append((last_rss[0] - started, rss_bytes(pid)))
@@ -245,6 +283,8 @@ async def phase_helios(
             "p99_ms": percentile(busy, 99),
             "max_ms": max(busy) if busy else float("nan"),
         }
+        if spy:
+            res["worker_profile"] = finish_py_spy(spy[0], spy_out)
         thr = res["throughput"]
         log(
             f"helios: {thr['sustained']:.0f} samples/s sustained, "

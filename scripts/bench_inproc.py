@@ -269,6 +269,29 @@ def memory_breakdown(settings: Settings, deployments: int) -> dict[str, float]:
     return out
 
 
+def memory_by_age(settings: Settings, deployments: int, ages: Sequence[int]) -> dict[str, float]:
+    """Python heap of the runtime per deployment after k samples each: the state grows until its daily
+    profile and pending forecasts are full, so 2 samples (the RSS phase of the bench) understate it."""
+    import gc
+    import tracemalloc
+
+    out: dict[str, float] = {}
+    samples = make_samples(deployments, max(ages), settings.scoring_interval, seed=23)
+    recs = raw_records(samples)
+    gc.collect()
+    tracemalloc.start()
+    rt, _ = build_runtime(settings)
+    start = tracemalloc.get_traced_memory()[0]
+    done = 0
+    for k in sorted(ages):
+        run_batches(rt, recs[done * deployments : k * deployments], settings.batch_size)
+        done = k
+        gc.collect()
+        out[str(k)] = (tracemalloc.get_traced_memory()[0] - start) / deployments
+    tracemalloc.stop()
+    return out
+
+
 def series_per_deployment(registry: CollectorRegistry, deployments: int) -> float:
     n = 0
     for family in registry.collect():
@@ -324,6 +347,7 @@ def main() -> None:
     out["by_deployments"] = scaling
     out["state_sizes"] = state_sizes(settings, rt)
     out["memory_breakdown"] = memory_breakdown(settings, 200 if a.quick else 1000)
+    out["memory_by_age"] = memory_by_age(settings, 50 if a.quick else 100, (2, 20, 100, 300))
     sys.stdout.write(orjson.dumps(out).decode())
 
 

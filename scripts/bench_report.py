@@ -179,12 +179,35 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     stage_sum = sum(v for k, v in stages.items() if "median" not in k and "bytes" not in k)
     w(
         f"The worker under Kafka used {_f(thr['cpu_us_per_sample'])} µs of CPU per sample against {_f(stage_sum)} µs "
-        f"for these stages in-process: **~{_f(thr['cpu_us_per_sample'] - stage_sum)} µs/sample is Faust and aiokafka** "
-        f"(event objects, acks, 3 output sends, one ~{_f(state_json / 1024, 1)} KB changelog send per sample, "
-        "the producer flush per batch). That share was not profiled inside the worker (no py-spy here); it is the "
-        "next thing to profile."
+        f"for these stages in-process: **~{_f(thr['cpu_us_per_sample'] - stage_sum)} µs/sample is Faust, aiokafka "
+        "and the event loop** (event objects, acks, 3 output sends through Faust's producer buffer, the fetch path)."
     )
     w("")
+    wp = res.get("helios", {}).get("worker_profile")
+    if wp and "inclusive" in wp:
+        w(
+            f"py-spy inside the worker under Kafka during the throughput run ({wp['samples']:,} stack samples at "
+            "200 Hz over 15 s), inclusive share of the worker's time:"
+        )
+        w("")
+        w("| function | inclusive |")
+        w("|---|---:|")
+        skip = (
+            "run_forever",
+            "run_until_complete",
+            "_run_once",
+            "runpy",
+            "cli.py",
+            "worker.py",
+            "Handle._run",
+        )
+        shown = [(n, sh) for n, sh in wp["inclusive"] if not any(x in n for x in skip)][:24]
+        for name, share in shown:
+            w(f"| `{name}` | {share:.1%} |")
+        w("")
+    elif wp:
+        w(f"py-spy could not sample the worker: {wp.get('error', '')}")
+        w("")
     w("![stages](perf_stages.png)")
     w("")
     prof = inproc["profile"]
@@ -226,8 +249,23 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     w("| part | KB/deployment |")
     w("|---|---:|")
     for k, v in inproc["memory_breakdown"].items():
+        if k.startswith("state table"):
+            k = "serialized state, for comparison (the worker's table keeps no copy of it since 2026-11-29 05:15)"
         w(f"| {k} | {_f(v / 1024, 1)} |")
     w("")
+    by_age = inproc.get("memory_by_age")
+    if by_age:
+        w(
+            "A deployment's state grows until its daily profile and pending forecasts fill up, so 2 samples "
+            "understate it. The runtime's Python heap per deployment (pipelines + gauges + bookkeeping, tracemalloc, "
+            "100 deployments) after k samples each:"
+        )
+        w("")
+        w("| samples per deployment | KB/deployment |")
+        w("|---:|---:|")
+        for k, v in by_age.items():
+            w(f"| {int(k):,} | {_f(v / 1024, 1)} |")
+        w("")
     w(
         "Serialized state (`{offset, pipe: DeploymentPipeline.to_dict()}`, orjson) of one deployment after k samples:"
     )
@@ -268,69 +306,62 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "complete."
     )
     w("")
-    w("## 6. Where the time goes, and what would buy it back (for the lead; nothing here was changed)")
+    w("## 6. Where the time went, what was changed, and what is left")
+    wp = res.get("helios", {}).get("worker_profile") or {}
+    own = dict(wp.get("self", []))
     full = pot["forecast(all steps, current) us/call"]
-    n_fc = pot["forecasters_per_sample"]
     clone = pot["clone via from_dict(to_dict()) us/call"]
     at = pot.get("forecast_at(published, current) us/call")
     quick_clone = pot.get("_clone() us/call")
+    ceiling_us = ceiling_cpu
+    socket = sum(v for k, v in own.items() if "_SelectorSocketTransport.write" in k)
+    w(
+        "Changed in the code measured here (the 2026-11-29 03:34 run had 816 samples/s, 1,161 µs CPU/sample, 88.7 KB):"
+    )
+    w("")
+    w(
+        "1. **Producer linger 5 ms.** With Faust's default of 0 every output record left in its own produce "
+        "request: one socket write each, 24-27 % of the worker's time in a py-spy profile. Now "
+        f"{socket:.1%} of it (self time in `_SelectorSocketTransport.write`). 20 ms brought it under 1 % but added "
+        "~40 ms to the end-to-end p50 (each batch's flush waits out the linger): 5 ms is the trade."
+    )
+    w(
+        f"2. **State written every `HELIOS_SNAPSHOT_EVERY` (10) samples** of a deployment, or "
+        "`HELIOS_SNAPSHOT_MAX_AGE` (300 s) after the first unsaved one, instead of after every sample: "
+        f"{_f(pot['state to_dict+orjson us/deployment'])} µs and ~{_f(state_json / 1024, 1)} KB per write, now once per ten "
+        "samples. A per-partition marker in the same table says where the input must be read again; a worker "
+        "that takes a partition over or restarts reads those samples back from Kafka (`agents/gaps.py`)."
+    )
+    w(
+        f"3. **Gauges as one array per deployment**, rendered at scrape time (`DeploymentSeries`): an update is an "
+        f"index store ({_f(pot.get('gauges: one series update us/call'), 2)} µs for a whole update call) instead of "
+        "~1 µs per `labels(...).set` x ~63 series; ~0.85 KB per deployment instead of ~40 KB; forgetting a "
+        "deployment is one `dict.pop` instead of a scan of every series."
+    )
+    w(
+        "4. **XGBoost `inplace_predict` on one thread**: building a `DMatrix` (multi-threaded) cost more than the "
+        "prediction for the stream's batches of a few dozen rows."
+    )
     if at is not None:
         w(
-            f"1. **Forecast only the published horizons** (already applied in the code measured): "
-            f"`forecast_at({pot['published_steps']}, current=...)` costs {_f(at)} µs/call against {_f(full)} µs for all "
-            f"{int(pot['forecast_max_steps'])} steps: {_f((full - at) * n_fc)} µs/sample saved over {int(n_fc)} forecasters."
-        )
-    else:
-        w(
-            f"1. **Forecast only the published horizons.** `forecast({int(pot['forecast_max_steps'])}, current=...)` "
-            f"costs {_f(full)} µs/call x {int(n_fc)} forecasters and 4 of the steps are used."
-        )
-    if quick_clone is not None:
-        w(
-            f"2. **Clone without serialization** (already applied): `_clone()` {_f(quick_clone, 1)} µs/call against "
-            f"{_f(clone)} µs for `from_dict(to_dict())`."
-        )
-    else:
-        w(
-            f"2. **Clone without serialization**: `from_dict(to_dict())` costs {_f(clone)} µs/call x {int(n_fc)} per sample."
+            f"5. Earlier: forecast only the published horizons (`forecast_at`, {_f(at)} µs/call against {_f(full)} µs "
+            f"for all {int(pot['forecast_max_steps'])} steps) and clone without serialization "
+            f"({_f(quick_clone, 1)} against {_f(clone)} µs)."
         )
     top = [
         (name, share)
         for name, share in prof["inclusive"]
         if not any(x in name for x in ("bench_inproc", "process (", "<module>", "[self]"))
     ][:6]
+    w("")
     w(
-        "3. **What is left** (pyinstrument, inclusive share of `Runtime.process`): "
-        + "; ".join(f"`{n}` {s:.0%}" for n, s in top)
-        + "."
-    )
-    labels = pot["Gauge.labels(ns, dep).set us/call"]
-    cached = pot["cached child .set us/call"]
-    series = inproc["series_per_deployment"]
-    w(
-        f"4. **Gauges: cache the label children per deployment.** `HeliosMetrics.observe` sets ~{_f(series)} series per "
-        f"sample through `labels(...)`: {_f(labels, 2)} µs per set against {_f(cached, 2)} µs on a cached child -> "
-        f"~{_f((labels - cached) * series)} µs/sample. The same series are also most of the memory per deployment "
-        "(section 4): fewer per-deployment series (e.g. accuracy gauges per feature x horizon only for the "
-        "watched deployment, or as a summary) is the main lever for the 20 KB target."
-    )
-    w(
-        f"5. **State snapshot per batch**: {_f(pot['state to_dict+orjson us/deployment'])} µs and ~"
-        f"{_f(state_json / 1024, 1)} KB of changelog per dirty deployment per batch; with one sample per deployment "
-        "per batch that is one snapshot per sample, i.e. the changelog carries more bytes than the input. Snapshot "
-        "every N windows instead, committing input offsets only up to the oldest unsnapshotted sample so a crash "
-        "replays the input since the snapshot (the offset-based replay-skip then keeps state exact)."
-    )
-    b50 = sc["1-batch50"]
-    w(
-        f"6. **`/health` stalls**: p99 {_f(health['p99_ms'])} ms at batch {inproc['batch_size']} (p50 "
-        f"{_f(health['p50_ms'], 1)} ms). A batch of {inproc['batch_size']} at ~{_f(thr['cpu_us_per_sample'])} µs "
-        f"holds the event loop for ~{_f(inproc['batch_size'] * thr['cpu_us_per_sample'] / 1000)} ms, but "
-        f"HELIOS_BATCH_SIZE=50 (section 5) gave p99 {_f(b50['health_p99_ms'])} ms at {_f(b50['sustained'])} samples/s, "
-        "so the batch is not the only stall: candidates to check are gen-2 garbage collections over the per-deployment "
-        "objects (`gc.freeze()` after start-up, higher thresholds), the awaited producer flush per batch, and CPU "
-        "contention on this shared box. Running `runtime.process` in a thread (`loop.run_in_executor`) lets aiohttp "
-        "answer between GIL switches whatever the cause inside the batch."
+        "**What is left.** In-process, `Runtime.process` is pure-Python model code per deployment and sample "
+        "(pyinstrument, inclusive share: " + "; ".join(f"`{n}` {s:.0%}" for n, s in top) + "). "
+        f"The 40 % target means ~{_f(ceiling_us / 0.4)} µs of CPU per sample on this machine, less than the "
+        "forecast stage alone costs. Getting there needs the models vectorised across the deployments of a "
+        "micro-batch (numpy over struct-of-arrays state: one array operation per model step for the whole batch "
+        "instead of one Python call per deployment), and outputs produced without Faust's per-message futures. "
+        "That is a rewrite of the models' inner loops, not done here."
     )
     w("")
     w(
