@@ -17,18 +17,11 @@ from pipeline.model_store import ModelStore
 from pipeline.offsets import OffsetTracker, marker_key, marker_value
 from pipeline.runtime import RawRecord, Runtime
 from pipeline.settings import load_settings
+from tests.unit.test_runtime_rules import Clock
 
 STEP = 60
 T0 = 1_700_000_040.0
 TOPIC = "helios.metrics"
-
-
-class Clock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def runtime(clock: Clock, every: int = 4, max_age: float = 300.0) -> Runtime:
