@@ -54,6 +54,7 @@ from bench_common import (  # noqa: E402
     sustained_rate,
 )
 
+from pipeline.settings import load_settings  # noqa: E402
 from tests.helpers import Worker, metric_value  # noqa: E402
 
 PY = sys.executable
@@ -592,6 +593,7 @@ def main() -> int:
             "latency_steps": a.latency_steps,
             "partitions": PARTITIONS,
             "scoring_interval": STEP,
+            "snapshot_every": load_settings({}).snapshot_every,
             "quick": a.quick,
         },
     }
