@@ -181,21 +181,27 @@ def wire(app: faust.App, helios: Helios) -> None:
     owned: set[int] = set()
     moved_away: set[int] = set()
 
+    #: One batch, sweep or partition move at a time. A batch yields between chunks; without this a sweep
+    #: could save state holding samples whose outputs are not sent yet, and a partition could move away
+    #: halfway through a batch that still holds its records.
+    busy = asyncio.Lock()
+
     @app.agent(helios.metrics_topic, name="helios-pipeline")
     async def pipeline_agent(stream: Any) -> None:
         manual = stream.noack()
         async for batch in micro_batches(manual, settings.batch_size):
-            # A batch can straddle a rebalance: events of partitions this worker no longer owns are left
-            # to their new owner (which reads them from its committed offset), never processed here,
-            # so two workers never write one deployment's state.
-            records = await unseen([_raw(e) for e in batch if e.message.partition not in moved_away])
-            result = BatchResult()
-            for start in range(0, len(records), CHUNK):
-                result.extend(process_safely(records[start : start + CHUNK]))
-                # Let the web view and heartbeats in between chunks: /health stays fast under load.
-                await asyncio.sleep(0)
-            await _publish(helios, result)
-            tracker.advance(records)
+            async with busy:
+                # A batch can straddle a rebalance: events of partitions this worker no longer owns are
+                # left to their new owner (which reads them from its partition marker on), never processed
+                # here, so two workers never write one deployment's state.
+                records = await unseen([_raw(e) for e in batch if e.message.partition not in moved_away])
+                result = BatchResult()
+                for start in range(0, len(records), CHUNK):
+                    result.extend(process_safely(records[start : start + CHUNK]))
+                    # Let the web view and heartbeats in between chunks: /health stays fast under load.
+                    await asyncio.sleep(0)
+                await _publish(helios, result)
+                tracker.advance(records)
             for event in batch:
                 await manual.ack(event)
 
@@ -203,21 +209,23 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def on_assigned(sender: Any, assigned: Any, **kwargs: Any) -> None:
         # aiokafka rebalances eagerly: what we lost is what we had minus what we got back.
         mine = {tp.partition for tp in assigned if tp.topic == settings.topic_metrics}
-        lost = owned - mine
-        if lost:
-            gone = runtime.revoke(lost)
-            log.info("partitions %s moved away; unexported %d deployments", sorted(lost), len(gone))
-        tracker.forget(lost)
-        owned.clear()
-        owned.update(mine)
-        moved_away.update(lost)
-        moved_away.difference_update(mine)
+        async with busy:
+            lost = owned - mine
+            if lost:
+                gone = runtime.revoke(lost)
+                log.info("partitions %s moved away; unexported %d deployments", sorted(lost), len(gone))
+            tracker.forget(lost)
+            owned.clear()
+            owned.update(mine)
+            moved_away.update(lost)
+            moved_away.difference_update(mine)
 
     @app.timer(interval=min(5.0, settings.stale_after / 4))
     async def sweep() -> None:
-        writes = runtime.save_due() + [(p, k, None) for p, k in runtime.sweep()]
-        if writes:
-            await _publish(helios, BatchResult(state_writes=writes))
+        async with busy:
+            writes = runtime.save_due() + [(p, k, None) for p, k in runtime.sweep()]
+            if writes:
+                await _publish(helios, BatchResult(state_writes=writes))
 
     @app.task
     async def load_models() -> None:
