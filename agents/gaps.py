@@ -1,14 +1,16 @@
-"""Re-read offsets the Faust consumer skipped, straight from Kafka (see :mod:`pipeline.offsets`).
+"""Read offsets ranges of the metrics topic straight from Kafka (see :mod:`pipeline.offsets`).
 
-A short-lived consumer without a group reads ``[start, end)`` of one partition. It never touches the
-Faust consumer's position, so the stream goes on where it was; the records it returns are processed
-ahead of the record that revealed the gap.
+After a takeover or a restart, the samples between a partition's marker and the consumer's committed offset
+(and any record Faust's consumer skipped) are read here. One short-lived consumer without a group reads every
+range of a batch at once: it never touches the Faust consumer's position, so the stream goes on where it was,
+and the records it returns are processed ahead of the records that revealed the ranges.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -19,30 +21,45 @@ from pipeline.runtime import RawRecord
 log = logging.getLogger(__name__)
 
 
-async def fetch_gap(
-    client_kwargs: dict[str, Any], topic: str, gap: Gap, timeout: float = 15.0
-) -> list[RawRecord]:
-    """The records of ``gap``; fewer when Kafka has none at some offsets (transaction markers, retention).
+async def fetch_gaps(
+    client_kwargs: dict[str, Any], topic: str, gaps: Sequence[Gap], timeout: float = 15.0
+) -> tuple[dict[Gap, list[RawRecord]], set[int]]:
+    """The records of each gap, and the partitions not read to their end within ``timeout`` seconds
+    without a record (their gaps may hold fewer records than offsets; so may any gap where Kafka has no
+    record at some offsets: transaction markers, retention).
 
-    Gives up when ``timeout`` seconds pass without a record.
+    Gaps of one partition are read in one pass from the first start to the last end.
     """
+    spans: dict[int, tuple[int, int]] = {}
+    for gap in gaps:
+        start, end = spans.get(gap.partition, (gap.start, gap.end))
+        spans[gap.partition] = (min(start, gap.start), max(end, gap.end))
+    found: dict[Gap, list[RawRecord]] = {gap: [] for gap in gaps}
+    by_partition: dict[int, list[Gap]] = {}
+    for gap in gaps:
+        by_partition.setdefault(gap.partition, []).append(gap)
     consumer = AIOKafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(topic, gap.partition)
-        consumer.assign([tp])
-        consumer.seek(tp, gap.start)
-        records: list[RawRecord] = []
+        tps = {p: TopicPartition(topic, p) for p in spans}
+        consumer.assign(list(tps.values()))
+        for p, (start, _) in spans.items():
+            consumer.seek(tps[p], start)
+        pending = set(spans)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if await consumer.position(tp) >= gap.end:
-                return records
-            fetched = await consumer.getmany(tp, timeout_ms=500, max_records=gap.end - gap.start)
-            for r in fetched.get(tp, []):
-                deadline = time.monotonic() + timeout
-                if gap.start <= r.offset < gap.end:
-                    records.append(RawRecord(r.key, r.value, topic, gap.partition, r.offset))
-        span = f"{topic}[{gap.partition}] offsets {gap.start}..{gap.end - 1}"
-        raise TimeoutError(f"{span}: no record for {timeout:.0f} s after {len(records)}")
+        while pending and time.monotonic() < deadline:
+            for p in list(pending):
+                if await consumer.position(tps[p]) >= spans[p][1]:
+                    pending.discard(p)
+            if not pending:
+                break
+            fetched = await consumer.getmany(*(tps[p] for p in pending), timeout_ms=500)
+            for tp, records in fetched.items():
+                for r in records:
+                    deadline = time.monotonic() + timeout
+                    for gap in by_partition[tp.partition]:
+                        if gap.start <= r.offset < gap.end:
+                            found[gap].append(RawRecord(r.key, r.value, topic, tp.partition, r.offset))
+        return found, pending
     finally:
         await consumer.stop()

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import faust
 import orjson
 
-from agents.gaps import fetch_gap
+from agents.gaps import fetch_gaps
 from pipeline.errors import BadSample
 from pipeline.kafka_config import kafka_client_kwargs
 from pipeline.offsets import MARKER_PREFIX, OffsetTracker, marker_key, marker_value
@@ -157,24 +157,27 @@ def wire(app: faust.App, helios: Helios) -> None:
         gaps = tracker.gaps(fresh)
         if not gaps:
             return fresh
-        for gap in gaps:
-            try:
-                found = await fetch_gap(kafka_client_kwargs(settings), settings.topic_metrics, gap)
-            except Exception as exc:
+        try:
+            found, unfinished = await fetch_gaps(kafka_client_kwargs(settings), settings.topic_metrics, gaps)
+        except Exception as exc:  # the broker is away: these samples cannot be processed now
+            found, unfinished = {gap: [] for gap in gaps}, {gap.partition for gap in gaps}
+            log.error("reading back %d offset ranges failed: %s", len(gaps), exc)
+        for gap, got in found.items():
+            if gap.partition in unfinished:
                 log.error(
-                    "offsets %d..%d of partition %d are not in the saved state and could not be read: %s",
-                    gap.start, gap.end - 1, gap.partition, exc,
+                    "offsets %d..%d of partition %d are not in the saved state and could not all be read "
+                    "(%d records read)", gap.start, gap.end - 1, gap.partition, len(got),
                 )  # fmt: skip
-                samples.labels("lost").inc(gap.end - gap.start)
-                continue
-            # After a takeover or a restart: the samples since the last state write (the consumer
-            # resumes at its committed offset, past them), or records the consumer skipped.
-            log.info(
-                "read back offsets %d..%d of partition %d (%d records) ahead of the consumer's position",
-                gap.start, gap.end - 1, gap.partition, len(found),
-            )  # fmt: skip
-            samples.labels("recovered").inc(len(found))
-            fresh.extend(found)
+                samples.labels("lost").inc(gap.end - gap.start - len(got))
+            else:
+                # After a takeover or a restart: the samples since the last state write (the consumer
+                # resumes at its committed offset, past them), or records the consumer skipped.
+                log.info(
+                    "read back offsets %d..%d of partition %d (%d records) ahead of the consumer's position",
+                    gap.start, gap.end - 1, gap.partition, len(got),
+                )  # fmt: skip
+            samples.labels("recovered").inc(len(got))
+            fresh.extend(got)
         return sorted(fresh, key=lambda r: (r.partition, r.offset))
 
     #: Partitions of the metrics topic this worker owns now, and those it owned and lost (the hook below).
