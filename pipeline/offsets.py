@@ -52,7 +52,7 @@ def marker_value(value: Any) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Offsets ``[start, end)`` of ``partition`` that the consumer skipped."""
+    """Offsets ``[start, end)`` of ``partition`` not processed yet and not delivered by the consumer."""
 
     partition: int
     start: int

@@ -112,8 +112,10 @@ class Runtime:
         self.clock = clock
         self.config = PipelineConfig.from_settings(settings)
         self.entries: dict[str, Entry] = {}
-        #: Entries with samples applied since their state was last written.
-        self.unsaved: dict[str, Entry] = {}
+        #: partition -> the entries with samples applied since their state was last written, in the order
+        #: of their first unsaved sample (records of a partition come in offset order): the first one
+        #: holds the partition's replay marker.
+        self.unsaved: dict[int, dict[str, Entry]] = {}
         #: partition -> the offset after the last record processed (good or dead-lettered)
         self.position: dict[int, int] = {}
         #: Called with (key, window start, values) for every window a sample closes (Prophet's history).
@@ -204,6 +206,7 @@ class Runtime:
         result = BatchResult()
         prepared: list[tuple[Prepared, Entry, float]] = []
         touched: set[int] = set()
+        due: list[str] = []
         for raw in records:
             touched.add(raw.partition)
             if raw.offset + 1 > self.position.get(raw.partition, -1):
@@ -228,8 +231,10 @@ class Runtime:
             entry.last_seen = now
             if not entry.unsaved:
                 entry.unsaved_from, entry.unsaved_at = raw.offset, now
-                self.unsaved[sample.key] = entry
+                self.unsaved.setdefault(raw.partition, {})[sample.key] = entry
             entry.unsaved += 1
+            if entry.unsaved == self.settings.snapshot_every:
+                due.append(sample.key)
         batch_started = time.perf_counter()
         probabilities = score_batch(self.models.xgb, [p for p, _, _ in prepared])
         xgb_share = (time.perf_counter() - batch_started) / max(1, len(prepared))
@@ -248,7 +253,6 @@ class Runtime:
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))
-        due = [key for key, e in self.unsaved.items() if e.unsaved >= self.settings.snapshot_every]
         result.state_writes += self._save(due, touched)
         result.emits.extend(self.dlq_emit(dead) for dead in result.dead)
         return result
@@ -263,23 +267,33 @@ class Runtime:
         """
         writes: list[tuple[int, str, bytes | None]] = []
         for key in keys:
-            entry = self.unsaved.pop(key)
-            entry.unsaved = 0
+            entry = self.entries[key]
+            self._saved(key, entry)
             state = {"offset": entry.applied_offset, "pipe": entry.pipeline.to_dict()}
             writes.append((entry.partition, key, orjson.dumps(state)))
             partitions.add(entry.partition)
-        if partitions:
-            start = {p: self.position[p] for p in partitions if p in self.position}
-            for entry in self.unsaved.values():
-                if entry.partition in start and entry.unsaved_from < start[entry.partition]:
-                    start[entry.partition] = entry.unsaved_from
-            writes += [(p, marker_key(p), orjson.dumps({"next": n})) for p, n in start.items()]
+        for p in partitions:
+            if p not in self.position:
+                continue
+            pending = self.unsaved.get(p)
+            start = next(iter(pending.values())).unsaved_from if pending else self.position[p]
+            writes.append((p, marker_key(p), orjson.dumps({"next": start})))
         return writes
+
+    def _saved(self, key: str, entry: Entry) -> None:
+        """The entry's state is written (or dropped): it no longer holds its partition's marker back."""
+        entry.unsaved = 0
+        pending = self.unsaved.get(entry.partition)
+        if pending is not None:
+            pending.pop(key, None)
+            if not pending:
+                del self.unsaved[entry.partition]
 
     def save_due(self) -> list[tuple[int, str, bytes | None]]:
         """State writes for deployments whose first unsaved sample is ``HELIOS_SNAPSHOT_MAX_AGE`` old."""
         limit = self.clock() - self.settings.snapshot_max_age
-        return self._save([k for k, e in self.unsaved.items() if e.unsaved_at <= limit], set())
+        old = [k for pending in self.unsaved.values() for k, e in pending.items() if e.unsaved_at <= limit]
+        return self._save(old, set())
 
     def dlq_emit(self, dead: DeadLetter) -> Emit:
         return Emit(self.settings.topic_dlq, (dead.key or "").encode(), dead.model_dump_json().encode())
@@ -298,10 +312,10 @@ class Runtime:
         gone = [key for key, e in self.entries.items() if e.partition in partitions]
         for key in gone:
             entry = self.entries.pop(key)
-            self.unsaved.pop(key, None)
             self.metrics.forget(entry.pipeline.namespace, entry.pipeline.deployment)
         for p in partitions:
             self.position.pop(p, None)
+            self.unsaved.pop(p, None)
         self.metrics.tracked_deployments.set(len(self.entries))
         return gone
 
@@ -318,7 +332,7 @@ class Runtime:
                 entry.exported = False
             if evicted:
                 del self.entries[key]
-                self.unsaved.pop(key, None)
+                self._saved(key, entry)
                 tombstones.append((entry.partition, key))
         self.metrics.tracked_deployments.set(len(self.entries))
         return tombstones

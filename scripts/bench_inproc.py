@@ -82,6 +82,7 @@ def stage_costs(rt: Runtime, records: Sequence[RawRecord], batch: int) -> dict[s
         now = rt.clock()
         prepared = []
         touched: set[int] = set()
+        due: list[str] = []
         for raw in chunk:
             a = pc()
             sample = rt.decode(raw, now)
@@ -100,8 +101,10 @@ def stage_costs(rt: Runtime, records: Sequence[RawRecord], batch: int) -> dict[s
             entry.applied_offset = raw.offset
             if not entry.unsaved:
                 entry.unsaved_from, entry.unsaved_at = raw.offset, now
-                rt.unsaved[sample.key] = entry
+                rt.unsaved.setdefault(raw.partition, {})[sample.key] = entry
             entry.unsaved += 1
+            if entry.unsaved == rt.settings.snapshot_every:
+                due.append(sample.key)
             touched.add(raw.partition)
         a = pc()
         probabilities = score_batch(rt.models.xgb, [p for p, _ in prepared])
@@ -122,7 +125,6 @@ def stage_costs(rt: Runtime, records: Sequence[RawRecord], batch: int) -> dict[s
             t["gauges (accuracy + observe)"] += d - c
             assert blobs
         a = pc()
-        due = [key for key, e in rt.unsaved.items() if e.unsaved >= rt.settings.snapshot_every]
         assert rt._save(due, touched)
         t[f"state writes (every {rt.settings.snapshot_every} samples) and partition markers"] += pc() - a
         n += len(chunk)
