@@ -226,14 +226,8 @@ class Runtime:
             except BadSample as err:
                 result.dead.append(self.dead_letter(raw, err, now))
                 continue
-            entry.partition = raw.partition
-            entry.applied_offset = raw.offset
             entry.last_seen = now
-            if not entry.unsaved:
-                entry.unsaved_from, entry.unsaved_at = raw.offset, now
-                self.unsaved.setdefault(raw.partition, {})[sample.key] = entry
-            entry.unsaved += 1
-            if entry.unsaved == self.settings.snapshot_every:
+            if self.applied(sample.key, entry, raw, now):
                 due.append(sample.key)
         batch_started = time.perf_counter()
         probabilities = score_batch(self.models.xgb, [p for p, _, _ in prepared])
@@ -256,6 +250,16 @@ class Runtime:
         result.state_writes += self._save(due, touched)
         result.emits.extend(self.dlq_emit(dead) for dead in result.dead)
         return result
+
+    def applied(self, key: str, entry: Entry, raw: RawRecord, now: float) -> bool:
+        """Note that ``raw`` is now in the entry's state; True when the state is due to be written."""
+        entry.partition = raw.partition
+        entry.applied_offset = raw.offset
+        if not entry.unsaved:
+            entry.unsaved_from, entry.unsaved_at = raw.offset, now
+            self.unsaved.setdefault(raw.partition, {})[key] = entry
+        entry.unsaved += 1
+        return entry.unsaved == self.settings.snapshot_every
 
     def _save(self, keys: Iterable[str], partitions: set[int]) -> list[tuple[int, str, bytes | None]]:
         """State writes for ``keys``, then the replay markers of their partitions and of ``partitions``.

@@ -98,12 +98,7 @@ def stage_costs(rt: Runtime, records: Sequence[RawRecord], batch: int) -> dict[s
             t["state lookup (entry_for)"] += c - b
             t["prepare (align, learn, forecast, streaming score)"] += d - c
             prepared.append((prep, entry))
-            entry.applied_offset = raw.offset
-            if not entry.unsaved:
-                entry.unsaved_from, entry.unsaved_at = raw.offset, now
-                rt.unsaved.setdefault(raw.partition, {})[sample.key] = entry
-            entry.unsaved += 1
-            if entry.unsaved == rt.settings.snapshot_every:
+            if rt.applied(sample.key, entry, raw, now):
                 due.append(sample.key)
             touched.add(raw.partition)
         a = pc()
