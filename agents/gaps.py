@@ -8,7 +8,6 @@ and the records it returns are processed ahead of the records that revealed the 
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,8 +16,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline.offsets import Gap
 from pipeline.runtime import RawRecord
-
-log = logging.getLogger(__name__)
 
 
 async def fetch_gaps(

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 if TYPE_CHECKING:  # the runtime writes the markers: it imports this module
     from pipeline.runtime import RawRecord
 
@@ -41,8 +43,6 @@ def marker_value(value: Any) -> int | None:
     if value is None:
         return None
     if isinstance(value, bytes | bytearray | str):
-        import orjson
-
         value = orjson.loads(value)
     try:
         return int(value["next"])

@@ -10,7 +10,7 @@ import pytest
 
 from models.forecast import Interval
 from models.recommender import Recommender, RecommenderState, ScalingInputs
-from pipeline.records import RecommendationItem
+from pipeline.stages import advice_items
 
 
 def inputs(
@@ -205,16 +205,9 @@ def test_advice_maps_to_records_and_evidence_and_state_are_small_json() -> None:
     state = RecommenderState()
     x = inputs(cpu=0.9, bands={300: (0.9, 0.8, 1.0)}, memory=0.9, db_cpu=0.95, db_connections=10.0)
     d = Recommender().recommend(state, x)
-    for a in d.advice:
-        RecommendationItem(
-            type=a.type,
-            action=a.action,
-            target_replicas=a.target_replicas,
-            reason=a.reason,
-            confidence=a.confidence,
-            urgency=a.urgency,
-            execute_by=a.execute_by,
-        )
+    # The stream's own mapping to records (validated by pydantic on the way).
+    items = advice_items(d)
+    assert [i.type for i in items] == [a.type for a in d.advice]
     json.dumps(d.evidence)
     blob = json.dumps(state.to_dict())
     assert len(blob) < 1024
