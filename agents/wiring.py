@@ -39,9 +39,6 @@ LINGER = 0.05
 #: 48 gave 1 % more throughput and a /health p99 of 158 ms instead of < 100 ms (benchmarks/perf.md).
 CHUNK = 16
 
-#: Output records handed to the producer between two yields to the event loop.
-SEND_CHUNK = 256
-
 
 def _raw(event: Any) -> RawRecord:
     msg = event.message
@@ -53,18 +50,13 @@ def _raw(event: Any) -> RawRecord:
 async def _publish(helios: Helios, result: BatchResult) -> None:
     """Send the outputs, wait until Kafka has them, then persist state.
 
-    The order is the delivery guarantee: outputs are durable before the state that produced them,
-    and Faust flushes the producer again before it commits offsets. A crash anywhere replays the
+    The order is the delivery guarantee: outputs are acknowledged by Kafka before the state that
+    produced them is written, and the batch's input is acknowledged after both (Faust flushes the
+    changelog before it commits offsets). A crash anywhere replays the
     batch; replayed records already in the state are recognised by their offset and skipped, so
     state counts every sample once and outputs are at-least-once.
     """
-    topics = helios.output_topics | {helios.settings.topic_dlq: helios.dlq_topic}
-    for i, emit in enumerate(result.emits, start=1):
-        topics[emit.topic].send_soon(key=emit.key, value=emit.value)
-        if i % SEND_CHUNK == 0:
-            await asyncio.sleep(0)  # a batch's 1,500 sends take ~30 ms: let /health in between
-    if result.emits and result.state_writes:
-        await helios.app.producer.flush()
+    await helios.output.send(result.emits)
     table = helios.state
     for partition, key, value in result.state_writes:
         # Written to the changelog partition of the record's own partition (co-partitioning), which

@@ -23,6 +23,7 @@ from pipeline.kafka_config import kafka_client_kwargs
 from pipeline.logs import quiet_client_loggers
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
+from pipeline.output import BatchSender
 from pipeline.prophet_service import ProphetService
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
@@ -31,6 +32,11 @@ from pipeline.topics import ensure_topics
 log = logging.getLogger(__name__)
 
 STATE_TABLE = "helios-state"
+
+#: Without a linger every record left in its own produce request: a socket write each, a quarter of
+#: the worker's time in a py-spy profile. 5 ms batches them per partition; 20 ms saved a little more
+#: CPU but added ~40 ms to the end-to-end latency (each batch's delivery waits out the linger).
+PRODUCER_LINGER_MS = 5
 
 
 @dataclass
@@ -44,8 +50,8 @@ class Helios:
     models: ModelStore
     runtime: Runtime
     metrics_topic: Any
-    dlq_topic: Any
-    output_topics: dict[str, Any]
+    #: Sends the output and dead-letter records (the state table's changelog goes through Faust).
+    output: BatchSender
     state: Any
     prophet: ProphetService
     clock: Callable[[], float]
@@ -87,6 +93,20 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
+def tune_gc() -> None:
+    """Collect cycles rarely, and never scan what start-up built.
+
+    Everything built so far (modules, models, settings) lives as long as the process: ``gc.freeze``
+    keeps it out of the cyclic collector's passes. A sample allocates a few hundred short-lived,
+    acyclic objects, and at CPython's default threshold (700 allocations) the young collections and
+    the full ones they trigger cost ~20 % of a sample's CPU at 1,000 deployments, more with more
+    (``scripts/bench_inproc.py`` measures with this setting, like the worker), and a full pass
+    over thousands of deployments' state stalled the web view.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 class HeliosApp(faust.App):
     """A Faust app that creates its topics (with the configured partition count) before it subscribes."""
 
@@ -94,14 +114,14 @@ class HeliosApp(faust.App):
 
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        # Everything built so far (modules, models, settings) lives as long as the process: keep it
-        # out of the cyclic collector's full passes, and make those passes rarer, so a gen-2
-        # collection over thousands of deployments' state does not stall the web view.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
+        tune_gc()
         # Faust's worker has set logging up by now; rate-limit the Kafka client's retry storms.
         quiet_client_loggers(self.helios.settings.log_level)
         await ensure_topics(self.helios.settings)
+
+    async def on_stop(self) -> None:
+        await super().on_stop()  # stops the consumer first: no batch is published after this
+        await self.helios.output.stop()
 
 
 def create_app(
@@ -125,10 +145,7 @@ def create_app(
         processing_guarantee="at_least_once",
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
-        # Without a linger every output left in its own produce request: a socket write each, a quarter
-        # of the worker's time in a py-spy profile. 5 ms batches them per partition; 20 ms saved a little
-        # more CPU but added ~40 ms to the end-to-end latency (each batch's flush waits out the linger).
-        producer_linger_ms=5,
+        producer_linger_ms=PRODUCER_LINGER_MS,
         broker_session_timeout=settings.broker_session_timeout,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout / 3),
         table_cleanup_interval=30.0,
@@ -164,11 +181,7 @@ def create_app(
         models=models,
         runtime=runtime,
         metrics_topic=app.topic(settings.topic_metrics, **raw),
-        dlq_topic=app.topic(settings.topic_dlq, **raw),
-        output_topics={
-            name: app.topic(name, **raw)
-            for name in (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
-        },
+        output=BatchSender(kafka_client_kwargs(settings), linger_ms=PRODUCER_LINGER_MS),
         state=app.Table(
             STATE_TABLE,
             default=None,

@@ -25,6 +25,7 @@ from bench_common import Sample, make_samples  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from models.forecast import OnlineForecaster  # noqa: E402
+from pipeline.app import tune_gc  # noqa: E402
 from pipeline.errors import BadSample  # noqa: E402
 from pipeline.metrics import HeliosMetrics  # noqa: E402
 from pipeline.model_store import ModelStore  # noqa: E402
@@ -305,6 +306,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small sizes, to debug the harness")
     a = p.parse_args()
+    tune_gc()  # as the worker does: the stage costs below are the worker's
     settings = load_settings({})
     batch = settings.batch_size
     step = settings.scoring_interval

@@ -39,22 +39,18 @@ async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tm
     sent: list[tuple[str, bytes, bytes]] = []
     changelog: list[tuple[int, str]] = []
 
-    def fake_send_soon(self: Any, key: bytes, value: bytes, **kw: Any) -> None:
-        sent.append((self.get_topic_name(), key, value))
+    async def fake_send(records: Any) -> None:
+        sent.extend((r.topic, r.key, r.value) for r in records)
 
     def fake_changelog(partition: int, key: str, value: Any, **kw: Any) -> None:
         changelog.append((partition, key))
-
-    async def no_flush() -> None:
-        return None
 
     agent = app.agents["helios-pipeline"]
     step = settings.scoring_interval
     start = math.floor(time.time() / step) * step - 10 * step
     with (
-        patch("faust.topics.Topic.send_soon", fake_send_soon),
+        patch.object(helios.output, "send", fake_send),
         patch.object(helios.state, "send_changelog", fake_changelog),
-        patch.object(type(app.producer), "flush", lambda self: no_flush()),
     ):
         async with agent.test_context() as a:
             for i in range(5):
