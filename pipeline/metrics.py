@@ -38,9 +38,13 @@ DLQ_REASONS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Family:
-    """One per-deployment metric: its labels after ``namespace, deployment``."""
+    """One per-deployment metric: its labels after ``namespace, deployment``.
+
+    Compared and hashed by identity (the families are module constants): :meth:`DeploymentSeries.slot`
+    looks one up ~60 times per sample, and a field-wise hash cost ~10 % of :meth:`HeliosMetrics.observe`.
+    """
 
     name: str
     doc: str

@@ -14,6 +14,7 @@ the XGBoost part can be scored in one batch across deployments:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -118,7 +119,10 @@ class StageOutput:
     decision: Decision
 
 
+@functools.lru_cache(maxsize=4096)
 def _ts(seconds: float) -> datetime:
+    # Window starts and horizons are multiples of the step, shared by every deployment: building the
+    # same datetimes again cost ~25 µs per sample.
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
