@@ -34,14 +34,18 @@ extreme, which together with the peak is what makes the score fire once per even
 
 from __future__ import annotations
 
+import functools
 import math
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from models.features import CPU, FEATURES, MEMORY
+from models.params import Param
 
-# Layout of one feature's state list; kept flat so a step costs a few dozen float operations.
+# Layout of one feature's state, an array('d') (8 bytes a number); kept flat so a step costs a few
+# dozen float operations.
 _N, _PREV, _MF, _DF, _MS, _DS, _SM, _LM, _LV, _K, _FM, _FD = range(12)
 _VLO, _VHI, _MLO, _MHI, _DLO, _DHI, _PEAK = range(12, 19)
 # seasonal residual: its moving average, that average's envelope, its mean absolute value; then the bins
@@ -85,11 +89,170 @@ class CombinedScore:
     parts: dict[str, float]
 
 
-def _new_state(v: float, length: int) -> list[float]:
+def _new_state(v: float, length: int) -> array:
     s = [0.0] * _STATE_LEN + [v] * (length - _STATE_LEN)
     s[_PREV] = s[_MF] = s[_MS] = s[_FM] = v
     s[_VLO] = s[_VHI] = s[_MLO] = s[_MHI] = v
-    return s
+    return array("d", s)  # 8 bytes a number rather than a list's 32; from a list: sized exactly
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    """The arguments of a :class:`StreamingDetector`, validated (documented there).
+
+    Immutable and shared: detectors built with the same arguments hold the same object, so a detector
+    itself only holds its per-feature state.
+    """
+
+    features: tuple[str, ...]
+    threshold: float
+    fast_alpha: float
+    slow_alpha: float
+    trend_alpha: float
+    short_alpha: float
+    long_alpha: float
+    envelope_decay: float
+    peak_decay: float
+    novelty_unit: float
+    likelihood_weight: float
+    likelihood_floor: float
+    surprise_clip: float
+    warmup: int
+    season_length: int
+    season_features: tuple[str, ...]
+    season_bins: int
+    season_alpha: float
+    season_smooth: float
+    season_unit: float
+    season_floor: float
+    maturity: float
+    #: Bins actually used (a profile cannot be finer than one point per bin).
+    bins: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bins", min(self.season_bins, self.season_length))  # into a frozen dataclass
+
+    def to_dict(self) -> dict[str, Any]:
+        """The constructor's arguments, JSON-safe (the ``params`` of :meth:`StreamingDetector.to_dict`)."""
+        return {
+            "features": list(self.features),
+            "threshold": self.threshold,
+            "fast_alpha": self.fast_alpha,
+            "slow_alpha": self.slow_alpha,
+            "trend_alpha": self.trend_alpha,
+            "short_alpha": self.short_alpha,
+            "long_alpha": self.long_alpha,
+            "envelope_decay": self.envelope_decay,
+            "peak_decay": self.peak_decay,
+            "novelty_unit": self.novelty_unit,
+            "likelihood_weight": self.likelihood_weight,
+            "likelihood_floor": self.likelihood_floor,
+            "surprise_clip": self.surprise_clip,
+            "warmup": self.warmup,
+            "season_length": self.season_length,
+            "season_features": list(self.season_features),
+            "season_bins": self.season_bins,
+            "season_alpha": self.season_alpha,
+            "season_smooth": self.season_smooth,
+            "season_unit": self.season_unit,
+            "season_floor": self.season_floor,
+            "maturity": self.maturity,
+        }
+
+
+# typed: arguments equal across types (1 and 1.0) are kept as given, so they must not share an entry.
+@functools.lru_cache(maxsize=64, typed=True)
+def _shared_params(
+    features: tuple[str, ...] | str,
+    threshold: float,
+    fast_alpha: float,
+    slow_alpha: float,
+    trend_alpha: float,
+    short_alpha: float,
+    long_alpha: float,
+    envelope_decay: float,
+    peak_decay: float,
+    novelty_unit: float,
+    likelihood_weight: float,
+    likelihood_floor: float,
+    surprise_clip: float,
+    warmup: int,
+    season_length: int,
+    season_features: tuple[str, ...] | str,
+    season_bins: int,
+    season_alpha: float,
+    season_smooth: float,
+    season_unit: float,
+    season_floor: float,
+    maturity: float,
+) -> DetectorParams:
+    """Validate the arguments of :class:`StreamingDetector`; equal arguments give the same object."""
+    if isinstance(features, str) or not features or len(set(features)) != len(features):
+        raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
+    if not threshold > 0:
+        raise ValueError(f"threshold must be > 0, got {threshold!r}")
+    for name, value in (
+        ("fast_alpha", fast_alpha),
+        ("slow_alpha", slow_alpha),
+        ("trend_alpha", trend_alpha),
+        ("short_alpha", short_alpha),
+        ("long_alpha", long_alpha),
+        ("peak_decay", peak_decay),
+        ("season_alpha", season_alpha),
+        ("season_smooth", season_smooth),
+    ):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    if not slow_alpha < fast_alpha:
+        raise ValueError(f"slow_alpha ({slow_alpha}) must be smaller than fast_alpha ({fast_alpha})")
+    if not 0.0 <= envelope_decay < 1.0:
+        raise ValueError(f"envelope_decay must be in [0, 1), got {envelope_decay!r}")
+    for name, value in (
+        ("novelty_unit", novelty_unit),
+        ("surprise_clip", surprise_clip),
+        ("season_unit", season_unit),
+    ):
+        if not value > 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
+    if likelihood_weight < 0:
+        raise ValueError(f"likelihood_weight must be >= 0, got {likelihood_weight!r}")
+    if warmup < 1:
+        raise ValueError(f"warmup must be >= 1, got {warmup!r}")
+    if season_length < 0 or season_length == 1:
+        raise ValueError(f"season_length must be 0 (off) or >= 2, got {season_length!r}")
+    if season_bins < 2:
+        raise ValueError(f"season_bins must be >= 2, got {season_bins!r}")
+    if maturity < 0:
+        raise ValueError(f"maturity must be >= 0, got {maturity!r}")
+    if season_floor < 0:
+        raise ValueError(f"season_floor must be >= 0, got {season_floor!r}")
+    if isinstance(season_features, str):
+        raise ValueError(f"season_features must be a sequence of names, got {season_features!r}")
+    # The values are kept as given (they are saved as given), except these few.
+    return DetectorParams(
+        features=features,
+        threshold=float(threshold),
+        fast_alpha=fast_alpha,
+        slow_alpha=slow_alpha,
+        trend_alpha=trend_alpha,
+        short_alpha=short_alpha,
+        long_alpha=long_alpha,
+        envelope_decay=envelope_decay,
+        peak_decay=peak_decay,
+        novelty_unit=novelty_unit,
+        likelihood_weight=likelihood_weight,
+        likelihood_floor=likelihood_floor,
+        surprise_clip=surprise_clip,
+        warmup=int(warmup),
+        season_length=int(season_length),
+        season_features=season_features,
+        season_bins=int(season_bins),
+        season_alpha=season_alpha,
+        season_smooth=season_smooth,
+        season_unit=season_unit,
+        season_floor=season_floor,
+        maturity=maturity,
+    )
 
 
 class StreamingDetector:
@@ -157,7 +320,34 @@ class StreamingDetector:
     >>> spike = det.score_one({"cpu_utilization": 0.95})
     >>> spike.sigma > det.threshold, severity(spike.sigma, det.threshold)
     (True, 'critical')
+    >>> StreamingDetector(features=["cpu_utilization"]).params is det.params  # shared, never copied
+    True
     """
+
+    __slots__ = ("_state", "params")
+
+    features: Param[tuple[str, ...]] = Param()
+    threshold: Param[float] = Param()
+    fast_alpha: Param[float] = Param()
+    slow_alpha: Param[float] = Param()
+    trend_alpha: Param[float] = Param()
+    short_alpha: Param[float] = Param()
+    long_alpha: Param[float] = Param()
+    envelope_decay: Param[float] = Param()
+    peak_decay: Param[float] = Param()
+    novelty_unit: Param[float] = Param()
+    likelihood_weight: Param[float] = Param()
+    likelihood_floor: Param[float] = Param()
+    surprise_clip: Param[float] = Param()
+    warmup: Param[int] = Param()
+    season_length: Param[int] = Param()
+    season_features: Param[tuple[str, ...]] = Param()
+    season_bins: Param[int] = Param()
+    season_alpha: Param[float] = Param()
+    season_smooth: Param[float] = Param()
+    season_unit: Param[float] = Param()
+    season_floor: Param[float] = Param()
+    maturity: Param[float] = Param()
 
     def __init__(
         self,
@@ -185,80 +375,40 @@ class StreamingDetector:
         season_floor: float = 0.05,
         maturity: float = 200.0,
     ) -> None:
-        if isinstance(features, str) or not features or len(set(features)) != len(features):
-            raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
-        if not threshold > 0:
-            raise ValueError(f"threshold must be > 0, got {threshold!r}")
-        for name, value in (
-            ("fast_alpha", fast_alpha),
-            ("slow_alpha", slow_alpha),
-            ("trend_alpha", trend_alpha),
-            ("short_alpha", short_alpha),
-            ("long_alpha", long_alpha),
-            ("peak_decay", peak_decay),
-            ("season_alpha", season_alpha),
-            ("season_smooth", season_smooth),
-        ):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-        if not slow_alpha < fast_alpha:
-            raise ValueError(f"slow_alpha ({slow_alpha}) must be smaller than fast_alpha ({fast_alpha})")
-        if not 0.0 <= envelope_decay < 1.0:
-            raise ValueError(f"envelope_decay must be in [0, 1), got {envelope_decay!r}")
-        for name, value in (
-            ("novelty_unit", novelty_unit),
-            ("surprise_clip", surprise_clip),
-            ("season_unit", season_unit),
-        ):
-            if not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value!r}")
-        if likelihood_weight < 0:
-            raise ValueError(f"likelihood_weight must be >= 0, got {likelihood_weight!r}")
-        if warmup < 1:
-            raise ValueError(f"warmup must be >= 1, got {warmup!r}")
-        if season_length < 0 or season_length == 1:
-            raise ValueError(f"season_length must be 0 (off) or >= 2, got {season_length!r}")
-        if season_bins < 2:
-            raise ValueError(f"season_bins must be >= 2, got {season_bins!r}")
-        if maturity < 0:
-            raise ValueError(f"maturity must be >= 0, got {maturity!r}")
-        if season_floor < 0:
-            raise ValueError(f"season_floor must be >= 0, got {season_floor!r}")
-        if isinstance(season_features, str):
-            raise ValueError(f"season_features must be a sequence of names, got {season_features!r}")
-        self.features = tuple(features)
-        self.threshold = float(threshold)
-        self.fast_alpha = fast_alpha
-        self.slow_alpha = slow_alpha
-        self.trend_alpha = trend_alpha
-        self.short_alpha = short_alpha
-        self.long_alpha = long_alpha
-        self.envelope_decay = envelope_decay
-        self.peak_decay = peak_decay
-        self.novelty_unit = novelty_unit
-        self.likelihood_weight = likelihood_weight
-        self.likelihood_floor = likelihood_floor
-        self.surprise_clip = surprise_clip
-        self.warmup = int(warmup)
-        self.season_length = int(season_length)
-        self.season_features = tuple(season_features)
-        self.season_bins = int(season_bins)
-        self.season_alpha = season_alpha
-        self.season_smooth = season_smooth
-        self.season_unit = season_unit
-        self.season_floor = season_floor
-        self.maturity = maturity
-        # bins actually used (a profile cannot be finer than one point per bin)
-        self._bins = min(self.season_bins, self.season_length)
-        self._state: dict[str, list[float]] = {}
+        self.params = _shared_params(
+            _names(features),
+            threshold,
+            fast_alpha,
+            slow_alpha,
+            trend_alpha,
+            short_alpha,
+            long_alpha,
+            envelope_decay,
+            peak_decay,
+            novelty_unit,
+            likelihood_weight,
+            likelihood_floor,
+            surprise_clip,
+            warmup,
+            season_length,
+            _names(season_features),
+            season_bins,
+            season_alpha,
+            season_smooth,
+            season_unit,
+            season_floor,
+            maturity,
+        )
+        self._state: dict[str, array] = {}
 
     def _state_len(self, feature: str) -> int:
-        seasonal = self.season_length and feature in self.season_features
-        return _STATE_LEN + self._bins if seasonal else _STATE_LEN
+        p = self.params
+        seasonal = p.season_length and feature in p.season_features
+        return _STATE_LEN + p.bins if seasonal else _STATE_LEN
 
-    def _season(self, s: list[float]) -> tuple[int, int, float, float]:
+    def _season(self, s: array) -> tuple[int, int, float, float]:
         """(bin, next bin, weight of the next bin, interpolated profile) at the current point's phase."""
-        length, bins = self.season_length, self._bins
+        length, bins = self.params.season_length, self.params.bins
         # bin b covers phases [b, b + 1) * length / bins; its value sits at the bin's centre
         u = (s[_N] % length) * bins / length - 0.5 + 0.5 * bins / length
         lo = math.floor(u)
@@ -269,89 +419,109 @@ class StreamingDetector:
 
     # -- core step ------------------------------------------------------------------------------
 
-    def _parts(self, s: list[float], v: float) -> tuple[float, float, float, list[float]]:
+    def _parts(self, s: array, v: float) -> tuple[float, float, float, list[float]]:
         """(level surprise, raw score, sigma, explanatory parts) of ``v`` against ``s`` (left unchanged)."""
-        clip = self.surprise_clip
-        vw = s[_VHI] - s[_VLO]
+        p = self.params
+        clip = p.surprise_clip
+        vlo, vhi = s[_VLO], s[_VHI]  # each read of an array makes a float: read once
+        vw = vhi - vlo
         floor = 0.01 * vw + _TINY  # a flat series has zero deviation; measure against 1 % of its range
         zf = min(clip, abs(v - s[_MF]) / (_MAD_TO_SIGMA * s[_DF] + floor))
         zs = min(clip, abs(v - s[_MS]) / (_MAD_TO_SIGMA * s[_DS] + floor))
         raw = zf if zf > zs else zs
-        sm = s[_SM] + self.short_alpha * (raw - s[_SM])
+        sm = s[_SM]
+        sm += p.short_alpha * (raw - sm)
         n = s[_N]
-        z = (sm - s[_LM]) / math.sqrt(s[_LV] + 1e-6) if s[_K] > self.warmup else 0.0
-        fm = s[_FM] + self.trend_alpha * (v - s[_FM])
-        fd = s[_FD] + self.trend_alpha * (abs(v - s[_PREV]) - s[_FD])
-        if n > self.warmup:
-            nv = max(0.0, v - s[_VHI], s[_VLO] - v) / (vw if vw > 1e-9 else 1e-9)
-            w = s[_MHI] - s[_MLO]
-            nm = max(0.0, fm - s[_MHI], s[_MLO] - fm) / (w if w > 1e-9 else 1e-9)
-            w = s[_DHI] - s[_DLO]
-            nd = max(0.0, fd - s[_DHI], s[_DLO] - fd) / (w if w > 1e-9 else 1e-9)
+        z = (sm - s[_LM]) / math.sqrt(s[_LV] + 1e-6) if s[_K] > p.warmup else 0.0
+        if n > p.warmup:
+            fm = s[_FM]
+            fm += p.trend_alpha * (v - fm)
+            fd = s[_FD]
+            fd += p.trend_alpha * (abs(v - s[_PREV]) - fd)
+            nv = max(0.0, v - vhi, vlo - v) / (vw if vw > 1e-9 else 1e-9)
+            lo, hi = s[_MLO], s[_MHI]
+            w = hi - lo
+            nm = max(0.0, fm - hi, lo - fm) / (w if w > 1e-9 else 1e-9)
+            lo, hi = s[_DLO], s[_DHI]
+            w = hi - lo
+            nd = max(0.0, fd - hi, lo - fd) / (w if w > 1e-9 else 1e-9)
         else:
             nv = nm = nd = 0.0
-        novelty = max(nv, nm, nd) / self.novelty_unit
-        if len(s) > _STATE_LEN and n >= 2 * self.season_length:
-            rs = s[_RS] + self.season_smooth * (v - self._season(s)[3] - s[_RS])
-            w = max(s[_RHI] - s[_RLO], self.season_floor * vw, 1e-9)
+        novelty = max(nv, nm, nd) / p.novelty_unit
+        if len(s) > _STATE_LEN and n >= 2 * p.season_length:
+            rs = s[_RS]
+            rs += p.season_smooth * (v - self._season(s)[3] - rs)
+            lo, hi = s[_RLO], s[_RHI]
+            w = max(hi - lo, p.season_floor * vw, 1e-9)
             # weight: the share of the series' variation the daily profile explains
             explained = 1.0 - s[_RD] / (s[_DS] + _TINY)
             if explained > 0.0:
-                ns = explained * max(0.0, rs - s[_RHI], s[_RLO] - rs) / w
-                novelty = max(novelty, ns / self.season_unit)
+                ns = explained * max(0.0, rs - hi, lo - rs) / w
+                novelty = max(novelty, ns / p.season_unit)
         # A young envelope is breached often (the i.i.d. record rate is 1/n): trust it as it matures.
-        novelty *= n / (n + self.maturity)
-        score = novelty + self.likelihood_weight * max(0.0, z - self.likelihood_floor)
-        sigma = score - s[_PEAK] if score > s[_PEAK] else 0.0
+        novelty *= n / (n + p.maturity)
+        score = novelty + p.likelihood_weight * max(0.0, z - p.likelihood_floor)
+        peak = s[_PEAK]
+        sigma = score - peak if score > peak else 0.0
         return raw, score, sigma, [sigma, nv, nm, nd, z, zf, zs]
 
-    def _learn(self, s: list[float], v: float, surprise: float, score: float, sigma: float) -> None:
+    def _learn(self, s: array, v: float, surprise: float, score: float, sigma: float) -> None:
+        p = self.params
         # Winsorise anomalous points: the running means and deviations move as if the point were at
         # most `threshold` deviations away, so an anomaly does not become the new normal at once.
-        limit = self.threshold if sigma >= self.threshold else self.surprise_clip
-        warm = s[_N] > self.warmup
-        for m_i, d_i, a in ((_MF, _DF, self.fast_alpha), (_MS, _DS, self.slow_alpha)):
-            d = v - s[m_i]
+        limit = p.threshold if sigma >= p.threshold else p.surprise_clip
+        n = s[_N]
+        warm = n > p.warmup
+        for m_i, d_i, a in ((_MF, _DF, p.fast_alpha), (_MS, _DS, p.slow_alpha)):
+            mean, dev = s[m_i], s[d_i]  # each read of an array makes a float: read once
+            d = v - mean
             if warm:
-                bound = limit * _MAD_TO_SIGMA * s[d_i]
+                bound = limit * _MAD_TO_SIGMA * dev
                 d = min(bound, max(-bound, d))
-            s[m_i] += a * d
-            s[d_i] += a * (abs(d) - s[d_i])
-        fm = s[_FM] + self.trend_alpha * (v - s[_FM])
-        fd = s[_FD] + self.trend_alpha * (abs(v - s[_PREV]) - s[_FD])
+            s[m_i] = mean + a * d
+            s[d_i] = dev + a * (abs(d) - dev)
+        fm = s[_FM]
+        fm += p.trend_alpha * (v - fm)
+        fd = s[_FD]
+        fd += p.trend_alpha * (abs(v - s[_PREV]) - fd)
         s[_FM], s[_FD] = fm, fd
-        e = self.envelope_decay
-        if s[_N] == 0:
+        e = p.envelope_decay
+        if n == 0:
             s[_MLO] = s[_MHI] = fm
             s[_DLO] = s[_DHI] = fd
         else:
             # The value envelope relaxes toward the slow mean, the derived ones toward their own centre.
             centre = s[_MS]
-            s[_VHI] = max(v, s[_VHI] - e * (s[_VHI] - centre))
-            s[_VLO] = min(v, s[_VLO] + e * (centre - s[_VLO]))
-            for lo, hi, x in ((_MLO, _MHI, fm), (_DLO, _DHI, fd)):
-                c = 0.5 * (s[hi] + s[lo])
-                s[hi] = max(x, s[hi] - e * (s[hi] - c))
-                s[lo] = min(x, s[lo] + e * (c - s[lo]))
-        s[_PEAK] = max(s[_PEAK] * self.peak_decay, score)
+            hi, lo = s[_VHI], s[_VLO]
+            s[_VHI] = max(v, hi - e * (hi - centre))
+            s[_VLO] = min(v, lo + e * (centre - lo))
+            for lo_i, hi_i, x in ((_MLO, _MHI, fm), (_DLO, _DHI, fd)):
+                hi, lo = s[hi_i], s[lo_i]
+                c = 0.5 * (hi + lo)
+                s[hi_i] = max(x, hi - e * (hi - c))
+                s[lo_i] = min(x, lo + e * (c - lo))
+        s[_PEAK] = max(s[_PEAK] * p.peak_decay, score)
         if len(s) > _STATE_LEN:
             self._learn_season(s, v, sigma)
         s[_PREV] = v
-        s[_N] += 1
-        if s[_N] > self.warmup:
+        n += 1
+        s[_N] = n
+        if n > p.warmup:
             # The likelihood layer learns the distribution of the level surprise itself.
-            s[_SM] += self.short_alpha * (surprise - s[_SM])
-            s[_K] += 1
-            d = surprise - s[_LM]
-            if s[_K] > 1.0 / self.long_alpha:
-                s[_LM] += self.long_alpha * d
-                s[_LV] = (1.0 - self.long_alpha) * (s[_LV] + self.long_alpha * d * d)
+            sm, k, lm, lv = s[_SM], s[_K] + 1, s[_LM], s[_LV]
+            s[_SM] = sm + p.short_alpha * (surprise - sm)
+            s[_K] = k
+            d = surprise - lm
+            if k > 1.0 / p.long_alpha:
+                s[_LM] = lm + p.long_alpha * d
+                s[_LV] = (1.0 - p.long_alpha) * (lv + p.long_alpha * d * d)
             else:
-                s[_LM] += d / s[_K]
-                s[_LV] += (d * d - s[_LV]) / s[_K]
+                s[_LM] = lm + d / k
+                s[_LV] = lv + (d * d - lv) / k
 
-    def _learn_season(self, s: list[float], v: float, sigma: float) -> None:
-        length, bins, n = self.season_length, self._bins, s[_N]
+    def _learn_season(self, s: array, v: float, sigma: float) -> None:
+        p = self.params
+        length, bins, n = p.season_length, p.bins, s[_N]
         if n < length:
             # First day: each bin is the plain mean of its points.
             phase = n % length
@@ -362,26 +532,28 @@ class StreamingDetector:
         i0, i1, w, pred = self._season(s)
         r = v - pred
         if n >= 2 * length:
-            rs = s[_RS] + self.season_smooth * (r - s[_RS])
+            rs = s[_RS]
+            rs += p.season_smooth * (r - rs)
             if n == 2 * length:
                 s[_RLO] = s[_RHI] = rs
             else:
-                e = self.envelope_decay
-                c = 0.5 * (s[_RHI] + s[_RLO])
-                s[_RHI] = max(rs, s[_RHI] - e * (s[_RHI] - c))
-                s[_RLO] = min(rs, s[_RLO] + e * (c - s[_RLO]))
+                e = p.envelope_decay
+                hi, lo = s[_RHI], s[_RLO]
+                c = 0.5 * (hi + lo)
+                s[_RHI] = max(rs, hi - e * (hi - c))
+                s[_RLO] = min(rs, lo + e * (c - lo))
             s[_RS] = rs
         if n >= 1.5 * length:
             # half a day after the first one the profile is worth comparing with the plain deviation
-            cap = self.surprise_clip * _MAD_TO_SIGMA * s[_DS]
-            s[_RD] += self.slow_alpha * (min(abs(r), cap) - s[_RD])
+            cap = p.surprise_clip * _MAD_TO_SIGMA * s[_DS]
+            s[_RD] += p.slow_alpha * (min(abs(r), cap) - s[_RD])
         else:
             s[_RD] = s[_DS]
-        if sigma >= self.threshold:
+        if sigma >= p.threshold:
             # winsorised like the means: an anomalous day must not become the profile
-            cap = self.threshold * _MAD_TO_SIGMA * s[_DS]
+            cap = p.threshold * _MAD_TO_SIGMA * s[_DS]
             r = min(cap, max(-cap, r))
-        a = self.season_alpha * bins / length  # per point, so that a bin moves season_alpha per day
+        a = p.season_alpha * bins / length  # per point, so that a bin moves season_alpha per day
         s[_STATE_LEN + i0] += a * (1.0 - w) * r
         s[_STATE_LEN + i1] += a * w * r
 
@@ -389,7 +561,7 @@ class StreamingDetector:
 
     def _values(self, x: Mapping[str, float]) -> list[tuple[str, float]]:
         out = []
-        for f in self.features:
+        for f in self.params.features:
             v = x.get(f)
             if v is None:
                 continue
@@ -434,7 +606,7 @@ class StreamingDetector:
         """
         row: list[float] = []
         vals = dict(self._values(x))
-        for f in self.features:
+        for f in self.params.features:
             s = self._state.get(f)
             if s is None or f not in vals:
                 row.extend([math.nan] * len(_PART_NAMES))
@@ -444,7 +616,7 @@ class StreamingDetector:
 
     def xgb_feature_names(self) -> list[str]:
         """Column names matching :meth:`xgb_features`: ``<feature>:<part>``."""
-        return xgb_feature_names(self.features)
+        return xgb_feature_names(self.params.features)
 
     # -- persistence ---------------------------------------------------------------------------
 
@@ -452,7 +624,7 @@ class StreamingDetector:
         """JSON-safe state and hyperparameters (about 0.3 KB per feature, 0.6 KB with a daily profile)."""
         return {
             "format": _STATE_FORMAT,
-            "params": self._params(),
+            "params": self.params.to_dict(),
             # 12 significant digits keep the state compact (under 4 KB for six features with two daily
             # profiles); a restored detector's scores differ from the original's by ~1e-10 relative.
             "state": {f: [float(f"{v:.12g}") for v in s] for f, s in self._state.items()},
@@ -471,8 +643,8 @@ class StreamingDetector:
         params = dict(d["params"])
         det = cls(**params)
         for f, s in dict(d.get("state", {})).items():
-            if f not in det.features:
-                raise ValueError(f"state for unknown feature {f!r}; features are {det.features}")
+            if f not in det.params.features:
+                raise ValueError(f"state for unknown feature {f!r}; features are {det.params.features}")
             want = _OLD_STATE_LEN if fmt == 1 else det._state_len(f)
             if len(s) != want or not all(isinstance(v, int | float) and math.isfinite(v) for v in s):
                 raise ValueError(f"state of {f!r} must be {want} finite numbers")
@@ -480,34 +652,14 @@ class StreamingDetector:
             if fmt == 1:
                 ms, ds = state[_MS], state[_DS]
                 state += [0.0, 0.0, 0.0, ds] + [ms] * (det._state_len(f) - _STATE_LEN)
-            det._state[f] = state
+            det._state[f] = array("d", state)
         return det
 
-    def _params(self) -> dict[str, Any]:
-        return {
-            "features": list(self.features),
-            "threshold": self.threshold,
-            "fast_alpha": self.fast_alpha,
-            "slow_alpha": self.slow_alpha,
-            "trend_alpha": self.trend_alpha,
-            "short_alpha": self.short_alpha,
-            "long_alpha": self.long_alpha,
-            "envelope_decay": self.envelope_decay,
-            "peak_decay": self.peak_decay,
-            "novelty_unit": self.novelty_unit,
-            "likelihood_weight": self.likelihood_weight,
-            "likelihood_floor": self.likelihood_floor,
-            "surprise_clip": self.surprise_clip,
-            "warmup": self.warmup,
-            "season_length": self.season_length,
-            "season_features": list(self.season_features),
-            "season_bins": self.season_bins,
-            "season_alpha": self.season_alpha,
-            "season_smooth": self.season_smooth,
-            "season_unit": self.season_unit,
-            "season_floor": self.season_floor,
-            "maturity": self.maturity,
-        }
+
+def _names(names: Sequence[str]) -> tuple[str, ...] | str:
+    """A sequence of names as a tuple (hashable, for the shared parameters); a lone string as it is,
+    to be rejected there rather than read as its characters."""
+    return names if isinstance(names, str) else tuple(names)
 
 
 _PART_NAMES = (

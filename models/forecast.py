@@ -16,20 +16,27 @@ Every forecast for a calibrated horizon waits in a small ring until its target s
 then scored (score, then learn): that drives both the weights and the interval. The state is JSON
 (:meth:`OnlineForecaster.to_dict`), float arrays as base64 float32: about 4.8 KB with the defaults,
 whatever ``step_seconds`` is.
+
+The worker keeps two forecasters per tracked deployment, so their resident size matters: the
+parameters and everything derived from them live in one :class:`ForecasterParams` shared by every
+forecaster built with the same arguments, and the learned state in flat ``array`` buffers (a Python
+float in a list costs 32 bytes, in an ``array('d')`` 8): under 4 KB per forecaster with the defaults.
 """
 
 from __future__ import annotations
 
 import base64
-import copy
+import functools
 import itertools
 import math
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Interval", "OnlineForecaster"]
+from models.params import Param
+
+__all__ = ["ForecasterParams", "Interval", "OnlineForecaster"]
 
 _NAN = float("nan")
 _TINY = 1e-12
@@ -51,11 +58,212 @@ def _f32(values: array) -> str:
 
 
 def _from_f32(text: str, size: int, name: str) -> array:
-    out = array("f")
-    out.frombytes(base64.b64decode(text))
-    if len(out) != size:
-        raise ValueError(f"state field {name!r} has {len(out)} values, expected {size}")
+    raw = base64.b64decode(text)
+    if len(raw) != 4 * size:
+        raise ValueError(f"state field {name!r} has {len(raw) / 4:g} values, expected {size}")
+    out = _filled("f", 0.0, size)
+    memoryview(out).cast("B")[:] = raw  # frombytes() would over-allocate by ~6 %
     return out
+
+
+def _filled(typecode: str, value: float, size: int) -> array:
+    """An array of ``size`` copies of ``value``, allocated to exactly that size."""
+    return array(typecode, [value]) * size
+
+
+def _doubles(values: Sequence[float], size: int, name: str) -> array:
+    if len(values) != size:
+        raise ValueError(f"forecaster state field {name!r} has {len(values)} values, expected {size}")
+    return array("d", [float(x) for x in values])  # from a list: allocated to exactly its size
+
+
+@dataclass(frozen=True, slots=True)
+class ForecasterParams:
+    """The arguments of an :class:`OnlineForecaster`, validated, and what is derived from them.
+
+    Immutable and shared: forecasters built with the same arguments hold the same object, so a
+    forecaster itself only holds what it learned. The fields are the constructor's arguments
+    (documented there); the derived ones follow.
+    """
+
+    step_seconds: int
+    season_seconds: int
+    level: float
+    calibrated_steps: tuple[int, ...]
+    candidates: tuple[tuple[float, bool, float], ...]
+    season_gamma: float
+    season_level_seconds: float
+    season_prior: float
+    max_season_bins: int
+    clip: float
+    error_alpha: float
+    weight_power: float
+    coverage_lr: float
+    max_pending: int
+    width_clip: float
+    spread_alpha: float
+    symmetric: bool
+    step_floor: float
+    prior_center: float
+    prior_half_width: float
+    #: Per-step smoothing constant of the level the seasonal deviations are measured against.
+    season_alpha: float = field(init=False)
+    #: Bins of the seasonal profile (0: no profile) and the seconds each covers.
+    bins: int = field(init=False)
+    bin_seconds: float = field(init=False)
+    #: Values per pending slot: k candidate forecasts, combined point, band below, above.
+    width: int = field(init=False)
+    #: Per calibrated horizon: every stride-th forecast is kept, in a ring of length slots from offset.
+    strides: tuple[int, ...] = field(init=False)
+    lengths: tuple[int, ...] = field(init=False)
+    offsets: tuple[int, ...] = field(init=False)
+    #: Pending slots in all (the ring holds ``slots * width`` values).
+    slots: int = field(init=False)
+    #: |error| / mean|error| has its ``level`` quantile at -ln(1 - level) for Laplace errors: a fair start.
+    initial_q: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        derive = functools.partial(object.__setattr__, self)  # the documented way into a frozen dataclass
+        derive("season_alpha", min(1.0, self.step_seconds / self.season_level_seconds))
+        # A season shorter than two steps carries no shape: disable it.
+        per_season = self.season_seconds / self.step_seconds if self.season_seconds else 0.0
+        bins = min(self.max_season_bins, round(per_season)) if per_season >= 2 else 0
+        derive("bins", bins)
+        derive("bin_seconds", self.season_seconds / bins if bins else 0.0)
+        derive("width", len(self.candidates) + 3)
+        # Horizon h keeps every stride-th forecast it issues, so at most max_pending wait for their
+        # outcome: the state stays small for long horizons, which still get h / stride scores per h steps.
+        strides, lengths, offsets, total = [], [], [], 0
+        for h in self.calibrated_steps:
+            stride = -(-h // self.max_pending)
+            strides.append(stride)
+            lengths.append(-(-h // stride))
+            offsets.append(total)
+            total += lengths[-1]
+        derive("strides", tuple(strides))
+        derive("lengths", tuple(lengths))
+        derive("offsets", tuple(offsets))
+        derive("slots", total)
+        derive("initial_q", -math.log(1.0 - self.level))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The constructor's arguments, JSON-safe (the ``params`` of :meth:`OnlineForecaster.to_dict`)."""
+        return {
+            "step_seconds": self.step_seconds,
+            "season_seconds": self.season_seconds,
+            "level": self.level,
+            "calibrated_steps": list(self.calibrated_steps),
+            "candidates": [[a, s, c] for a, s, c in self.candidates],
+            "season_gamma": self.season_gamma,
+            "season_level_seconds": self.season_level_seconds,
+            "season_prior": self.season_prior,
+            "max_season_bins": self.max_season_bins,
+            "clip": self.clip,
+            "error_alpha": self.error_alpha,
+            "weight_power": self.weight_power,
+            "coverage_lr": self.coverage_lr,
+            "max_pending": self.max_pending,
+            "width_clip": self.width_clip,
+            "spread_alpha": self.spread_alpha,
+            "symmetric": self.symmetric,
+            "step_floor": self.step_floor,
+            "prior_center": self.prior_center,
+            "prior_half_width": self.prior_half_width,
+        }
+
+
+# typed: 1 and 1.0 (or True) are different arguments (step_seconds must be an int, for one).
+@functools.lru_cache(maxsize=64, typed=True)
+def _shared_params(
+    step_seconds: int,
+    season_seconds: int,
+    level: float,
+    calibrated_steps: tuple[int, ...],
+    candidates: tuple[tuple[float, bool, float], ...],
+    season_gamma: float,
+    season_level_seconds: float,
+    season_prior: float,
+    max_season_bins: int,
+    clip: float,
+    error_alpha: float,
+    weight_power: float,
+    coverage_lr: float,
+    max_pending: int,
+    width_clip: float,
+    spread_alpha: float,
+    symmetric: bool,
+    step_floor: float,
+    prior_center: float,
+    prior_half_width: float,
+) -> ForecasterParams:
+    """Validate the arguments of :class:`OnlineForecaster`; equal arguments give the same object."""
+    if not (isinstance(step_seconds, int) and step_seconds > 0):
+        raise ValueError(f"step_seconds must be a positive integer, got {step_seconds!r}")
+    if not (isinstance(season_seconds, int) and season_seconds >= 0):
+        raise ValueError(f"season_seconds must be a non-negative integer, got {season_seconds!r}")
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    steps = tuple(int(h) for h in calibrated_steps)
+    if not steps or any(h < 1 for h in steps) or list(steps) != sorted(set(steps)) or steps[-1] > 1440:
+        raise ValueError(
+            f"calibrated_steps must be strictly increasing integers in [1, 1440], got {calibrated_steps!r}"
+        )
+    cands = tuple((float(a), bool(s), float(c)) for a, s, c in candidates)
+    if not cands or any(not (0.0 < a <= 1.0 and c >= 0.0) for a, _, c in cands):
+        raise ValueError(
+            f"candidates must be non-empty (alpha in (0, 1], seasonal, clip >= 0) triples, got {candidates!r}"
+        )
+    for name, value in (
+        ("season_gamma", season_gamma),
+        ("error_alpha", error_alpha),
+        ("coverage_lr", coverage_lr),
+        ("spread_alpha", spread_alpha),
+    ):
+        if not 0.0 < value <= 1.0:
+            raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+    if not 1 <= max_season_bins <= 2016:
+        raise ValueError(f"max_season_bins must be in [1, 2016], got {max_season_bins!r}")
+    if not 1 <= max_pending <= 1440:
+        raise ValueError(f"max_pending must be in [1, 1440], got {max_pending!r}")
+    if not season_level_seconds > 0.0:
+        raise ValueError(f"season_level_seconds must be positive, got {season_level_seconds!r}")
+    if not season_prior >= 0.0:
+        raise ValueError(f"season_prior must be non-negative, got {season_prior!r}")
+    if not (width_clip > 1.0 and step_floor >= 0.0):
+        raise ValueError(
+            f"width_clip must exceed 1 and step_floor be >= 0, got {width_clip!r} and {step_floor!r}"
+        )
+    if not clip > 0.0:
+        raise ValueError(f"clip must be positive, got {clip!r}")
+    if not weight_power >= 0.0:
+        raise ValueError(f"weight_power must be non-negative, got {weight_power!r}")
+    if not (prior_half_width > 0.0 and math.isfinite(prior_half_width) and math.isfinite(prior_center)):
+        raise ValueError(
+            f"prior_half_width must be positive and finite, got {prior_half_width!r} "
+            f"(prior_center {prior_center!r})"
+        )
+    return ForecasterParams(
+        step_seconds=step_seconds,
+        season_seconds=season_seconds,
+        level=float(level),
+        calibrated_steps=steps,
+        candidates=cands,
+        season_gamma=float(season_gamma),
+        season_level_seconds=float(season_level_seconds),
+        season_prior=float(season_prior),
+        max_season_bins=int(max_season_bins),
+        clip=float(clip),
+        error_alpha=float(error_alpha),
+        weight_power=float(weight_power),
+        coverage_lr=float(coverage_lr),
+        max_pending=int(max_pending),
+        width_clip=float(width_clip),
+        spread_alpha=float(spread_alpha),
+        symmetric=bool(symmetric),
+        step_floor=float(step_floor),
+        prior_center=float(prior_center),
+        prior_half_width=float(prior_half_width),
+    )
 
 
 class OnlineForecaster:
@@ -130,7 +338,52 @@ class OnlineForecaster:
     >>> f2 = OnlineForecaster.from_dict(f.to_dict())
     >>> f2.forecast(12) == f.forecast(12)
     True
+    >>> f2.params is f.params, f2.level  # one shared parameter object per set of arguments
+    (True, 0.9)
     """
+
+    __slots__ = (
+        "_cand_mae",
+        "_count",
+        "_cover",
+        "_first_t",
+        "_levels",
+        "_lo",
+        "_mae",
+        "_n",
+        "_pending",
+        "_scale",
+        "_season",
+        "_season_level",
+        "_season_mean",
+        "_spread",
+        "_step",
+        "_t_last",
+        "_up",
+        "_y_last",
+        "params",
+    )
+
+    step_seconds: Param[int] = Param()
+    season_seconds: Param[int] = Param()
+    level: Param[float] = Param()
+    calibrated_steps: Param[tuple[int, ...]] = Param()
+    candidates: Param[tuple[tuple[float, bool, float], ...]] = Param()
+    season_gamma: Param[float] = Param()
+    season_level_seconds: Param[float] = Param()
+    season_prior: Param[float] = Param()
+    max_season_bins: Param[int] = Param()
+    clip: Param[float] = Param()
+    error_alpha: Param[float] = Param()
+    weight_power: Param[float] = Param()
+    coverage_lr: Param[float] = Param()
+    max_pending: Param[int] = Param()
+    width_clip: Param[float] = Param()
+    spread_alpha: Param[float] = Param()
+    symmetric: Param[bool] = Param()
+    step_floor: Param[float] = Param()
+    prior_center: Param[float] = Param()
+    prior_half_width: Param[float] = Param()
 
     def __init__(
         self,
@@ -160,136 +413,68 @@ class OnlineForecaster:
         prior_center: float = 0.5,
         prior_half_width: float = 1.0,
     ) -> None:
-        if not (isinstance(step_seconds, int) and step_seconds > 0):
-            raise ValueError(f"step_seconds must be a positive integer, got {step_seconds!r}")
-        if not (isinstance(season_seconds, int) and season_seconds >= 0):
-            raise ValueError(f"season_seconds must be a non-negative integer, got {season_seconds!r}")
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
-        steps = tuple(int(h) for h in calibrated_steps)
-        if not steps or any(h < 1 for h in steps) or list(steps) != sorted(set(steps)) or steps[-1] > 1440:
-            raise ValueError(
-                "calibrated_steps must be strictly increasing integers in [1, 1440], "
-                f"got {calibrated_steps!r}"
-            )
-        cands = tuple((float(a), bool(s), float(c)) for a, s, c in candidates)
-        if not cands or any(not (0.0 < a <= 1.0 and c >= 0.0) for a, _, c in cands):
-            raise ValueError(
-                "candidates must be non-empty (alpha in (0, 1], seasonal, clip >= 0) triples, "
-                f"got {candidates!r}"
-            )
-        for name, value in (
-            ("season_gamma", season_gamma),
-            ("error_alpha", error_alpha),
-            ("coverage_lr", coverage_lr),
-            ("spread_alpha", spread_alpha),
-        ):
-            if not 0.0 < value <= 1.0:
-                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-        if not 1 <= max_season_bins <= 2016:
-            raise ValueError(f"max_season_bins must be in [1, 2016], got {max_season_bins!r}")
-        if not 1 <= max_pending <= 1440:
-            raise ValueError(f"max_pending must be in [1, 1440], got {max_pending!r}")
-        if not season_level_seconds > 0.0:
-            raise ValueError(f"season_level_seconds must be positive, got {season_level_seconds!r}")
-        if not season_prior >= 0.0:
-            raise ValueError(f"season_prior must be non-negative, got {season_prior!r}")
-        if not (width_clip > 1.0 and step_floor >= 0.0):
-            raise ValueError(
-                f"width_clip must exceed 1 and step_floor be >= 0, got {width_clip!r} and {step_floor!r}"
-            )
-        if not clip > 0.0:
-            raise ValueError(f"clip must be positive, got {clip!r}")
-        if not weight_power >= 0.0:
-            raise ValueError(f"weight_power must be non-negative, got {weight_power!r}")
-        if not (prior_half_width > 0.0 and math.isfinite(prior_half_width) and math.isfinite(prior_center)):
-            raise ValueError(
-                f"prior_half_width must be positive and finite, got {prior_half_width!r} "
-                f"(prior_center {prior_center!r})"
-            )
-        self.step_seconds = step_seconds
-        self.season_seconds = season_seconds
-        self.level = float(level)
-        self.calibrated_steps = steps
-        self.candidates = cands
-        self.season_gamma = float(season_gamma)
-        self.season_level_seconds = float(season_level_seconds)
-        self.season_prior = float(season_prior)
-        self._season_alpha = min(1.0, step_seconds / self.season_level_seconds)
-        self.max_season_bins = int(max_season_bins)
-        self.clip = float(clip)
-        self.error_alpha = float(error_alpha)
-        self.weight_power = float(weight_power)
-        self.coverage_lr = float(coverage_lr)
-        self.max_pending = int(max_pending)
-        self.width_clip = float(width_clip)
-        self.spread_alpha = float(spread_alpha)
-        self.symmetric = bool(symmetric)
-        self.step_floor = float(step_floor)
-        self.prior_center = float(prior_center)
-        self.prior_half_width = float(prior_half_width)
-
-        # A season shorter than two steps carries no shape: disable it.
-        per_season = season_seconds / step_seconds if season_seconds else 0.0
-        self._bins = min(self.max_season_bins, round(per_season)) if per_season >= 2 else 0
-        self._bin_seconds = season_seconds / self._bins if self._bins else 0.0
-        k = len(cands)
-        self._width = k + 3  # per pending slot: k candidate forecasts, combined point, band below, above
-        # Horizon h keeps every stride-th forecast it issues, so at most max_pending wait for their
-        # outcome: the state stays small for long horizons, which still get h / stride scores per h steps.
-        strides, lengths, offsets, total = [], [], [], 0
-        for h in steps:
-            stride = -(-h // max_pending)
-            strides.append(stride)
-            lengths.append(-(-h // stride))
-            offsets.append(total)
-            total += lengths[-1]
-        self._strides = tuple(strides)
-        self._lengths = tuple(lengths)
-        self._offsets = tuple(offsets)
-        self._slots = total
-
+        p = self.params = _shared_params(
+            step_seconds,
+            season_seconds,
+            level,
+            tuple(calibrated_steps),
+            tuple(tuple(c) for c in candidates),
+            season_gamma,
+            season_level_seconds,
+            season_prior,
+            max_season_bins,
+            clip,
+            error_alpha,
+            weight_power,
+            coverage_lr,
+            max_pending,
+            width_clip,
+            spread_alpha,
+            symmetric,
+            step_floor,
+            prior_center,
+            prior_half_width,
+        )
+        k = len(p.candidates)
+        nh = len(p.calibrated_steps)
         self._n = 0
         self._step = 0
         self._t_last = _NAN
         self._y_last = _NAN
         self._first_t = _NAN
-        self._levels = [0.0] * k
+        self._levels = _filled("d", 0.0, k)
         self._season_level = 0.0
         self._scale = 0.0  # recent mean absolute one-step error of the season level, for clipping
-        self._season = array("f", bytes(4 * self._bins))
+        self._season = _filled("f", 0.0, p.bins)
         self._season_mean = 0.0
-        nh = len(steps)
-        self._cand_mae = [[0.0] * k for _ in range(nh)]
-        self._mae = [0.0] * nh
-        self._lo = [0.0] * nh
-        self._up = [0.0] * nh
-        self._spread = [0.0] * nh
-        self._cover = [1.0] * nh
-        self._count = [0] * nh
-        self._pending = array("f", [_NAN]) * (self._slots * self._width)
+        self._cand_mae = _filled("d", 0.0, nh * k)  # row j: the k candidates' errors at horizon j
+        self._mae = _filled("d", 0.0, nh)
+        self._lo = _filled("d", 0.0, nh)
+        self._up = _filled("d", 0.0, nh)
+        self._spread = _filled("d", 0.0, nh)
+        self._cover = _filled("d", 1.0, nh)
+        self._count = _filled("q", 0, nh)
+        self._pending = _filled("f", _NAN, p.slots * p.width)
 
     # ------------------------------------------------------------------ helpers
-    def _initial_q(self) -> float:
-        # |error| / mean|error| has its `level` quantile at -ln(1 - level) for Laplace errors: a fair start.
-        return -math.log(1.0 - self.level)
-
     def _season_at(self, t: float) -> float:
-        if not self._bins:
+        p = self.params
+        b = p.bins
+        if not b:
             return 0.0
-        pos = (t % self.season_seconds) / self._bin_seconds - 0.5
+        pos = (t % p.season_seconds) / p.bin_seconds - 0.5
         i = math.floor(pos)
         frac = pos - i
         s = self._season
-        b = self._bins
         return (1.0 - frac) * s[i % b] + frac * s[(i + 1) % b] - self._season_mean
 
     def _season_learn(self, t: float, dev: float, gamma: float) -> None:
-        pos = (t % self.season_seconds) / self._bin_seconds - 0.5
+        p = self.params
+        pos = (t % p.season_seconds) / p.bin_seconds - 0.5
         i = math.floor(pos)
         frac = pos - i
         s = self._season
-        b = self._bins
+        b = p.bins
         total = 0.0
         for j, w in ((i % b, 1.0 - frac), ((i + 1) % b, frac)):
             if w <= 0.0:
@@ -306,35 +491,40 @@ class OnlineForecaster:
         return err
 
     def _candidate_points(self, t_target: float) -> list[float]:
-        s = self._season_at(t_target) if self._bins else 0.0
+        p = self.params
+        s = self._season_at(t_target) if p.bins else 0.0
         return [
             lv + s if seasonal else lv
-            for lv, (_, seasonal, _) in zip(self._levels, self.candidates, strict=True)
+            for lv, (_, seasonal, _) in zip(self._levels, p.candidates, strict=True)
         ]
 
     def _weights(self, j: int) -> list[float]:
-        maes = self._cand_mae[j]
+        k = len(self.params.candidates)
+        maes = self._cand_mae[j * k : (j + 1) * k].tolist()  # a list: each read of an array makes a float
         if self._count[j] == 0:
-            return [1.0 / len(maes)] * len(maes)
+            return [1.0 / k] * k
         floor = max(_TINY, 1e-6 * max(maes))
         best = min(maes) + floor
         # Relative to the best candidate, so a large weight_power cannot overflow.
-        raw = [(best / (m + floor)) ** self.weight_power for m in maes]
+        power = self.params.weight_power
+        raw = [(best / (m + floor)) ** power for m in maes]
         total = sum(raw)
         return [r / total for r in raw]
 
     def _band_calibrated(self, j: int) -> tuple[float, float]:
         """(below, above): how far under and over the point the band reaches at calibrated horizon j."""
-        if self._count[j] > 0:
+        count = self._count
+        if count[j] > 0:
             return self._lo[j], self._up[j]
         # No outcome yet at this horizon: borrow from the nearest shorter horizon that has one.
-        h = self.calibrated_steps[j]
+        p = self.params
+        h = p.calibrated_steps[j]
         for i in range(j - 1, -1, -1):
-            if self._count[i] > 0:
-                f = math.sqrt(h / self.calibrated_steps[i])
+            if count[i] > 0:
+                f = math.sqrt(h / p.calibrated_steps[i])
                 return self._lo[i] * f, self._up[i] * f
         # No outcome at all yet: twice the one-step error scale grown like sqrt(h), or the prior.
-        w = self._initial_q() * 2.0 * self._scale * math.sqrt(h) if self._n >= 2 else self.prior_half_width
+        w = p.initial_q * 2.0 * self._scale * math.sqrt(h) if self._n >= 2 else p.prior_half_width
         return w, w
 
     # ------------------------------------------------------------------ verbs
@@ -351,17 +541,24 @@ class OnlineForecaster:
         are not scored and the smoothers carry on from their last state.
         """
         t = float(t)
-        y = float(y)
+        if self._observe(t, float(y)):
+            self._issue(t)
+
+    def _observe(self, t: float, y: float) -> bool:
+        """:meth:`learn_one` short of issuing the forecasts to be scored later; False if ignored."""
         if not (math.isfinite(t) and math.isfinite(y)):
-            return
+            return False
         if self._n == 0:
             self._first_t = t
-            self._levels = [y - self._season_at(t) if seasonal else y for _, seasonal, _ in self.candidates]
+            s_t = self._season_at(t)
+            self._levels = array(
+                "d", [y - s_t if seasonal else y for _, seasonal, _ in self.params.candidates]
+            )
             self._season_level = y
         else:
             if t <= self._t_last:
-                return
-            skipped = max(1, round((t - self._t_last) / self.step_seconds)) - 1
+                return False
+            skipped = max(1, round((t - self._t_last) / self.params.step_seconds)) - 1
             if skipped:
                 self._skip(skipped)
             self._step += 1
@@ -370,69 +567,76 @@ class OnlineForecaster:
         self._t_last = t
         self._y_last = y
         self._n += 1
-        self._issue(t)
+        return True
 
     def _skip(self, skipped: int) -> None:
         # Forecasts made at, and aimed at, the missing steps can never be scored.
-        if skipped >= self.calibrated_steps[-1]:
-            self._pending = array("f", [_NAN]) * (self._slots * self._width)
+        p = self.params
+        if skipped >= p.calibrated_steps[-1]:
+            self._pending = _filled("f", _NAN, p.slots * p.width)
             self._step += skipped
             return
+        pending = self._pending
         for _ in range(skipped):
             self._step += 1
-            for j in range(len(self.calibrated_steps)):
+            for j in range(len(p.calibrated_steps)):
                 base = self._base(j, self._step)
                 if base is not None:
-                    for c in range(self._width):
-                        self._pending[base + c] = _NAN
+                    for c in range(p.width):
+                        pending[base + c] = _NAN
 
     def _base(self, j: int, origin: int) -> int | None:
         """Offset in the pending ring of the forecast issued at step ``origin`` for horizon ``j``."""
-        stride = self._strides[j]
+        p = self.params
+        stride = p.strides[j]
         if origin % stride:
             return None
-        return (self._offsets[j] + (origin // stride) % self._lengths[j]) * self._width
+        return (p.offsets[j] + (origin // stride) % p.lengths[j]) * p.width
 
     def _score(self, y: float) -> None:
-        a = self.error_alpha
-        k = len(self.candidates)
-        for j, h in enumerate(self.calibrated_steps):
-            base = self._base(j, self._step - h)
+        p = self.params
+        a = p.error_alpha
+        k = len(p.candidates)
+        step = self._step
+        pending, maes, count = self._pending, self._cand_mae, self._count
+        for j, h in enumerate(p.calibrated_steps):
+            base = self._base(j, step - h)
             if base is None:
                 continue
-            point = self._pending[base + k]
+            point = pending[base + k]
             if math.isnan(point):
                 continue
-            n = self._count[j] + 1
+            n = count[j] + 1
             w = max(a, 1.0 / n)  # running mean until 1/a samples: no start-up bias
-            maes = self._cand_mae[j]
+            row = j * k
             for c in range(k):
-                maes[c] += w * (abs(y - self._pending[base + c]) - maes[c])
+                old = maes[row + c]  # each read of an array makes a float: read once
+                maes[row + c] = old + w * (abs(y - pending[base + c]) - old)
             resid = y - point
             err = abs(resid)
-            below, above = self._pending[base + k + 1], self._pending[base + k + 2]
+            below, above = pending[base + k + 1], pending[base + k + 2]
             spread = self._spread[j]
+            mae = self._mae[j]
             # Float32 storage of the issued band must not turn a value on its edge into a miss.
             covered = -below * (1.0 + 1e-6) - _TINY <= resid <= above * (1.0 + 1e-6) + _TINY
-            if n * self.coverage_lr <= 1.0:
+            if n * p.coverage_lr <= 1.0:
                 # Too few outcomes to track a quantile: the Laplace rule on the running mean error.
-                self._lo[j] = self._up[j] = self._initial_q() * (self._mae[j] + (err - self._mae[j]) / n)
-            elif self.symmetric:
-                self._up[j] = self._lo[j] = self._track(self._up[j], not covered, spread, 1.0 - self.level)
+                self._lo[j] = self._up[j] = p.initial_q * (mae + (err - mae) / n)
+            elif p.symmetric:
+                self._up[j] = self._lo[j] = self._track(self._up[j], not covered, spread, 1.0 - p.level)
             else:
                 # Conformal quantile tracking of each tail at (1 - level) / 2: CPU errors are skewed
                 # (spikes go up), so the band is as wide as each side needs rather than twice the larger.
-                tail = (1.0 - self.level) / 2.0
+                tail = (1.0 - p.level) / 2.0
                 self._up[j] = self._track(self._up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail)
                 self._lo[j] = self._track(self._lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail)
-            self._cover[j] += w * ((1.0 if covered else 0.0) - self._cover[j])
-            self._mae[j] += w * (err - self._mae[j])
+            cover = self._cover[j]
+            self._cover[j] = cover + w * ((1.0 if covered else 0.0) - cover)
+            self._mae[j] = mae + w * (err - mae)
             # The spread ignores the excess of spikes, so one outlier does not inflate the step for days.
-            capped = (
-                min(err, self.width_clip * spread) if spread > _TINY and n * self.spread_alpha > 1.0 else err
-            )
-            self._spread[j] = spread + max(self.spread_alpha, 1.0 / n) * (capped - spread)
-            self._count[j] = n
+            capped = min(err, p.width_clip * spread) if spread > _TINY and n * p.spread_alpha > 1.0 else err
+            self._spread[j] = spread + max(p.spread_alpha, 1.0 / n) * (capped - spread)
+            count[j] = n
 
     def _track(self, q: float, miss: bool, spread: float, target: float) -> float:
         """One step of online quantile tracking (Angelopoulos et al. 2023; ACI of Gibbs & Candes 2021).
@@ -441,37 +645,42 @@ class OnlineForecaster:
         steps are proportional to the current width (scale-free on bursty series), floored by a fraction
         of the recent error so a band that collapsed on a flat stretch can reopen.
         """
-        step = self.coverage_lr * max(q, self.step_floor * spread)
+        p = self.params
+        step = p.coverage_lr * max(q, p.step_floor * spread)
         return max(0.0, q + step * ((1.0 if miss else 0.0) - target))
 
     def _update(self, t: float, y: float) -> None:
+        p = self.params
         s_t = self._season_at(t)
         err = y - s_t - self._season_level
         n = self._n
-        self._scale += max(self.error_alpha, 1.0 / n) * (abs(err) - self._scale)
-        for c, (alpha, seasonal, clip) in enumerate(self.candidates):
-            e = y - (self._levels[c] + (s_t if seasonal else 0.0))
-            self._levels[c] += alpha * (self._clipped(e, clip) if clip > 0.0 else e)
-        self._season_level += self._season_alpha * self._clipped(err, self.clip)
-        if self._bins:
+        self._scale += max(p.error_alpha, 1.0 / n) * (abs(err) - self._scale)
+        levels = self._levels
+        for c, (alpha, seasonal, clip) in enumerate(p.candidates):
+            e = y - (levels[c] + (s_t if seasonal else 0.0))
+            levels[c] += alpha * (self._clipped(e, clip) if clip > 0.0 else e)
+        self._season_level += p.season_alpha * self._clipped(err, p.clip)
+        if p.bins:
             # The profile starts at 0 and is shrunk towards 0 (constant gamma, no running-mean start): on
             # noisy CPU series one day's deviations are mostly noise, and a first day at 0 stays harmless.
-            cycles = math.floor((t - self._first_t) / self.season_seconds)
-            gamma = max(self.season_gamma, 1.0 / (self.season_prior + 1.0 + cycles))
-            self._season_learn(t, self._clipped(y - self._season_level, self.clip), gamma)
+            cycles = math.floor((t - self._first_t) / p.season_seconds)
+            gamma = max(p.season_gamma, 1.0 / (p.season_prior + 1.0 + cycles))
+            self._season_learn(t, self._clipped(y - self._season_level, p.clip), gamma)
 
     def _issue(self, t: float) -> None:
-        k = len(self.candidates)
-        for j, h in enumerate(self.calibrated_steps):
+        p = self.params
+        k = len(p.candidates)
+        pending = self._pending
+        for j, h in enumerate(p.calibrated_steps):
             base = self._base(j, self._step)
             if base is None:
                 continue
-            cands = self._candidate_points(t + h * self.step_seconds)
+            cands = self._candidate_points(t + h * p.step_seconds)
             weights = self._weights(j)
             for c in range(k):
-                self._pending[base + c] = cands[c]
-            self._pending[base + k] = sum(w * v for w, v in zip(weights, cands, strict=True))
-            self._pending[base + k + 1], self._pending[base + k + 2] = self._band_calibrated(j)
+                pending[base + c] = cands[c]
+            pending[base + k] = sum(w * v for w, v in zip(weights, cands, strict=True))
+            pending[base + k + 1], pending[base + k + 2] = self._band_calibrated(j)
 
     def forecast(self, steps: int, current: tuple[float, float] | None = None) -> list[Interval]:
         """Intervals for steps ``1..steps`` after the last learned step.
@@ -498,18 +707,20 @@ class OnlineForecaster:
         True
         """
         if current is not None:
+            # A throwaway copy that learned `current`: it never scores, so it need not issue forecasts.
             clone = self._clone()
-            clone.learn_one(*current)
+            clone._observe(float(current[0]), float(current[1]))
             return clone.forecast_at(horizons)
         hs = [int(h) for h in horizons]
         if not hs:
             return []
         if any(b <= a for a, b in itertools.pairwise(hs)) or hs[0] <= 0:
             raise ValueError(f"horizons must be positive and ascending, got {hs}")
+        p = self.params
         if self._n == 0:
-            c, w = self.prior_center, self.prior_half_width
+            c, w = p.prior_center, p.prior_half_width
             return [Interval(c, c - w, c + w)] * len(hs)
-        cal = self.calibrated_steps
+        cal = p.calibrated_steps
         bands = [self._band_calibrated(j) for j in range(len(cal))]
         weights = [self._weights(j) for j in range(len(cal))]
         out: list[Interval] = []
@@ -527,20 +738,17 @@ class OnlineForecaster:
                 wts = [(1 - f) * a + f * b for a, b in zip(weights[j], weights[j + 1], strict=True)]
                 below = (1 - f) * bands[j][0] + f * bands[j + 1][0]
                 above = (1 - f) * bands[j][1] + f * bands[j + 1][1]
-            cands = self._candidate_points(self._t_last + h * self.step_seconds)
+            cands = self._candidate_points(self._t_last + h * p.step_seconds)
             point = sum(w * v for w, v in zip(wts, cands, strict=True))
             out.append(Interval(point, point - below, point + above))
         return out
 
     def _clone(self) -> OnlineForecaster:
-        # A copy whose learning cannot touch this one: every mutable container is copied.
-        other = copy.copy(self)
-        other._levels = list(self._levels)
-        other._season = array("f", self._season)
-        other._cand_mae = [list(row) for row in self._cand_mae]
-        for name in ("_mae", "_spread", "_lo", "_up", "_cover", "_count"):
-            setattr(other, name, list(getattr(self, name)))
-        other._pending = array("f", self._pending)
+        # A copy whose learning cannot touch this one: the parameters are shared, every array copied.
+        other = object.__new__(OnlineForecaster)
+        for name in OnlineForecaster.__slots__:
+            value = getattr(self, name)
+            setattr(other, name, value[:] if isinstance(value, array) else value)
         return other
 
     def accuracy(self) -> dict[int, tuple[float, float]]:
@@ -551,60 +759,37 @@ class OnlineForecaster:
         """
         return {
             h: ((self._mae[j], self._cover[j]) if self._count[j] else (0.0, 1.0))
-            for j, h in enumerate(self.calibrated_steps)
+            for j, h in enumerate(self.params.calibrated_steps)
         }
 
     # ------------------------------------------------------------------ persistence
-    def _params(self) -> dict[str, Any]:
-        return {
-            "step_seconds": self.step_seconds,
-            "season_seconds": self.season_seconds,
-            "level": self.level,
-            "calibrated_steps": list(self.calibrated_steps),
-            "candidates": [[a, s, c] for a, s, c in self.candidates],
-            "season_gamma": self.season_gamma,
-            "season_level_seconds": self.season_level_seconds,
-            "season_prior": self.season_prior,
-            "max_season_bins": self.max_season_bins,
-            "clip": self.clip,
-            "error_alpha": self.error_alpha,
-            "weight_power": self.weight_power,
-            "coverage_lr": self.coverage_lr,
-            "max_pending": self.max_pending,
-            "width_clip": self.width_clip,
-            "spread_alpha": self.spread_alpha,
-            "symmetric": self.symmetric,
-            "step_floor": self.step_floor,
-            "prior_center": self.prior_center,
-            "prior_half_width": self.prior_half_width,
-        }
-
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state (parameters and learned state); float arrays are base64 float32."""
 
         def num(x: float) -> float | None:
             return x if math.isfinite(x) else None
 
+        k = len(self.params.candidates)
         return {
             "v": _STATE_VERSION,
-            "params": self._params(),
+            "params": self.params.to_dict(),
             "n": self._n,
             "step": self._step,
             "t_last": num(self._t_last),
             "y_last": num(self._y_last),
             "first_t": num(self._first_t),
-            "levels": self._levels,
+            "levels": self._levels.tolist(),
             "season_level": self._season_level,
             "scale": self._scale,
             "season": _f32(self._season),
             "season_mean": self._season_mean,
-            "cand_mae": self._cand_mae,
-            "mae": self._mae,
-            "spread": self._spread,
-            "lo": self._lo,
-            "up": self._up,
-            "cover": self._cover,
-            "count": self._count,
+            "cand_mae": [self._cand_mae[i : i + k].tolist() for i in range(0, len(self._cand_mae), k)],
+            "mae": self._mae.tolist(),
+            "spread": self._spread.tolist(),
+            "lo": self._lo.tolist(),
+            "up": self._up.tolist(),
+            "cover": self._cover.tolist(),
+            "count": self._count.tolist(),
             "pending": _f32(self._pending),
         }
 
@@ -615,9 +800,11 @@ class OnlineForecaster:
             raise ValueError(
                 f"unsupported forecaster state version {d.get('v')!r}, expected {_STATE_VERSION}"
             )
-        p = dict(d["params"])
-        p["candidates"] = [tuple(c) for c in p["candidates"]]
-        m = cls(**p)
+        kw = dict(d["params"])
+        kw["candidates"] = [tuple(c) for c in kw["candidates"]]
+        m = cls(**kw)
+        p = m.params
+        k, nh = len(p.candidates), len(p.calibrated_steps)
 
         def num(x: float | None) -> float:
             return _NAN if x is None else float(x)
@@ -627,19 +814,22 @@ class OnlineForecaster:
         m._t_last = num(d["t_last"])
         m._y_last = num(d["y_last"])
         m._first_t = num(d["first_t"])
-        m._levels = [float(x) for x in d["levels"]]
+        m._levels = _doubles(d["levels"], k, "levels")
         m._season_level = float(d["season_level"])
         m._scale = float(d["scale"])
-        m._season = _from_f32(d["season"], m._bins, "season")
+        m._season = _from_f32(d["season"], p.bins, "season")
         m._season_mean = float(d["season_mean"])
-        m._cand_mae = [[float(x) for x in row] for row in d["cand_mae"]]
-        m._mae = [float(x) for x in d["mae"]]
-        m._spread = [float(x) for x in d["spread"]]
-        m._lo = [float(x) for x in d["lo"]]
-        m._up = [float(x) for x in d["up"]]
-        m._cover = [float(x) for x in d["cover"]]
-        m._count = [int(x) for x in d["count"]]
-        m._pending = _from_f32(d["pending"], m._slots * m._width, "pending")
-        if len(m._levels) != len(m.candidates) or len(m._mae) != len(m.calibrated_steps):
-            raise ValueError("forecaster state does not match its parameters")
+        rows = d["cand_mae"]
+        if len(rows) != nh:
+            raise ValueError(f"forecaster state field 'cand_mae' has {len(rows)} rows, expected {nh}")
+        m._cand_mae = _doubles([x for row in rows for x in _doubles(row, k, "cand_mae")], nh * k, "cand_mae")
+        m._mae = _doubles(d["mae"], nh, "mae")
+        m._spread = _doubles(d["spread"], nh, "spread")
+        m._lo = _doubles(d["lo"], nh, "lo")
+        m._up = _doubles(d["up"], nh, "up")
+        m._cover = _doubles(d["cover"], nh, "cover")
+        if len(d["count"]) != nh:
+            raise ValueError(f"forecaster state field 'count' has {len(d['count'])} values, expected {nh}")
+        m._count = array("q", [int(x) for x in d["count"]])
+        m._pending = _from_f32(d["pending"], p.slots * p.width, "pending")
         return m

@@ -14,7 +14,9 @@ window per deployment (a few hundred bytes in the changelog), and applies the do
 
 from __future__ import annotations
 
+import functools
 import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +24,12 @@ from pipeline.errors import BadSample
 
 #: Duplicate keys remembered per open window (one source emits one sample per window; a few are merged).
 _MAX_SEEN = 64
+
+
+@functools.lru_cache(maxsize=256)
+def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
+    """One tuple object per list of feature names: every deployment's aligner holds the same few."""
+    return names
 
 
 @dataclass(slots=True)
@@ -44,15 +52,20 @@ class TumblingAligner:
     0.5
     >>> step = a.add(185.0, {"cpu_utilization": 0.9})
     >>> step.closed.start, step.closed.values, step.current.start
-    (120.0, {'cpu_utilization': 0.5}, 180.0)
+    (120, {'cpu_utilization': 0.5}, 180)
     """
 
     step_seconds: int
     grace_seconds: float
     window_start: float | None = None
-    sums: dict[str, float] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
+    # One aligner per tracked deployment: the open window's sums and sample counts sit in arrays beside
+    # a shared tuple of the features' names, in the order they came (8 bytes a value, where a dict of
+    # floats costs about 70).
+    names: tuple[str, ...] = ()
+    sums: array[float] = field(default_factory=lambda: array("d"))
+    counts: array[int] = field(default_factory=lambda: array("q"))
     seen: list[str] = field(default_factory=list)
+    #: The last closed window's means: carried forward for missing features.
     last: dict[str, float] = field(default_factory=dict)
 
     def window_of(self, t: float) -> float:
@@ -83,44 +96,57 @@ class TumblingAligner:
         self.seen.append(dedup)
         if len(self.seen) > _MAX_SEEN:
             del self.seen[0]
+        names = self.names
+        new = [name for name in values if name not in names]
+        if new:
+            names = self.names = _shared((*names, *new))
+            self.sums.fromlist([0.0] * len(new))
+            self.counts.fromlist([0] * len(new))
+        sums, counts = self.sums, self.counts
         for name, value in values.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-            self.counts[name] = self.counts.get(name, 0) + 1
+            i = names.index(name)
+            sums[i] += value
+            counts[i] += 1
         return AlignStep(closed=closed, current=self.current())
 
     def current(self) -> AlignedWindow:
         """The open window so far, missing features carried forward from earlier windows."""
         assert self.window_start is not None
+        # The arrays are as long as their names by construction: no zip(strict=True) on this path.
         values = dict(self.last)
-        for name, total in self.sums.items():
-            values[name] = total / self.counts[name]
-        return AlignedWindow(self.window_start, values, max(self.counts.values(), default=0))
+        counts = self.counts.tolist()
+        for name, total, count in zip(self.names, self.sums.tolist(), counts, strict=False):
+            values[name] = total / count
+        return AlignedWindow(self.window_start, values, max(counts, default=0))
 
     def _close(self) -> AlignedWindow:
         done = self.current()
         self.last = dict(done.values)
-        self.sums.clear()
-        self.counts.clear()
+        self.names = ()
+        del self.sums[:], self.counts[:]
         self.seen.clear()
         return done
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "w": self.window_start,
-            "s": self.sums,
-            "c": self.counts,
-            "seen": self.seen,
-            "last": self.last,
+            "s": dict(zip(self.names, self.sums, strict=True)),
+            "c": dict(zip(self.names, self.counts, strict=True)),
+            "seen": list(self.seen),
+            "last": dict(self.last),
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], *, step_seconds: int, grace_seconds: float) -> TumblingAligner:
+        sums = dict(d.get("s", {}))
+        counts = d.get("c", {})
         return cls(
             step_seconds=step_seconds,
             grace_seconds=grace_seconds,
             window_start=d.get("w"),
-            sums=dict(d.get("s", {})),
-            counts=dict(d.get("c", {})),
+            names=_shared(tuple(sums)),
+            sums=array("d", list(sums.values())),
+            counts=array("q", [int(counts[name]) for name in sums]),
             seen=list(d.get("seen", [])),
             last=dict(d.get("last", {})),
         )

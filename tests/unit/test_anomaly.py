@@ -125,6 +125,19 @@ def test_round_trip_is_identical_and_compact() -> None:
     assert clone.to_dict()["params"] == det.to_dict()["params"]
 
 
+def test_same_arguments_share_one_parameter_object_but_never_state() -> None:
+    # Every tracked deployment has a detector: they share one parameter object, not their state.
+    a, b = StreamingDetector(), StreamingDetector(features=list(FEATURES))
+    assert a.params is b.params
+    assert a.params is not StreamingDetector(threshold=3.0).params
+    for x in _stream(400):
+        a.learn_one(x)
+    for x in _stream(400, seed=1):
+        b.learn_one(x)
+    assert a.to_dict() == _trained(400).to_dict()
+    assert a.to_dict()["state"] != b.to_dict()["state"]
+
+
 def test_from_dict_rejects_bad_state() -> None:
     d = _trained(100).to_dict()
     bad = copy.deepcopy(d)

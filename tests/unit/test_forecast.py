@@ -56,6 +56,33 @@ def test_json_round_trip_gives_identical_forecasts_and_small_state(step: int) ->
     assert g.n_seen == f.n_seen == 3100
 
 
+def test_to_dict_is_a_snapshot_not_a_view_of_the_live_state() -> None:
+    f = _trained(300)
+    d = f.to_dict()
+    text = json.dumps(d)
+    for t, y in _series(400, 300)[300:]:
+        f.learn_one(t, y)
+    assert json.dumps(d) == text
+    assert OnlineForecaster.from_dict(d).n_seen == 300
+
+
+def test_same_arguments_share_one_parameter_object_but_never_state() -> None:
+    # Thousands of forecasters hold one parameter object per set of arguments; what each learns is its own.
+    a, b = (
+        OnlineForecaster(step_seconds=300),
+        OnlineForecaster(step_seconds=300, calibrated_steps=[1, 5, 15, 30, 60]),
+    )
+    assert a.params is b.params
+    assert a.params is not OnlineForecaster(step_seconds=300, level=0.8).params
+    for t, y in _series(600, 300):
+        a.learn_one(t, y)
+        b.learn_one(t, 1.0 - y)
+    alone = _trained(600, 300)
+    assert a.to_dict() == alone.to_dict()
+    assert a.forecast(24) == alone.forecast(24)
+    assert b.forecast(24) != a.forecast(24)
+
+
 def test_reproducible() -> None:
     assert _trained(800).forecast(24) == _trained(800).forecast(24)
 
