@@ -161,14 +161,8 @@ class DeploymentPipeline:
             for name in self.forecasters
             if name in window.values
         }
-        return Prepared(
-            sample=sample,
-            window=window,
-            closed=step.closed,
-            bands=bands,
-            stream_score=self.detector.score_one(window.values),
-            xgb_row=self.detector.xgb_features(window.values),
-        )
+        stream_score, xgb_row = self.detector.score_with_features(window.values)
+        return Prepared(sample, window, step.closed, bands, stream_score, xgb_row)
 
     def bands(self, name: str, steps: Sequence[int], current: tuple[float, float] | None) -> list[Interval]:
         """Bands of ``name`` at ``steps`` ahead, peeking at the open window's ``current`` value.

@@ -311,3 +311,19 @@ def test_synthetic_workload_calm_is_quiet_and_incident_is_caught(seed: int) -> N
     calm = [s for i, s in enumerate(sigmas) if i >= 300 and not incident[i]]
     assert sum(s >= det.threshold for s in calm) / len(calm) < 0.01
     assert max(sigmas[start : start + 3]) >= det.threshold
+
+
+def test_score_with_features_is_score_one_and_xgb_features_in_one_pass() -> None:
+    det = StreamingDetector()
+    for i, x in enumerate(_stream(300, seed=9)):
+        if i % 7 == 0:
+            x = {f: v for f, v in x.items() if f != MEMORY}  # a feature missing now and then
+        if i % 50 == 49:
+            x = {**x, CPU: 0.95}  # and an outlier
+        if i == 10:
+            x = {CPU: float("nan")}
+        score, row = det.score_with_features(x)
+        expected_row = det.xgb_features(x)
+        assert score == det.score_one(x)
+        assert [v if v == v else "nan" for v in row] == [v if v == v else "nan" for v in expected_row]
+        det.learn_one(x)
