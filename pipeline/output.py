@@ -76,7 +76,7 @@ class BatchSender:
             await producer.stop()
 
     async def send(self, records: Sequence[Record]) -> None:
-        """Deliver ``records``; records of one key keep their order."""
+        """Deliver ``records``. Records of one key keep their order, unless a batch had to be resent."""
         if not records:
             return
         producer = await self._started()
