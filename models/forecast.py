@@ -505,7 +505,15 @@ class OnlineForecaster:
 
     def _candidate_points(self, t_target: float) -> list[float]:
         p = self.params
-        s = self._season_at(t_target) if p.bins else 0.0
+        b = p.bins
+        if b:  # _season_at(t_target), inlined
+            pos = (t_target % p.season_seconds) / p.bin_seconds - 0.5
+            i = math.floor(pos)
+            frac = pos - i
+            season = self._season
+            s = (1.0 - frac) * season[i % b] + frac * season[(i + 1) % b] - self._season_mean
+        else:
+            s = 0.0
         return [lv + s if seasonal else lv for lv, seasonal in zip(self._levels, p.seasonal, strict=True)]
 
     def _weights(self, j: int) -> Sequence[float]:
@@ -802,7 +810,12 @@ class OnlineForecaster:
                     wa = weights[j] = self._weights(j)
                 if wb is None:
                     wb = weights[j + 1] = self._weights(j + 1)
-                wts = [g * a + f * b for a, b in zip(wa, wb, strict=True)]
+                if f == 0.0 and math.isfinite(sum(wb)):
+                    # At calibrated horizon j, g * a + f * b is a exactly: 1.0 * a is a, f * b is a zero
+                    # when b is finite, and a weight is never -0.0 (r / total with r >= +0.0, or 1 / k).
+                    wts = wa
+                else:
+                    wts = [g * a + f * b for a, b in zip(wa, wb, strict=True)]
                 lo0, up0 = band(j)
                 lo1, up1 = band(j + 1)
                 below = g * lo0 + f * lo1
