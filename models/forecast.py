@@ -29,6 +29,7 @@ import base64
 import functools
 import itertools
 import math
+import operator
 from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -121,6 +122,10 @@ class ForecasterParams:
     slots: int = field(init=False)
     #: |error| / mean|error| has its ``level`` quantile at -ln(1 - level) for Laplace errors: a fair start.
     initial_q: float = field(init=False)
+    #: Per candidate: is it a level of the seasonally adjusted series?
+    seasonal: tuple[bool, ...] = field(init=False)
+    #: Per calibrated horizon ``j``: ``(j, h, stride, offset, length)``, for the hot loops.
+    rings: tuple[tuple[int, int, int, int, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
         derive = functools.partial(object.__setattr__, self)  # the documented way into a frozen dataclass
@@ -145,6 +150,8 @@ class ForecasterParams:
         derive("offsets", tuple(offsets))
         derive("slots", total)
         derive("initial_q", -math.log(1.0 - self.level))
+        derive("seasonal", tuple(seasonal for _, seasonal, _ in self.candidates))
+        derive("rings", tuple(zip(itertools.count(), self.calibrated_steps, strides, offsets, lengths)))
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-safe (the ``params`` of :meth:`OnlineForecaster.to_dict`)."""
@@ -360,6 +367,7 @@ class OnlineForecaster:
         "_step",
         "_t_last",
         "_up",
+        "_wts",
         "_y_last",
         "params",
     )
@@ -455,8 +463,13 @@ class OnlineForecaster:
         self._cover = _filled("d", 1.0, nh)
         self._count = _filled("q", 0, nh)
         self._pending = _filled("f", _NAN, p.slots * p.width)
+        # Not state (to_dict leaves it out): row j caches _weights(j); NaN first marks a stale row.
+        self._wts = _filled("d", _NAN, nh * k)
 
     # ------------------------------------------------------------------ helpers
+    # The hot paths below spell out min/max as comparisons (``b if b < a else a`` is ``min(a, b)``, NaN
+    # and signed zeros included) and keep every floating-point operation in its original order: the
+    # outputs are bit-identical to the plain formulation, only cheaper.
     def _season_at(self, t: float) -> float:
         p = self.params
         b = p.bins
@@ -472,44 +485,58 @@ class OnlineForecaster:
         p = self.params
         pos = (t % p.season_seconds) / p.bin_seconds - 0.5
         i = math.floor(pos)
-        frac = pos - i
+        frac = pos - i  # finite: t is
         s = self._season
         b = p.bins
+        mean = self._season_mean
         total = 0.0
-        for j, w in ((i % b, 1.0 - frac), ((i + 1) % b, frac)):
-            if w <= 0.0:
-                continue
+        w = 1.0 - frac
+        if w > 0.0:
+            j = i % b
             old = s[j]
-            s[j] = old + gamma * w * (dev - (old - self._season_mean))
+            s[j] = old + gamma * w * (dev - (old - mean))
             total += s[j] - old  # the float32 value actually stored
-        self._season_mean += total / b
-
-    def _clipped(self, err: float, clip: float) -> float:
-        bound = clip * self._scale
-        if self._n > 2 and bound > 0.0:
-            return max(-bound, min(bound, err))
-        return err
+        if frac > 0.0:
+            j = (i + 1) % b
+            old = s[j]
+            s[j] = old + gamma * frac * (dev - (old - mean))
+            total += s[j] - old
+        self._season_mean = mean + total / b
 
     def _candidate_points(self, t_target: float) -> list[float]:
         p = self.params
-        s = self._season_at(t_target) if p.bins else 0.0
-        return [
-            lv + s if seasonal else lv
-            for lv, (_, seasonal, _) in zip(self._levels, p.candidates, strict=True)
-        ]
+        b = p.bins
+        if b:  # _season_at(t_target), inlined
+            pos = (t_target % p.season_seconds) / p.bin_seconds - 0.5
+            i = math.floor(pos)
+            frac = pos - i
+            season = self._season
+            s = (1.0 - frac) * season[i % b] + frac * season[(i + 1) % b] - self._season_mean
+        else:
+            s = 0.0
+        return [lv + s if seasonal else lv for lv, seasonal in zip(self._levels, p.seasonal, strict=True)]
 
-    def _weights(self, j: int) -> list[float]:
+    def _weights(self, j: int) -> Sequence[float]:
+        """The combination weights at calibrated horizon ``j``, cached until that horizon is scored."""
         k = len(self.params.candidates)
-        maes = self._cand_mae[j * k : (j + 1) * k].tolist()  # a list: each read of an array makes a float
+        row = j * k
+        cache = self._wts
+        first = cache[row]
+        if first == first:  # NaN marks a stale row
+            return cache[row : row + k]
         if self._count[j] == 0:
-            return [1.0 / k] * k
-        floor = max(_TINY, 1e-6 * max(maes))
-        best = min(maes) + floor
-        # Relative to the best candidate, so a large weight_power cannot overflow.
-        power = self.params.weight_power
-        raw = [(best / (m + floor)) ** power for m in maes]
-        total = sum(raw)
-        return [r / total for r in raw]
+            out = [1.0 / k] * k
+        else:
+            maes = self._cand_mae[row : row + k].tolist()  # a list: each read of an array makes a float
+            floor = max(_TINY, 1e-6 * max(maes))
+            best = min(maes) + floor
+            # Relative to the best candidate, so a large weight_power cannot overflow.
+            power = self.params.weight_power
+            raw = [(best / (m + floor)) ** power for m in maes]
+            total = sum(raw)
+            out = [r / total for r in raw]
+        cache[row : row + k] = array("d", out)
+        return out
 
     def _band_calibrated(self, j: int) -> tuple[float, float]:
         """(below, above): how far under and over the point the band reaches at calibrated horizon j."""
@@ -551,16 +578,14 @@ class OnlineForecaster:
         if self._n == 0:
             self._first_t = t
             s_t = self._season_at(t)
-            self._levels = array(
-                "d", [y - s_t if seasonal else y for _, seasonal, _ in self.params.candidates]
-            )
+            self._levels = array("d", [y - s_t if seasonal else y for seasonal in self.params.seasonal])
             self._season_level = y
         else:
             if t <= self._t_last:
                 return False
-            skipped = max(1, round((t - self._t_last) / self.params.step_seconds)) - 1
-            if skipped:
-                self._skip(skipped)
+            steps = round((t - self._t_last) / self.params.step_seconds)
+            if steps > 1:
+                self._skip(steps - 1)
             self._step += 1
             self._score(y)
             self._update(t, y)
@@ -597,45 +622,55 @@ class OnlineForecaster:
         p = self.params
         a = p.error_alpha
         k = len(p.candidates)
+        width = p.width
         step = self._step
-        pending, maes, count = self._pending, self._cand_mae, self._count
-        for j, h in enumerate(p.calibrated_steps):
-            base = self._base(j, step - h)
-            if base is None:
+        pending, maes, count, cache = self._pending, self._cand_mae, self._count, self._wts
+        lo, up, mae_, spread_, cover_ = self._lo, self._up, self._mae, self._spread, self._cover
+        lr, sa, symmetric = p.coverage_lr, p.spread_alpha, p.symmetric
+        for j, h, stride, offset, length in p.rings:
+            origin = step - h  # as _base(j, step - h)
+            if origin % stride:
                 continue
+            base = (offset + (origin // stride) % length) * width
             point = pending[base + k]
-            if math.isnan(point):
+            if point != point:  # NaN: never issued, or lost to a gap
                 continue
             n = count[j] + 1
-            w = max(a, 1.0 / n)  # running mean until 1/a samples: no start-up bias
+            inv = 1.0 / n
+            w = inv if inv > a else a  # running mean until 1/a samples: no start-up bias
             row = j * k
             for c in range(k):
                 old = maes[row + c]  # each read of an array makes a float: read once
                 maes[row + c] = old + w * (abs(y - pending[base + c]) - old)
+            cache[row] = _NAN  # the weights at this horizon are stale
             resid = y - point
             err = abs(resid)
             below, above = pending[base + k + 1], pending[base + k + 2]
-            spread = self._spread[j]
-            mae = self._mae[j]
+            spread = spread_[j]
+            mae = mae_[j]
             # Float32 storage of the issued band must not turn a value on its edge into a miss.
             covered = -below * (1.0 + 1e-6) - _TINY <= resid <= above * (1.0 + 1e-6) + _TINY
-            if n * p.coverage_lr <= 1.0:
+            if n * lr <= 1.0:
                 # Too few outcomes to track a quantile: the Laplace rule on the running mean error.
-                self._lo[j] = self._up[j] = p.initial_q * (mae + (err - mae) / n)
-            elif p.symmetric:
-                self._up[j] = self._lo[j] = self._track(self._up[j], not covered, spread, 1.0 - p.level)
+                lo[j] = up[j] = p.initial_q * (mae + (err - mae) / n)
+            elif symmetric:
+                up[j] = lo[j] = self._track(up[j], not covered, spread, 1.0 - p.level)
             else:
                 # Conformal quantile tracking of each tail at (1 - level) / 2: CPU errors are skewed
                 # (spikes go up), so the band is as wide as each side needs rather than twice the larger.
                 tail = (1.0 - p.level) / 2.0
-                self._up[j] = self._track(self._up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail)
-                self._lo[j] = self._track(self._lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail)
-            cover = self._cover[j]
-            self._cover[j] = cover + w * ((1.0 if covered else 0.0) - cover)
-            self._mae[j] = mae + w * (err - mae)
+                up[j] = self._track(up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail)
+                lo[j] = self._track(lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail)
+            cover = cover_[j]
+            cover_[j] = cover + w * ((1.0 if covered else 0.0) - cover)
+            mae_[j] = mae + w * (err - mae)
             # The spread ignores the excess of spikes, so one outlier does not inflate the step for days.
-            capped = min(err, p.width_clip * spread) if spread > _TINY and n * p.spread_alpha > 1.0 else err
-            self._spread[j] = spread + max(p.spread_alpha, 1.0 / n) * (capped - spread)
+            if spread > _TINY and n * sa > 1.0:
+                cap = p.width_clip * spread
+                capped = cap if cap < err else err
+            else:
+                capped = err
+            spread_[j] = spread + (inv if inv > sa else sa) * (capped - spread)
             count[j] = n
 
     def _track(self, q: float, miss: bool, spread: float, target: float) -> float:
@@ -646,40 +681,66 @@ class OnlineForecaster:
         of the recent error so a band that collapsed on a flat stretch can reopen.
         """
         p = self.params
-        step = p.coverage_lr * max(q, p.step_floor * spread)
-        return max(0.0, q + step * ((1.0 if miss else 0.0) - target))
+        floor = p.step_floor * spread
+        step = p.coverage_lr * (floor if floor > q else q)
+        q = q + step * ((1.0 if miss else 0.0) - target)
+        return q if q > 0.0 else 0.0
 
     def _update(self, t: float, y: float) -> None:
         p = self.params
         s_t = self._season_at(t)
-        err = y - s_t - self._season_level
-        n = self._n
-        self._scale += max(p.error_alpha, 1.0 / n) * (abs(err) - self._scale)
+        season_level = self._season_level
+        err = y - s_t - season_level
+        inv = 1.0 / self._n
+        ea = p.error_alpha
+        scale = self._scale
+        scale += (inv if inv > ea else ea) * (abs(err) - scale)
+        self._scale = scale
+        # _clipped(e, clip), spelt out: Huberised at clip times the (updated) scale after two samples.
+        clipping = self._n > 2
         levels = self._levels
         for c, (alpha, seasonal, clip) in enumerate(p.candidates):
             e = y - (levels[c] + (s_t if seasonal else 0.0))
-            levels[c] += alpha * (self._clipped(e, clip) if clip > 0.0 else e)
-        self._season_level += p.season_alpha * self._clipped(err, p.clip)
+            if clip > 0.0:
+                bound = clip * scale
+                if clipping and bound > 0.0:
+                    e = e if e < bound else bound
+                    e = e if e > -bound else -bound
+            levels[c] += alpha * e
+        bound = p.clip * scale
+        clip_season = clipping and bound > 0.0
+        if clip_season:
+            err = err if err < bound else bound
+            err = err if err > -bound else -bound
+        season_level += p.season_alpha * err
+        self._season_level = season_level
         if p.bins:
             # The profile starts at 0 and is shrunk towards 0 (constant gamma, no running-mean start): on
             # noisy CPU series one day's deviations are mostly noise, and a first day at 0 stays harmless.
             cycles = math.floor((t - self._first_t) / p.season_seconds)
-            gamma = max(p.season_gamma, 1.0 / (p.season_prior + 1.0 + cycles))
-            self._season_learn(t, self._clipped(y - self._season_level, p.clip), gamma)
+            g = 1.0 / (p.season_prior + 1.0 + cycles)
+            gamma = g if g > p.season_gamma else p.season_gamma
+            dev = y - season_level
+            if clip_season:
+                dev = dev if dev < bound else bound
+                dev = dev if dev > -bound else -bound
+            self._season_learn(t, dev, gamma)
 
     def _issue(self, t: float) -> None:
         p = self.params
         k = len(p.candidates)
+        width = p.width
+        step = self._step
+        sec = p.step_seconds
         pending = self._pending
-        for j, h in enumerate(p.calibrated_steps):
-            base = self._base(j, self._step)
-            if base is None:
+        for j, h, stride, offset, length in p.rings:
+            if step % stride:  # as _base(j, step)
                 continue
-            cands = self._candidate_points(t + h * p.step_seconds)
-            weights = self._weights(j)
+            base = (offset + (step // stride) % length) * width
+            cands = self._candidate_points(t + h * sec)
             for c in range(k):
                 pending[base + c] = cands[c]
-            pending[base + k] = sum(w * v for w, v in zip(weights, cands, strict=True))
+            pending[base + k] = sum(map(operator.mul, self._weights(j), cands))
             pending[base + k + 1], pending[base + k + 2] = self._band_calibrated(j)
 
     def forecast(self, steps: int, current: tuple[float, float] | None = None) -> list[Interval]:
@@ -721,34 +782,71 @@ class OnlineForecaster:
             c, w = p.prior_center, p.prior_half_width
             return [Interval(c, c - w, c + w)] * len(hs)
         cal = p.calibrated_steps
-        bands = [self._band_calibrated(j) for j in range(len(cal))]
-        weights = [self._weights(j) for j in range(len(cal))]
+        first, last = cal[0], cal[-1]
+        top = len(cal) - 1
+        t_last, sec = self._t_last, p.step_seconds
+        weights: list[Sequence[float] | None] = [None] * len(cal)  # _weights(j), fetched once
+        band = self._band_calibrated
+        mul = operator.mul
         out: list[Interval] = []
         j = 0
         for h in hs:
-            while j < len(cal) - 1 and cal[j + 1] <= h:
+            while j < top and cal[j + 1] <= h:
                 j += 1
-            if h <= cal[0] or h >= cal[-1]:
+            if h <= first or h >= last:
                 # Outside the calibrated range the band grows (or shrinks) like sqrt(h).
-                edge = 0 if h <= cal[0] else -1
+                edge = 0 if h <= first else top
                 f = math.sqrt(h / cal[edge])
-                wts, below, above = weights[edge], bands[edge][0] * f, bands[edge][1] * f
+                wts = weights[edge]
+                if wts is None:
+                    wts = weights[edge] = self._weights(edge)
+                below, above = band(edge)
+                below, above = below * f, above * f
             else:
                 f = (h - cal[j]) / (cal[j + 1] - cal[j])
-                wts = [(1 - f) * a + f * b for a, b in zip(weights[j], weights[j + 1], strict=True)]
-                below = (1 - f) * bands[j][0] + f * bands[j + 1][0]
-                above = (1 - f) * bands[j][1] + f * bands[j + 1][1]
-            cands = self._candidate_points(self._t_last + h * p.step_seconds)
-            point = sum(w * v for w, v in zip(wts, cands, strict=True))
+                g = 1 - f
+                wa, wb = weights[j], weights[j + 1]
+                if wa is None:
+                    wa = weights[j] = self._weights(j)
+                if wb is None:
+                    wb = weights[j + 1] = self._weights(j + 1)
+                if f == 0.0 and math.isfinite(sum(wb)):
+                    # At calibrated horizon j, g * a + f * b is a exactly: 1.0 * a is a, f * b is a zero
+                    # when b is finite, and a weight is never -0.0 (r / total with r >= +0.0, or 1 / k).
+                    wts = wa
+                else:
+                    wts = [g * a + f * b for a, b in zip(wa, wb, strict=True)]
+                lo0, up0 = band(j)
+                lo1, up1 = band(j + 1)
+                below = g * lo0 + f * lo1
+                above = g * up0 + f * up1
+            point = sum(map(mul, wts, self._candidate_points(t_last + h * sec)))
             out.append(Interval(point, point - below, point + above))
         return out
 
     def _clone(self) -> OnlineForecaster:
         # A copy whose learning cannot touch this one: the parameters are shared, every array copied.
         other = object.__new__(OnlineForecaster)
-        for name in OnlineForecaster.__slots__:
-            value = getattr(self, name)
-            setattr(other, name, value[:] if isinstance(value, array) else value)
+        other.params = self.params
+        other._n = self._n
+        other._step = self._step
+        other._t_last = self._t_last
+        other._y_last = self._y_last
+        other._first_t = self._first_t
+        other._season_level = self._season_level
+        other._scale = self._scale
+        other._season_mean = self._season_mean
+        other._levels = self._levels[:]
+        other._season = self._season[:]
+        other._cand_mae = self._cand_mae[:]
+        other._mae = self._mae[:]
+        other._lo = self._lo[:]
+        other._up = self._up[:]
+        other._spread = self._spread[:]
+        other._cover = self._cover[:]
+        other._count = self._count[:]
+        other._pending = self._pending[:]
+        other._wts = self._wts[:]
         return other
 
     def accuracy(self) -> dict[int, tuple[float, float]]:

@@ -114,6 +114,20 @@ def test_current_peek_does_not_mutate() -> None:
     assert peek[0].point > g.forecast(1)[0].point
 
 
+def test_cached_weights_are_invisible() -> None:
+    """A restored forecaster (nothing cached) keeps forecasting exactly as the one it was saved from."""
+    f = _trained(400, 60, calibrated_steps=(1, 5, 15, 30, 60))
+    for i, (t, y) in enumerate(_series(300, 60)):
+        t += 400 * 60 + (600 if i > 150 else 0)  # and a 10-step gap on the way
+        g = OnlineForecaster.from_dict(json.loads(json.dumps(f.to_dict())))
+        for m in (f, g):
+            m.forecast_at([5, 15, 30, 60])  # fills (or reads) the cache of f first
+        steps = [1, 5, 7, 15, 30, 60, 61]
+        assert g.forecast_at(steps, current=(t, y)) == f.forecast_at(steps, current=(t, y))
+        assert g.forecast_at(steps) == f.forecast_at(steps)
+        f.learn_one(t, y)
+
+
 def test_peek_with_old_time_is_plain_forecast() -> None:
     f = _trained(200)
     assert f.forecast(5, current=(T0, 10.0)) == f.forecast(5)
