@@ -349,7 +349,13 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "deployment's pipeline went from 26.5 KB to 11.6 KB of Python heap, outputs bit-identical."
     )
     w(
-        "3. **Less repeated work per sample**: the detector's features are computed once for the score and the "
+        "3. **A cheaper forecaster**: combination weights cached per calibrated horizon until that horizon is scored "
+        "again (they were rebuilt for every horizon of every forecast), parameters and ring indexes hoisted out of "
+        "the hot loops, the season lookup inlined, and an explicit clone for the peek at the open window: "
+        "`learn_one` ~15 % and `forecast_at` ~27 % cheaper, outputs bit-identical (+0.25 KB per forecaster)."
+    )
+    w(
+        "4. **Less repeated work per sample**: the detector's features are computed once for the score and the "
         "XGBoost row (they were computed twice); gauge families hash by identity (a field-wise dataclass hash ran "
         "~60 times per sample); the window datetimes shared by every deployment are cached; the in-process bench "
         "now runs with the worker's garbage-collector settings (`tune_gc`), so its stage costs are the worker's."
