@@ -33,9 +33,10 @@ log = logging.getLogger(__name__)
 
 STATE_TABLE = "helios-state"
 
-#: Without a linger every record left in its own produce request: a socket write each, a quarter of
-#: the worker's time in a py-spy profile. 5 ms batches them per partition; 20 ms saved a little more
-#: CPU but added ~40 ms to the end-to-end latency (each batch's delivery waits out the linger).
+#: Linger of Faust's producer, which writes the state table's changelog (the outputs go through
+#: pipeline.output). Without one, every record left in its own produce request: a socket write each,
+#: a quarter of the worker's time when the outputs went this way too. 20 ms added ~40 ms to the
+#: end-to-end latency (a batch's flush waits out the linger).
 PRODUCER_LINGER_MS = 5
 
 
@@ -181,7 +182,7 @@ def create_app(
         models=models,
         runtime=runtime,
         metrics_topic=app.topic(settings.topic_metrics, **raw),
-        output=BatchSender(kafka_client_kwargs(settings), linger_ms=PRODUCER_LINGER_MS),
+        output=BatchSender(kafka_client_kwargs(settings)),
         state=app.Table(
             STATE_TABLE,
             default=None,

@@ -46,9 +46,8 @@ class BatchSender:
     :meth:`send` returned never loses an output.
     """
 
-    def __init__(self, client_kwargs: dict[str, Any], linger_ms: int = 5) -> None:
+    def __init__(self, client_kwargs: dict[str, Any]) -> None:
         self._kwargs = dict(client_kwargs)
-        self._linger_ms = linger_ms
         self._producer: AIOKafkaProducer | None = None
         self._stopped = False
         self._partition = DefaultPartitioner()
@@ -59,7 +58,8 @@ class BatchSender:
         if self._producer is None:
             producer = AIOKafkaProducer(
                 acks="all",
-                linger_ms=self._linger_ms,
+                # The batches are built here, whole: a linger would only hold back each partition's last one.
+                linger_ms=0,
                 max_batch_size=MAX_BATCH_BYTES,
                 enable_idempotence=False,
                 **self._kwargs,
