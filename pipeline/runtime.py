@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -65,6 +66,23 @@ class Entry:
     unsaved: int = 0
     unsaved_from: int = -1
     unsaved_at: float = 0.0
+    #: The state is written when ``unsaved`` reaches this (see :func:`first_write_after`).
+    write_after: int = 1
+
+
+def first_write_after(key: str, every: int) -> int:
+    """Samples before a deployment's first state write on this worker: 1 to ``every``, by its key.
+
+    Every later write comes ``every`` samples after the one before. Deployments report on the same
+    interval and a worker picks them all up at once when it starts, so writing every one of them after
+    exactly ``every`` samples wrote the whole fleet's state in the same interval (the last tenth of the
+    bench's latency run had a median of ~120 ms against ~18 ms for the others); spread by key, each
+    interval writes about ``1 / every`` of it.
+
+    >>> sorted({first_write_after(f"ns/api-{i}", 10) for i in range(100)})
+    [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    """
+    return 1 + zlib.crc32(key.encode()) % every
 
 
 @dataclass
@@ -194,7 +212,13 @@ class Runtime:
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("state of %s unreadable, starting afresh: %s", key, exc)
-        entry = Entry(pipeline=pipe, partition=partition, last_seen=self.clock(), applied_offset=applied)
+        entry = Entry(
+            pipeline=pipe,
+            partition=partition,
+            last_seen=self.clock(),
+            applied_offset=applied,
+            write_after=first_write_after(key, self.settings.snapshot_every),
+        )
         self.entries[key] = entry
         self.metrics.tracked_deployments.set(len(self.entries))
         return entry
@@ -259,7 +283,7 @@ class Runtime:
             entry.unsaved_from, entry.unsaved_at = raw.offset, now
             self.unsaved.setdefault(raw.partition, {})[key] = entry
         entry.unsaved += 1
-        return entry.unsaved == self.settings.snapshot_every
+        return entry.unsaved == entry.write_after
 
     def _save(self, keys: Iterable[str], partitions: set[int]) -> list[tuple[int, str, bytes | None]]:
         """State writes for ``keys``, then the replay markers of their partitions and of ``partitions``.
@@ -287,6 +311,7 @@ class Runtime:
     def _saved(self, key: str, entry: Entry) -> None:
         """The entry's state is written (or dropped): it no longer holds its partition's marker back."""
         entry.unsaved = 0
+        entry.write_after = self.settings.snapshot_every
         pending = self.unsaved.get(entry.partition)
         if pending is not None:
             pending.pop(key, None)
