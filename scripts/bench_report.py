@@ -360,6 +360,13 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "~60 times per sample); the window datetimes shared by every deployment are cached; the in-process bench "
         "now runs with the worker's garbage-collector settings (`tune_gc`), so its stage costs are the worker's."
     )
+    w(
+        "5. **State writes spread over the interval**: a deployment's first write on a worker comes after 1 to "
+        "`HELIOS_SNAPSHOT_EVERY` samples, by its key, and later ones every N. A fleet that a worker picks up at "
+        "once had written all its state in the same interval: the last tenth of the paced run had a median "
+        "latency of ~120 ms against ~18 ms for the others, and the p99 was 213-230 ms. The output producer also "
+        "runs without a linger (it builds whole batches itself; a linger only held back each partition's last one)."
+    )
     w("")
     w("Earlier:")
     w("")
