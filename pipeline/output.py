@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,10 @@ class Record(Protocol):
 class BatchSender:
     """Sends records grouped by topic and partition and returns once Kafka has all of them.
 
-    A batch that fails (the broker is away longer than the producer's request timeout) is built
-    again and resent until it is delivered: a caller that acknowledges its input only after
-    :meth:`send` returned never loses an output.
+    A batch that fails with a retriable error (the broker is away longer than the producer's request
+    timeout, a leader moved) is built again and resent until it is delivered: a caller that
+    acknowledges its input only after :meth:`send` returned never loses an output. Other errors (a
+    record over the broker's size limit) are raised.
     """
 
     def __init__(self, client_kwargs: dict[str, Any]) -> None:
@@ -96,16 +98,20 @@ class BatchSender:
         ]
         while pending:
             results = await asyncio.gather(*(fut for _, _, (fut, _) in pending), return_exceptions=True)
+            errors = [r for r in results if isinstance(r, BaseException)]
+            if not errors:
+                return
+            fatal = next((e for e in errors if not _retriable(e)), None)
+            if fatal is not None:
+                raise fatal
             failed = [
                 (topic, p, group)
                 for (topic, p, (_, group)), res in zip(pending, results, strict=True)
                 if isinstance(res, BaseException)
             ]
-            if not failed:
-                return
             log.warning(
-                "%d output batches were not delivered (%s); sending them again in %.0f s",
-                len(failed), next(r for r in results if isinstance(r, BaseException)), RETRY_BACKOFF,
+                "%d output batches were not delivered (%r); sending them again in %.0f s",
+                len(failed), errors[0], RETRY_BACKOFF,
             )  # fmt: skip
             await asyncio.sleep(RETRY_BACKOFF)
             pending = [
@@ -117,22 +123,41 @@ class BatchSender:
     async def _submit(
         self, producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]
     ) -> list[tuple[asyncio.Future[Any], list[Record]]]:
-        """Hand ``records`` to the producer in as few batches as fit; (delivery future, its records)."""
+        """Hand ``records`` to the producer in as few batches as fit; (delivery future, its records).
+
+        If the producer refuses a batch (no earlier batch of the partition left within the request
+        timeout), the records not handed over yet come back with that error, to be sent again.
+        """
         submitted: list[tuple[asyncio.Future[Any], list[Record]]] = []
-        batch, members = producer.create_batch(), []
-        for record in records:
-            if batch.append(key=record.key, value=record.value, timestamp=None) is not None:
-                members.append(record)
-                continue
-            if members:  # the batch is full: submit it and start the next one with this record
-                submitted.append((await producer.send_batch(batch, topic, partition=partition), members))
-                batch, members = producer.create_batch(), []
+        batch, first = producer.create_batch(), 0  # records[first:] are in ``batch`` or still to come
+        try:
+            for i, record in enumerate(records):
                 if batch.append(key=record.key, value=record.value, timestamp=None) is not None:
-                    members.append(record)
                     continue
-            # Larger than a whole batch: the producer sends it on its own (or refuses it, and says why).
-            fut = await producer.send(topic, record.value, key=record.key, partition=partition)
-            submitted.append((fut, [record]))
-        if members:
-            submitted.append((await producer.send_batch(batch, topic, partition=partition), members))
+                if i > first:  # the batch is full: submit it and start the next one with this record
+                    submitted.append(
+                        (await producer.send_batch(batch, topic, partition=partition), records[first:i])
+                    )
+                    batch, first = producer.create_batch(), i
+                    if batch.append(key=record.key, value=record.value, timestamp=None) is not None:
+                        continue
+                # Larger than a whole batch (a refused append closes the batch): this one goes on its own.
+                submitted.append(
+                    (await producer.send(topic, record.value, key=record.key, partition=partition), [record])
+                )
+                batch, first = producer.create_batch(), i + 1
+            if first < len(records):
+                submitted.append(
+                    (await producer.send_batch(batch, topic, partition=partition), records[first:])
+                )
+        except KafkaError as exc:
+            refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            refused.set_exception(exc)
+            submitted.append((refused, records[first:]))
         return submitted
+
+
+def _retriable(exc: BaseException) -> bool:
+    # aiokafka marks a delivery that timed out (the broker was away for the whole request timeout) as not
+    # retriable; for an output that must not be lost it is the case to retry.
+    return isinstance(exc, KafkaTimeoutError) or (isinstance(exc, KafkaError) and exc.retriable)

@@ -30,6 +30,9 @@ from pipeline.stages import DeploymentPipeline, PipelineConfig, Prepared, StageO
 log = logging.getLogger(__name__)
 
 
+#: Bytes of a bad record's value a dead letter carries (base64 makes them 4/3 as many).
+DLQ_VALUE_BYTES = 256 * 1024
+
 #: Reads a deployment's persisted state (the decoded JSON object) or None.
 StateLoader = Callable[[str], "dict[str, Any] | None"]
 
@@ -179,14 +182,22 @@ class Runtime:
     def dead_letter(self, raw: RawRecord, err: BadSample, now: float) -> DeadLetter:
         self.metrics.dead_letters.labels(err.reason).inc()
         self.metrics.samples.labels("dead_lettered").inc()
+        value, detail = raw.value or b"", err.detail
+        if len(value) > DLQ_VALUE_BYTES:
+            # Base64 of a record near the broker's 1 MB limit would not fit in a record itself.
+            detail += (
+                f" (value_b64 holds the first {DLQ_VALUE_BYTES:,} of {len(value):,} bytes; the whole record "
+                f"is {raw.topic}[{raw.partition}]@{raw.offset})"
+            )
+            value = value[:DLQ_VALUE_BYTES]
         return DeadLetter(
             reason=err.reason,
-            detail=err.detail,
+            detail=detail,
             topic=raw.topic,
             partition=raw.partition,
             offset=raw.offset,
             key=None if raw.key is None else raw.key.decode("utf-8", "replace"),
-            value_b64=base64.b64encode(raw.value or b"").decode("ascii"),
+            value_b64=base64.b64encode(value).decode("ascii"),
             received_at=datetime.fromtimestamp(now, tz=UTC),
         )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import MessageSizeTooLargeError
 
 from pipeline.output import MAX_BATCH_BYTES, BatchSender
 from tests.helpers import run
@@ -101,3 +102,17 @@ def test_a_stopped_sender_refuses_to_send(kafka_bootstrap: str) -> None:
         assert "stopped" in str(exc)
     else:
         raise AssertionError("a stopped sender sent")
+
+
+def test_a_record_over_the_request_limit_raises_instead_of_being_retried(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"t-{unique}.huge"
+    run(_create(kafka_bootstrap, [topic], 1))
+    huge = Out(topic, b"a", b"z" * 2_000_000)  # over the producer's 1 MB request limit: never deliverable
+    try:
+        run(_send_all(kafka_bootstrap, [Out(topic, b"a", b"small"), huge]))
+    except MessageSizeTooLargeError:
+        pass
+    else:
+        raise AssertionError("a record no broker accepts was reported delivered")

@@ -20,7 +20,7 @@ from prometheus_client import CollectorRegistry
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
 from pipeline.records import DeadLetter
-from pipeline.runtime import BatchResult, RawRecord, Runtime
+from pipeline.runtime import DLQ_VALUE_BYTES, BatchResult, RawRecord, Runtime
 from pipeline.settings import Settings, load_settings
 
 STEP = 60
@@ -183,6 +183,17 @@ def test_bad_record_is_dead_lettered_with_reason_and_original_bytes(
     assert runtime.entries == {}
     # No deployment state, only the partition's replay marker moves past the record.
     assert [k for _, k, _ in result.state_writes] == ["~next-offset/0"]
+
+
+def test_a_huge_bad_record_is_dead_lettered_with_its_head_and_where_to_find_the_rest(
+    rt: tuple[Runtime, CollectorRegistry],
+) -> None:
+    runtime, _ = rt
+    value = b"{" + b"x" * 900_000  # near the broker's 1 MB limit: its base64 would not fit in a record
+    dead = only_dead(Feeder(runtime).feed(value))
+    assert dead.reason == "not_json"
+    assert base64.b64decode(dead.value_b64) == value[:DLQ_VALUE_BYTES]
+    assert f"first {DLQ_VALUE_BYTES:,} of 900,001 bytes" in dead.detail and f"{TOPIC}[0]@0" in dead.detail
 
 
 def test_skew_limits_are_settings(clock: Clock) -> None:
