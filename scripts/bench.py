@@ -223,6 +223,48 @@ async def phase_ceiling(run: Run, source: str, n: int, repeats: int) -> list[dic
     return results
 
 
+async def phase_floor(run: Run, source: str, n: int) -> dict[str, Any]:
+    """The ceiling's work as a Faust agent on the worker's consume and produce paths (a floor for Helios)."""
+    sink = run.topic("floor.out")
+    await create_topics(run.bootstrap, [sink], PARTITIONS)
+    counter = OutputCounter(run.bootstrap, sink)
+    await counter.start()
+    started = time.time()
+    proc = subprocess.Popen(
+        [PY, str(SCRIPTS / "bench_faust_floor.py"), "--bootstrap", run.bootstrap, "--input", source,
+         "--output", sink, "--group", f"{run.prefix}-floor"]
+    )  # fmt: skip
+    run.procs.append(proc)
+    # CPU between 20 % and 80 % of the outputs: the steady cost, without Faust's start-up.
+    marks: dict[str, tuple[float, int]] = {}
+
+    def steady() -> bool:
+        for name, share in (("from", 0.2), ("to", 0.8)):
+            if name not in marks and counter.count >= share * n:
+                marks[name] = (cpu_seconds(proc.pid), counter.count)
+        return proc.poll() is not None
+
+    try:
+        ok = await counter.run_until(n, timeout=300, stop=steady)
+        if ok:
+            marks.setdefault("to", (cpu_seconds(proc.pid), counter.count))  # the last fetch passed 80 %
+    finally:
+        await counter.stop()
+        proc.terminate()
+        proc.wait(timeout=60)
+    if not ok or len(marks) < 2:
+        raise RuntimeError(f"the Faust floor produced {counter.count} of {n} records")
+    (c0, n0), (c1, n1) = marks["from"], marks["to"]
+    res = {
+        "outputs": counter.count,
+        "sustained": sustained_rate(counter.marks, n),
+        "startup_seconds": counter.marks[0][0] - started,
+        "cpu_us_per_sample": (c1 - c0) / (n1 - n0) * 1e6,
+    }
+    log(f"faust floor: {res['sustained']:.0f} samples/s sustained, {res['cpu_us_per_sample']:.0f} µs/sample")
+    return res
+
+
 async def phase_helios(
     run: Run, source: str, warm: list[Sample], paced: list[Sample], quick: bool
 ) -> dict[str, Any]:
@@ -613,6 +655,7 @@ def main() -> int:
             log(f"pre-produced {len(warm)} samples in {secs:.1f} s")
             res["ceiling"] = await phase_ceiling(run, source, len(warm), 3)
             res["load"]["after_ceiling"] = loadavg()
+            res["floor"] = await phase_floor(run, source, len(warm))
             res["helios"] = await phase_helios(run, source, warm, paced, a.quick)
             res["load"]["after_helios"] = loadavg()
             res["memory"] = await phase_memory(run, a.quick)

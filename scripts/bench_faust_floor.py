@@ -1,0 +1,78 @@
+"""The floor of ``make bench``: the ceiling's passthrough, run as a Faust agent on the worker's own paths.
+
+The same work per sample as ``bench_passthrough.py`` (orjson parse, one small JSON record out, acks=all),
+but consumed the way ``helios worker`` consumes (a Faust agent, ``micro_batches`` of the stream with
+manual acks, offsets committed by Faust) and produced the way it produces (``pipeline.output.BatchSender``).
+What this costs per sample is what any Faust agent on this design pays before it does any work.
+Runs until it is stopped.
+
+    python scripts/bench_faust_floor.py --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import faust
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from agents.wiring import micro_batches
+from pipeline.output import BatchSender
+from pipeline.runtime import Emit
+
+
+def build(bootstrap: str, source: str, sink: str, group: str, batch: int) -> faust.App:
+    app = faust.App(
+        group,
+        broker=f"kafka://{bootstrap}",
+        store="memory://",
+        datadir=tempfile.mkdtemp(prefix="helios-floor-"),
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+    )
+    topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+    sender = BatchSender({"bootstrap_servers": bootstrap})
+
+    @app.agent(topic, name="floor")
+    async def floor(stream: Any) -> None:
+        manual = stream.noack()
+        async for events in micro_batches(manual, batch):
+            out = []
+            for event in events:
+                sample = orjson.loads(event.message.value)
+                value = orjson.dumps(
+                    {
+                        "key": f"{sample['namespace']}/{sample['deployment']}",
+                        "timestamp": sample["timestamp"],
+                        "cpu": sample["metrics"].get("cpu_utilization"),
+                    }
+                )
+                out.append(Emit(sink, event.message.key, value))
+            await sender.send(out)
+            for event in events:
+                await manual.ack(event)
+
+    return app
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bootstrap", required=True)
+    p.add_argument("--input", required=True)
+    p.add_argument("--output", required=True)
+    p.add_argument("--group", required=True)
+    p.add_argument("--batch", type=int, default=500, help="events per micro-batch (HELIOS_BATCH_SIZE)")
+    a = p.parse_args()
+    app = build(a.bootstrap, a.input, a.output, a.group, a.batch)
+    faust.Worker(app, loglevel="warn", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+if __name__ == "__main__":
+    main()
