@@ -26,8 +26,16 @@ from pipeline.output import BatchSender
 from pipeline.runtime import Emit
 
 
+class FloorApp(faust.App):
+    sender: BatchSender
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        await self.sender.stop()
+
+
 def build(bootstrap: str, source: str, sink: str, group: str, batch: int) -> faust.App:
-    app = faust.App(
+    app = FloorApp(
         group,
         broker=f"kafka://{bootstrap}",
         store="memory://",
@@ -38,7 +46,7 @@ def build(bootstrap: str, source: str, sink: str, group: str, batch: int) -> fau
         producer_linger_ms=5,
     )
     topic = app.topic(source, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-    sender = BatchSender({"bootstrap_servers": bootstrap})
+    sender = app.sender = BatchSender({"bootstrap_servers": bootstrap})
 
     @app.agent(topic, name="floor")
     async def floor(stream: Any) -> None:
