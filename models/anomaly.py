@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from models.features import CPU, FEATURES, MEMORY
-from models.params import Param
+from models.params import Param, arguments
 
 # Layout of one feature's state, an array('d') (8 bytes a number); kept flat so a step costs a few
 # dozen float operations.
@@ -134,30 +134,7 @@ class DetectorParams:
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-safe (the ``params`` of :meth:`StreamingDetector.to_dict`)."""
-        return {
-            "features": list(self.features),
-            "threshold": self.threshold,
-            "fast_alpha": self.fast_alpha,
-            "slow_alpha": self.slow_alpha,
-            "trend_alpha": self.trend_alpha,
-            "short_alpha": self.short_alpha,
-            "long_alpha": self.long_alpha,
-            "envelope_decay": self.envelope_decay,
-            "peak_decay": self.peak_decay,
-            "novelty_unit": self.novelty_unit,
-            "likelihood_weight": self.likelihood_weight,
-            "likelihood_floor": self.likelihood_floor,
-            "surprise_clip": self.surprise_clip,
-            "warmup": self.warmup,
-            "season_length": self.season_length,
-            "season_features": list(self.season_features),
-            "season_bins": self.season_bins,
-            "season_alpha": self.season_alpha,
-            "season_smooth": self.season_smooth,
-            "season_unit": self.season_unit,
-            "season_floor": self.season_floor,
-            "maturity": self.maturity,
-        }
+        return arguments(self)
 
 
 # typed: arguments equal across types (1 and 1.0) are kept as given, so they must not share an entry.

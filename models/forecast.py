@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from models.params import Param
+from models.params import Param, arguments
 
 __all__ = ["ForecasterParams", "Interval", "OnlineForecaster"]
 
@@ -155,28 +155,7 @@ class ForecasterParams:
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-safe (the ``params`` of :meth:`OnlineForecaster.to_dict`)."""
-        return {
-            "step_seconds": self.step_seconds,
-            "season_seconds": self.season_seconds,
-            "level": self.level,
-            "calibrated_steps": list(self.calibrated_steps),
-            "candidates": [[a, s, c] for a, s, c in self.candidates],
-            "season_gamma": self.season_gamma,
-            "season_level_seconds": self.season_level_seconds,
-            "season_prior": self.season_prior,
-            "max_season_bins": self.max_season_bins,
-            "clip": self.clip,
-            "error_alpha": self.error_alpha,
-            "weight_power": self.weight_power,
-            "coverage_lr": self.coverage_lr,
-            "max_pending": self.max_pending,
-            "width_clip": self.width_clip,
-            "spread_alpha": self.spread_alpha,
-            "symmetric": self.symmetric,
-            "step_floor": self.step_floor,
-            "prior_center": self.prior_center,
-            "prior_half_width": self.prior_half_width,
-        }
+        return arguments(self)
 
 
 # typed: 1 and 1.0 (or True) are different arguments (step_seconds must be an int, for one).

@@ -9,9 +9,10 @@ shares, and holds only its learned state itself. :class:`Param` keeps the famili
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-__all__ = ["Param"]
+__all__ = ["Param", "arguments"]
 
 T = TypeVar("T")
 
@@ -55,3 +56,25 @@ class Param(Generic[T]):
             return self
         value: T = getattr(obj.params, self._name)
         return value
+
+
+def arguments(params: Any) -> dict[str, Any]:
+    """The constructor arguments of a parameter dataclass, JSON-safe: tuples become lists, derived fields
+    (``init=False``) are left out.
+
+    Examples
+    --------
+    >>> @dataclasses.dataclass(frozen=True)
+    ... class P:
+    ...     level: float
+    ...     steps: tuple[int, ...]
+    ...     pairs: tuple[tuple[float, bool], ...]
+    ...     width: int = dataclasses.field(init=False, default=3)
+    >>> arguments(P(0.9, (1, 5), ((0.5, True),)))
+    {'level': 0.9, 'steps': [1, 5], 'pairs': [[0.5, True]]}
+    """
+
+    def plain(value: Any) -> Any:
+        return [plain(v) for v in value] if isinstance(value, tuple) else value
+
+    return {f.name: plain(getattr(params, f.name)) for f in dataclasses.fields(params) if f.init}
