@@ -66,7 +66,11 @@ class BatchSender:
                 enable_idempotence=False,
                 **self._kwargs,
             )
-            await producer.start()
+            try:
+                await producer.start()
+            except BaseException:
+                await producer.stop()  # a failed start leaves connections and tasks behind
+                raise
             self._producer = producer
         return self._producer
 
@@ -81,16 +85,18 @@ class BatchSender:
         """Deliver ``records``. Records of one key keep their order, unless a batch had to be resent."""
         if not records:
             return
-        producer = await self._started()
-        groups: dict[tuple[str, int], list[Record]] = {}
-        partitions: dict[str, list[int]] = {}
-        for record in records:
-            topic_partitions = partitions.get(record.topic)
-            if topic_partitions is None:
-                topic_partitions = sorted(await producer.partitions_for(record.topic))
-                partitions[record.topic] = topic_partitions
-            p = self._partition(record.key, topic_partitions, topic_partitions)
-            groups.setdefault((record.topic, p), []).append(record)
+        while True:
+            try:
+                producer = await self._started()
+                groups = await self._grouped(producer, records)
+                break
+            except KafkaError as exc:  # no broker to start with, or no metadata for a topic yet
+                if not _retriable(exc):
+                    raise
+                log.warning(
+                    "the output producer cannot reach Kafka (%r); trying again in %.0f s", exc, RETRY_BACKOFF
+                )
+                await asyncio.sleep(RETRY_BACKOFF)
         pending = [
             (topic, p, part)
             for (topic, p), group in groups.items()
@@ -119,6 +125,21 @@ class BatchSender:
                 for topic, p, group in failed
                 for part in await self._submit(producer, topic, p, group)
             ]
+
+    async def _grouped(
+        self, producer: AIOKafkaProducer, records: Sequence[Record]
+    ) -> dict[tuple[str, int], list[Record]]:
+        """``records`` by (topic, partition), in their order; a partition as a keyed send would pick it."""
+        groups: dict[tuple[str, int], list[Record]] = {}
+        partitions: dict[str, list[int]] = {}
+        for record in records:
+            topic_partitions = partitions.get(record.topic)
+            if topic_partitions is None:
+                topic_partitions = sorted(await producer.partitions_for(record.topic))
+                partitions[record.topic] = topic_partitions
+            p = self._partition(record.key, topic_partitions, topic_partitions)
+            groups.setdefault((record.topic, p), []).append(record)
+        return groups
 
     async def _submit(
         self, producer: AIOKafkaProducer, topic: str, partition: int, records: list[Record]
