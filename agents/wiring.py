@@ -29,8 +29,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds a partition with lag may sit without its position moving before /ready says so.
-STALL_SECONDS = 30.0
+#: Seconds a partition with lag may sit without its position moving before /ready says so and the watchdog
+#: re-seeks and resumes it. A consumed partition moves every batch (well under a second at full load); 30 s
+#: left a partition stalled after a takeover for 35-40 s before it was found, 15 s halves that.
+STALL_SECONDS = 15.0
 
 #: Longest a part-filled micro-batch waits for one more event before it is processed.
 LINGER = 0.05
@@ -239,8 +241,10 @@ def wire(app: faust.App, helios: Helios) -> None:
     @app.timer(interval=5.0)
     async def watch_consumption() -> None:
         # Faust/aiokafka can leave a partition taken over in a rebalance unfetched (faust-streaming
-        # #629): it is assigned, has lag, and its position never moves. Say so on /ready, and seek
-        # it to where it stands, which makes the fetcher ask for it again.
+        # #629): it is assigned, has lag, and its position never moves. Say so on /ready, seek it to
+        # where it stands, which makes the fetcher ask for it again, and resume it: Faust never fetches
+        # a partition it holds paused or out of its active set (as after a full stream buffer), and a
+        # seek does not change that. Which of these #629 is was not pinned down.
         if app.rebalancing:
             watchdog.reset()
             return
@@ -261,6 +265,7 @@ def wire(app: faust.App, helios: Helios) -> None:
             position = positions.get(tp)
             if position is not None:
                 await app.consumer.seek(tp, position)
+            app.consumer.resume_partitions([tp])
         helios.stalled = sorted(f"{tp.topic}[{tp.partition}]" for tp in watchdog.stalled)
 
     @app.timer(interval=2.0)
