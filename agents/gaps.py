@@ -27,14 +27,11 @@ async def fetch_gaps(
 
     Gaps of one partition are read in one pass from the first start to the last end.
     """
-    spans: dict[int, tuple[int, int]] = {}
-    for gap in gaps:
-        start, end = spans.get(gap.partition, (gap.start, gap.end))
-        spans[gap.partition] = (min(start, gap.start), max(end, gap.end))
     found: dict[Gap, list[RawRecord]] = {gap: [] for gap in gaps}
     by_partition: dict[int, list[Gap]] = {}
     for gap in gaps:
         by_partition.setdefault(gap.partition, []).append(gap)
+    spans = {p: (min(g.start for g in gs), max(g.end for g in gs)) for p, gs in by_partition.items()}
     consumer = AIOKafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:

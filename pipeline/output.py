@@ -97,34 +97,30 @@ class BatchSender:
                     "the output producer cannot reach Kafka (%r); trying again in %.0f s", exc, RETRY_BACKOFF
                 )
                 await asyncio.sleep(RETRY_BACKOFF)
-        pending = [
-            (topic, p, part)
-            for (topic, p), group in groups.items()
-            for part in await self._submit(producer, topic, p, group)
-        ]
-        while pending:
-            results = await asyncio.gather(*(fut for _, _, (fut, _) in pending), return_exceptions=True)
+        todo = [(topic, p, group) for (topic, p), group in groups.items()]
+        while True:
+            pending = [
+                (topic, p, fut, part)
+                for topic, p, group in todo
+                for fut, part in await self._submit(producer, topic, p, group)
+            ]
+            results = await asyncio.gather(*(fut for _, _, fut, _ in pending), return_exceptions=True)
             errors = [r for r in results if isinstance(r, BaseException)]
             if not errors:
                 return
             fatal = next((e for e in errors if not _retriable(e)), None)
             if fatal is not None:
                 raise fatal
-            failed = [
-                (topic, p, group)
-                for (topic, p, (_, group)), res in zip(pending, results, strict=True)
+            todo = [
+                (topic, p, part)
+                for (topic, p, _, part), res in zip(pending, results, strict=True)
                 if isinstance(res, BaseException)
             ]
             log.warning(
                 "%d output batches were not delivered (%r); sending them again in %.0f s",
-                len(failed), errors[0], RETRY_BACKOFF,
+                len(todo), errors[0], RETRY_BACKOFF,
             )  # fmt: skip
             await asyncio.sleep(RETRY_BACKOFF)
-            pending = [
-                (topic, p, part)
-                for topic, p, group in failed
-                for part in await self._submit(producer, topic, p, group)
-            ]
 
     async def _grouped(
         self, producer: AIOKafkaProducer, records: Sequence[Record]
