@@ -21,7 +21,7 @@ import orjson
 from agents.gaps import fetch_gaps
 from pipeline.errors import BadSample
 from pipeline.kafka_config import kafka_client_kwargs
-from pipeline.offsets import MARKER_PREFIX, OffsetTracker, marker_key, marker_value
+from pipeline.offsets import MARKER_PREFIX, Gap, OffsetTracker, marker_key, marker_value
 from pipeline.runtime import BatchResult, RawRecord
 
 if TYPE_CHECKING:
@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Seconds a partition with lag may sit without its position moving before /ready says so and the watchdog
-#: re-seeks and resumes it. A consumed partition moves every batch (well under a second at full load); 30 s
+#: Seconds a partition with lag may sit without its next offset to process moving before /ready says so and
+#: the watchdog reads it back. A consumed partition moves every batch (well under a second at full load); 30 s
 #: left a partition stalled after a takeover for 35-40 s before it was found, 15 s halves that.
 STALL_SECONDS = 15.0
 
@@ -141,38 +141,73 @@ def wire(app: faust.App, helios: Helios) -> None:
     tracker = OffsetTracker()
     samples = runtime.metrics.samples
 
+    def begin(partition: int, first: int | None) -> None:
+        """Start tracking a partition at its saved state's marker."""
+        marker = marker_value(helios.state.data.get(marker_key(partition)))
+        tracker.start(partition, marker)
+        log.info(
+            "partition %d: first record at offset %s; its saved state goes up to offset %s",
+            partition, first, marker,
+        )  # fmt: skip
+
+    async def read_back(gaps: list[Gap], why: str, behind_consumer: bool) -> list[RawRecord]:
+        """The records of offset ranges the consumer did not deliver, read straight from Kafka.
+
+        ``behind_consumer``: the consumer has moved past the ranges, so what is not read now is lost (the
+        watchdog's ranges lie ahead of it: what is not read now is read when it looks again).
+        """
+        try:
+            found, unfinished = await fetch_gaps(kafka_client_kwargs(settings), settings.topic_metrics, gaps)
+        except Exception as exc:  # the broker is away: these samples cannot be processed now
+            found, unfinished = {gap: [] for gap in gaps}, {gap.partition for gap in gaps}
+            log.error("reading back %d offset ranges failed: %s", len(gaps), exc)
+        records = []
+        for gap, got in found.items():
+            if gap.partition in unfinished and behind_consumer:
+                log.error(
+                    "offsets %d..%d of partition %d are not in the saved state and could not all be read "
+                    "(%d records read)", gap.start, gap.end - 1, gap.partition, len(got),
+                )  # fmt: skip
+                samples.labels("lost").inc(gap.end - gap.start - len(got))
+            elif gap.partition in unfinished:
+                log.warning(
+                    "read %d records of offsets %d..%d of partition %d; the rest is read on the next try",
+                    len(got), gap.start, gap.end - 1, gap.partition,
+                )  # fmt: skip
+            else:
+                log.info(
+                    "read back offsets %d..%d of partition %d (%d records) %s",
+                    gap.start, gap.end - 1, gap.partition, len(got), why,
+                )  # fmt: skip
+            samples.labels("recovered").inc(len(got))
+            records.extend(got)
+        return records
+
     async def unseen(records: list[RawRecord]) -> list[RawRecord]:
         """The records to process: replays dropped, offsets the consumer skipped read back in."""
         for p in {r.partition for r in records} - tracker.started:
-            tracker.start(p, marker_value(helios.state.data.get(marker_key(p))))
+            begin(p, min(r.offset for r in records if r.partition == p))
         fresh = tracker.fresh(records)
         if len(fresh) < len(records):
             samples.labels("replayed").inc(len(records) - len(fresh))
         gaps = tracker.gaps(fresh)
         if not gaps:
             return fresh
-        try:
-            found, unfinished = await fetch_gaps(kafka_client_kwargs(settings), settings.topic_metrics, gaps)
-        except Exception as exc:  # the broker is away: these samples cannot be processed now
-            found, unfinished = {gap: [] for gap in gaps}, {gap.partition for gap in gaps}
-            log.error("reading back %d offset ranges failed: %s", len(gaps), exc)
-        for gap, got in found.items():
-            if gap.partition in unfinished:
-                log.error(
-                    "offsets %d..%d of partition %d are not in the saved state and could not all be read "
-                    "(%d records read)", gap.start, gap.end - 1, gap.partition, len(got),
-                )  # fmt: skip
-                samples.labels("lost").inc(gap.end - gap.start - len(got))
-            else:
-                # After a takeover or a restart: the samples since the last state write (the consumer
-                # resumes at its committed offset, past them), or records the consumer skipped.
-                log.info(
-                    "read back offsets %d..%d of partition %d (%d records) ahead of the consumer's position",
-                    gap.start, gap.end - 1, gap.partition, len(got),
-                )  # fmt: skip
-            samples.labels("recovered").inc(len(got))
-            fresh.extend(got)
+        # After a takeover or a restart: the samples since the last state write (the consumer resumes at
+        # its committed offset, past them), or records the consumer skipped.
+        fresh.extend(await read_back(gaps, "ahead of the consumer's position", behind_consumer=True))
         return sorted(fresh, key=lambda r: (r.partition, r.offset))
+
+    async def handle(records: list[RawRecord]) -> None:
+        """Process records end to end: outputs sent, state written, progress recorded. Hold ``busy``."""
+        records = await unseen(records)
+        result = BatchResult()
+        for start in range(0, len(records), CHUNK):
+            result.extend(process_safely(records[start : start + CHUNK]))
+            # Let the web view and heartbeats in between chunks: /health stays fast under load.
+            await asyncio.sleep(0)
+        await _publish(helios, result)
+        tracker.advance(records)
 
     #: Partitions of the metrics topic this worker owns now, and those it owned and lost (the hook below).
     owned: set[int] = set()
@@ -191,14 +226,7 @@ def wire(app: faust.App, helios: Helios) -> None:
                 # A batch can straddle a rebalance: events of partitions this worker no longer owns are
                 # left to their new owner (which reads them from its partition marker on), never processed
                 # here, so two workers never write one deployment's state.
-                records = await unseen([_raw(e) for e in batch if e.message.partition not in moved_away])
-                result = BatchResult()
-                for start in range(0, len(records), CHUNK):
-                    result.extend(process_safely(records[start : start + CHUNK]))
-                    # Let the web view and heartbeats in between chunks: /health stays fast under load.
-                    await asyncio.sleep(0)
-                await _publish(helios, result)
-                tracker.advance(records)
+                await handle([_raw(e) for e in batch if e.message.partition not in moved_away])
             for event in batch:
                 await manual.ack(event)
 
@@ -238,13 +266,38 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def refit_prophet() -> None:
         await helios.prophet.run()
 
+    async def progress(tp: Any) -> int | None:
+        """The next offset of ``tp`` the agent has to process: where the saved state ends until the
+        consumer has delivered something, the consumer's position if there is no saved state either."""
+        if tp.partition in tracker.started and tp.partition in tracker.next:
+            return tracker.next[tp.partition]
+        marker = marker_value(helios.state.data.get(marker_key(tp.partition)))
+        return marker if marker is not None else await app.consumer.position(tp)
+
+    async def catch_up(tp: Any, start: int, highwater: int) -> None:
+        """Process what Kafka holds of ``tp`` from ``start`` on, read straight from Kafka."""
+        p = tp.partition
+        async with busy:
+            if p not in owned or p in moved_away:
+                return
+            if p not in tracker.started:
+                begin(p, None)
+            start = tracker.next.get(p, start)  # the agent may have moved on while we waited
+            if start < highwater:
+                gaps = [Gap(p, start, highwater)]
+                await handle(await read_back(gaps, "the consumer did not deliver", behind_consumer=False))
+        # Whatever the consumer delivers again is skipped as replayed and acked, so Faust's committed offset
+        # moves on too; resume it in case Faust holds it paused or out of its active set.
+        await app.consumer.seek(tp, start)
+        app.consumer.resume_partitions([tp])
+
     @app.timer(interval=5.0)
     async def watch_consumption() -> None:
-        # Faust/aiokafka can leave a partition taken over in a rebalance unfetched (faust-streaming
-        # #629): it is assigned, has lag, and its position never moves. Say so on /ready, seek it to
-        # where it stands, which makes the fetcher ask for it again, and resume it: Faust never fetches
-        # a partition it holds paused or out of its active set (as after a full stream buffer), and a
-        # seek does not change that. Which of these #629 is was not pinned down.
+        # After a rebalance Faust's consumer can stop delivering a partition it was given: aiokafka fetched
+        # its records (its position reaches the highwater) but they never reach the agent, or never get
+        # fetched at all (faust-streaming #629). The gap check of unseen() finds skipped records only when
+        # a later record arrives; this finds the rest: a partition whose next offset to process has not
+        # moved for STALL_SECONDS while Kafka holds records past it. Those are read back and processed.
         if app.rebalancing:
             watchdog.reset()
             return
@@ -253,25 +306,41 @@ def wire(app: faust.App, helios: Helios) -> None:
             return
         try:
             highwaters = await app.consumer.highwaters(*tps)
-            # Progress = the next offset the agent has to process; the fetch position until it has.
-            positions = {tp: tracker.next.get(tp.partition) or await app.consumer.position(tp) for tp in tps}
+            positions = {tp: await progress(tp) for tp in tps}
         except Exception as exc:  # a rebalance or an outage under way: look again next time
             log.debug("consumption watchdog skipped: %s", exc)
             return
         for tp in watchdog.observe(positions, highwaters):
             log.warning(
-                "%s has lag but has not moved for %.0f s; seeking it to restart its fetch", tp, STALL_SECONDS
-            )
-            position = positions.get(tp)
-            if position is not None:
-                await app.consumer.seek(tp, position)
-            app.consumer.resume_partitions([tp])
+                "%s has lag but has not moved from offset %s for %.0f s; reading it back (%s)",
+                tp, positions[tp], STALL_SECONDS, _consumer_state(app, tp, highwaters.get(tp)),
+            )  # fmt: skip
+            position, highwater = positions[tp], highwaters.get(tp)
+            if position is not None and highwater is not None:
+                await catch_up(tp, position, highwater)
         helios.stalled = sorted(f"{tp.topic}[{tp.partition}]" for tp in watchdog.stalled)
 
     @app.timer(interval=2.0)
     async def probe_broker() -> None:
         helios.broker_up = await _reachable(settings.kafka_bootstrap)
         helios.metrics.ready.set(1 if is_ready(app, helios)[0] else 0)
+
+
+def _consumer_state(app: faust.App, tp: Any, highwater: int | None) -> str:
+    """Where aiokafka and Faust stand on a partition, for the stall warning: which layer held it back."""
+    consumer: Any = app.consumer  # private structures of both: a diagnostic must never break the watchdog
+    try:
+        state = consumer._thread._ensure_consumer()._subscription.subscription.assignment.state_value(tp)
+        return (
+            f"highwater {highwater}, aiokafka position {state._position}{' paused' if state.paused else ''}, "
+            f"Faust: last offset read {consumer._read_offset.get(tp)}, "
+            f"active {tp in consumer._active_partitions}, paused {tp in consumer._paused_partitions}, "
+            f"buffer full {tp in consumer._buffered_partitions}, "
+            f"flow {consumer.flow_active}/{app.flow_control.is_active()}, "
+            f"generation {app.consumer_generation_id}"
+        )
+    except Exception as exc:
+        return f"highwater {highwater}; consumer state unavailable: {exc!r}"
 
 
 async def _reachable(bootstrap: str) -> bool:
@@ -288,7 +357,8 @@ async def _reachable(bootstrap: str) -> bool:
 
 
 class ConsumptionWatchdog:
-    """Finds assigned partitions with lag whose position has not moved for ``stall_after`` seconds."""
+    """Finds assigned partitions with lag whose position has not moved for ``stall_after`` seconds, and
+    reports them again every ``stall_after`` seconds while they stay so (what was done about them failed)."""
 
     def __init__(self, stall_after: float, clock: Any) -> None:
         self.stall_after = stall_after
@@ -301,9 +371,10 @@ class ConsumptionWatchdog:
         self.stalled.clear()
 
     def observe(self, positions: dict[Any, int | None], highwaters: Any) -> list[Any]:
-        """Record positions; return the partitions that just crossed ``stall_after``."""
+        """Record positions; return the partitions that have not moved for ``stall_after`` seconds since
+        they last moved or were last returned."""
         now = self.clock()
-        newly = []
+        due = []
         for tp, position in positions.items():
             highwater = highwaters.get(tp)
             last = self._since.get(tp)
@@ -311,13 +382,14 @@ class ConsumptionWatchdog:
             if caught_up or last is None or last[0] != position:
                 self._since[tp] = (position, now)
                 self.stalled.discard(tp)
-            elif now - last[1] >= self.stall_after and tp not in self.stalled:
+            elif now - last[1] >= self.stall_after:
+                self._since[tp] = (position, now)
                 self.stalled.add(tp)
-                newly.append(tp)
+                due.append(tp)
         for tp in set(self._since) - set(positions):
             del self._since[tp]
             self.stalled.discard(tp)
-        return newly
+        return due
 
 
 def is_ready(app: faust.App, helios: Helios) -> tuple[bool, list[str]]:

@@ -43,14 +43,16 @@ def partition_of(key: bytes, partitions: int) -> int:
     return int(DefaultPartitioner()(key, every, every))
 
 
-def spread_keys(namespace: str, partitions: int, per_partition: int) -> list[str]:
-    """Deployment keys chosen so each partition gets exactly ``per_partition`` of them."""
+def spread_keys(
+    namespace: str, partitions: int, per_partition: int, accept: Callable[[str], bool] = lambda key: True
+) -> list[str]:
+    """Keys ``accept`` takes, chosen so each partition gets exactly ``per_partition`` of them."""
     chosen: dict[int, list[str]] = {p: [] for p in range(partitions)}
     i = 0
     while any(len(v) < per_partition for v in chosen.values()):
         key = f"{namespace}/svc-{i}"
         bucket = chosen[partition_of(key.encode(), partitions)]
-        if len(bucket) < per_partition:
+        if len(bucket) < per_partition and accept(key):
             bucket.append(key)
         i += 1
     return [k for p in range(partitions) for k in chosen[p]]

@@ -22,6 +22,7 @@ import pytest
 from models.artifacts import sha256_file
 from pipeline.api import ModelsResponse, ReadyResponse
 from pipeline.records import RecommendationRecord
+from pipeline.runtime import first_write_after
 from tests.conftest import free_port
 from tests.helpers import Worker, consume, metric_value, produce, run, topic_env
 from tests.integration.fault_helpers import (
@@ -101,6 +102,11 @@ def _assert_matches_reference(
                 )
 
 
+def _all_committed(bootstrap: str, env: dict[str, str]) -> bool:
+    lag = committed_lag(bootstrap, env["HELIOS_APP_ID"], env["HELIOS_TOPIC_METRICS"], PARTITIONS)
+    return bool(run(lag) == 0)
+
+
 @pytest.fixture
 def shared_env(kafka_bootstrap: str, unique: str) -> dict[str, str]:
     return {
@@ -146,18 +152,7 @@ def test_survivor_takes_over_partitions_state_and_gauges(
         moved = sorted(on_b)
         # B has committed its offsets: A cannot rebuild B's deployments by replaying their whole history,
         # it must continue from the state B left in the changelog.
-        wait_until(
-            lambda: (
-                run(
-                    committed_lag(
-                        kafka_bootstrap, env["HELIOS_APP_ID"], env["HELIOS_TOPIC_METRICS"], PARTITIONS
-                    )
-                )
-                == 0
-            ),
-            30,
-            "offsets committed",
-        )
+        wait_until(lambda: _all_committed(kafka_bootstrap, env), 30, "offsets committed")
 
         # Phase 2: B dies without leaving; after the session timeout A owns every partition.
         b.kill(signal.SIGKILL)
@@ -212,6 +207,52 @@ def test_survivor_takes_over_partitions_state_and_gauges(
         )
     finally:
         for w in (a, b, b2):
+            w.kill(signal.SIGKILL)
+
+
+def test_a_worker_taking_over_catches_up_from_the_saved_state_without_new_input(
+    shared_env: dict[str, str], kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """The samples a killed worker processed after its last state write are in no saved state, and its
+    committed offsets are past them. A later sample reveals them to the new owner; with none coming, the
+    consumption watchdog must find them (the saved state ends before the highwater) and read them back."""
+    every, n = 1000, 20
+    env = {**shared_env, "HELIOS_SNAPSHOT_EVERY": str(every), "HELIOS_SNAPSHOT_MAX_AGE": "3600"}
+    # Deployments whose state is written once, 5 to 15 samples in: each has samples after it (even if a
+    # rebalance on the first worker restarts its count), which only the new owner can still apply.
+    keys = spread_keys("shop", PARTITIONS, 2, lambda key: 5 <= first_write_after(key, every) <= 15)
+    flat = [r for step in _traces(keys, n) for r in step]
+    reference = reference_by_key(env, flat)
+    recs_topic = env["HELIOS_TOPIC_RECOMMENDATIONS"]
+    first = Worker({**env, "HELIOS_DATA_DIR": str(tmp_path / "a")}, free_port(), tmp_path / "a.log")
+    second = Worker({**env, "HELIOS_DATA_DIR": str(tmp_path / "b")}, free_port(), tmp_path / "b.log")
+    try:
+        first.start()
+        run(produce(kafka_bootstrap, env["HELIOS_TOPIC_METRICS"], flat))
+        want = len(keys) * n
+        run(consume(kafka_bootstrap, recs_topic, lambda o: len(record_keys(o)) >= want, timeout=90))
+        wait_until(lambda: _all_committed(kafka_bootstrap, env), 30, "offsets committed")
+        first.kill(signal.SIGKILL)
+
+        second.start()
+        wait_until(
+            lambda: exported(second.metrics()) == set(keys),
+            60,
+            "the new worker exports all 8 without new input",
+            lambda: f"exported {sorted(exported(second.metrics()))}\n{second.tail(30)}",
+        )
+        text = second.metrics()
+        recovered = metric_value(text, "helios_samples_total", outcome="recovered")
+        assert recovered is not None and 0 < recovered < len(flat)
+        assert not metric_value(text, "helios_samples_total", outcome="lost")
+        # It continued from the saved state: its last recommendations are an uninterrupted run's.
+        for key in keys:
+            ns, dep = key.split("/")
+            assert metric_value(text, "helios_recommended_replicas", namespace=ns, deployment=dep) == (
+                reference[key][-1].recommended_replicas
+            ), key
+    finally:
+        for w in (first, second):
             w.kill(signal.SIGKILL)
 
 

@@ -1,11 +1,12 @@
-"""The consumption watchdog: a partition with lag whose position does not move is reported once."""
+"""The consumption watchdog: a partition with lag whose position does not move is reported, and again
+every ``stall_after`` while it stays so."""
 
 from __future__ import annotations
 
 from agents.wiring import ConsumptionWatchdog
 
 
-def test_stall_is_reported_once_and_cleared_when_the_position_moves() -> None:
+def test_stall_is_reported_until_the_position_moves() -> None:
     now = [0.0]
     dog = ConsumptionWatchdog(stall_after=30.0, clock=lambda: now[0])
     hw = {"p0": 100, "p1": 50}
@@ -16,7 +17,10 @@ def test_stall_is_reported_once_and_cleared_when_the_position_moves() -> None:
     assert dog.observe({"p0": 10, "p1": 50}, hw) == ["p0"]  # p1 is caught up: no lag, no stall
     assert dog.stalled == {"p0"}
     now[0] = 40.0
-    assert dog.observe({"p0": 10, "p1": 50}, hw) == []  # reported once
+    assert dog.observe({"p0": 10, "p1": 50}, hw) == []  # not again before another stall_after
+    assert dog.stalled == {"p0"}
+    now[0] = 61.0
+    assert dog.observe({"p0": 10, "p1": 50}, hw) == ["p0"]  # still stalled: what was done failed
     assert dog.observe({"p0": 11, "p1": 50}, hw) == []
     assert dog.stalled == set()
     assert dog.observe({"p1": 50}, hw) == [] and dog.stalled == set()  # p0 moved away
