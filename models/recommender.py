@@ -24,7 +24,9 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    next decisions and the start-up lead fall inside it); up-scaling has no cooldown. A crossing the
    *point* forecast expects at any horizon up to ``scale_down_horizon`` is also acted on now
    (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
-   2 replicas with 85 % predicted in 15 min scale up to 3.
+   2 replicas with 85 % predicted in 15 min scale up to 3. So is load that came at the same minute in
+   each of the last hours (``recurring_load``, :mod:`models.recurrence`): ``ceil(load / cpu_scale_up)``
+   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it.
 4. **Scale down with hysteresis.** Only when the need over the longer ``scale_down_horizon`` — computed
    against ``scale_down_margin * cpu_scale_up``, so a count is only dropped when the load would still sit
    well below the threshold — is below the current recommendation, ``cooldown_seconds`` have passed since
@@ -71,6 +73,9 @@ class ScalingInputs:
     is_anomaly: bool = False
     db_cpu: float | None = None
     db_connections: float | None = None
+    #: Load (utilisation x replicas) that every one of the last few hours brought within the next
+    #: decisions and the start-up lead (``models.recurrence.RecurringLoad``); None: nothing recurs.
+    recurring_load: float | None = None
 
 
 @dataclass
@@ -372,6 +377,12 @@ class Recommender:
                 n = self._need(replicas, b.point, thr)
                 if n > up_need:
                     up_need, up_band, up_h = n, b, h
+        # Load due at this minute of the hour, as in each of the last hours: have its replicas ready.
+        load = x.recurring_load
+        recurring = self._need(1, load, thr) if load is not None and _finite(load) else 0
+        from_recurrence = recurring > up_need
+        if from_recurrence:
+            up_need, up_band, up_h = recurring, None, None
         deep_idle = (cpu_now is not None and cpu_now < self.cpu_scale_down) and all(
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
@@ -379,17 +390,24 @@ class Recommender:
         down_need = self._need(replicas, cpu_now, down_target) if cpu_now is not None else previous
         for _, b in down_bands:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
-        down_need = max(down_need, floor)
-        evidence["needs"] = {"reactive_floor": floor, "predicted": up_need, "scale_down": down_need}
+        down_need = max(down_need, floor, recurring)
+        evidence["needs"] = {
+            "reactive_floor": floor,
+            "predicted": up_need,
+            "scale_down": down_need,
+            "recurring": recurring,
+        }
+        evidence["recurring_load"] = x.recurring_load
 
         cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
         predictive_up = up_need if not db_saturated else floor
         target = previous
         if predictive_up > previous:
             target = predictive_up
-            rule = (
-                "reactive_floor" if predictive_up == floor and floor > previous else "scale_up_on_upper_band"
-            )
+            if predictive_up == floor and floor > previous:
+                rule = "reactive_floor"
+            else:
+                rule = "recurring_peak" if from_recurrence else "scale_up_on_upper_band"
         elif down_need < previous:
             if x.is_anomaly:
                 rule = "no_scale_down_during_anomaly"
@@ -454,9 +472,15 @@ class Recommender:
                 break
         saturated = cpu_now is not None and cpu_now > thr
         if action == "scale_up":
-            if saturated and (up_band is None or rule == "reactive_floor"):
+            if saturated and (up_band is None or rule == "reactive_floor") and rule != "recurring_peak":
                 reason = f"Current CPU {_pct(cpu_now or 0.0)} exceeds threshold {_pct(thr)}"
                 confidence, when = 0.99, x.now
+            elif rule == "recurring_peak":
+                reason = (
+                    f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
+                    f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"
+                )
+                confidence, when = 0.9, x.now
             elif up_band is not None and up_h is not None:
                 reason = (
                     f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "

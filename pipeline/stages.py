@@ -27,6 +27,7 @@ from models.anomaly import CombinedScore, DetectorScore, Severity, StreamingDete
 from models.features import CPU, DB_CONNECTIONS, DB_CPU, FEATURES, FORECAST_FEATURES, HORIZONS, MEMORY
 from models.forecast import Interval, OnlineForecaster
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
+from models.recurrence import RecurringLoad
 from models.xgb import XGBAnomalyModel
 from pipeline.align import AlignedWindow, TumblingAligner
 from pipeline.records import (
@@ -91,6 +92,15 @@ class PipelineConfig:
         steps = sorted(set(self.horizon_steps.values()) | {1})
         return OnlineForecaster(step_seconds=self.step_seconds, level=self.level, calibrated_steps=steps)
 
+    def new_recurrence(self) -> RecurringLoad:
+        return RecurringLoad(step_seconds=self.step_seconds)
+
+    @property
+    def lookahead_steps(self) -> int:
+        """Steps ahead whose recurring load a decision covers: the next one, and as many more as a pod's
+        start-up spans (at a 60 s step a pod asked for now is ready after the next sample)."""
+        return 1 + int(self.recommender.startup_seconds // self.step_seconds)
+
     def new_detector(self) -> StreamingDetector:
         return StreamingDetector(
             features=FEATURES,
@@ -137,6 +147,7 @@ class DeploymentPipeline:
         self.forecasters = {name: config.new_forecaster() for name in FORECAST_FEATURES}
         self.detector = config.new_detector()
         self.recommender_state = RecommenderState()
+        self.recurrence = config.new_recurrence()
         self.replicas: int | None = None
         #: Until when (event time) the last detected anomaly is held, and at which severity.
         self.alarm_until = -math.inf
@@ -150,10 +161,11 @@ class DeploymentPipeline:
         """
         t = sample.timestamp.timestamp()
         step = self.aligner.add(t, sample.metrics.present())
+        closed_replicas = self.replicas  # the count the closed window's samples reported
         if sample.replicas is not None:
             self.replicas = sample.replicas
         if step.closed is not None:
-            self._learn(step.closed)
+            self._learn(step.closed, closed_replicas)
         window = step.current
         steps = self.config.published_steps
         bands = {
@@ -173,11 +185,14 @@ class DeploymentPipeline:
         """
         return self.forecasters[name].forecast_at(steps, current=current)
 
-    def _learn(self, closed: AlignedWindow) -> None:
+    def _learn(self, closed: AlignedWindow, replicas: int | None) -> None:
         for name, forecaster in self.forecasters.items():
             if name in closed.values:
                 forecaster.learn_one(closed.start, closed.values[name])
         self.detector.learn_one(closed.values)
+        cpu = closed.values.get(CPU)
+        if cpu is not None and replicas:
+            self.recurrence.learn_one(closed.start, cpu * replicas)
 
     # -- phase 3 ---------------------------------------------------------------------------
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
@@ -236,6 +251,7 @@ class DeploymentPipeline:
             is_anomaly=score.is_anomaly,
             db_cpu=values.get(DB_CPU),
             db_connections=values.get(DB_CONNECTIONS),
+            recurring_load=self.recurrence.forecast(window.start, self.config.lookahead_steps),
         )
 
     def _forecast_record(
@@ -302,6 +318,7 @@ class DeploymentPipeline:
             "fc": {name: f.to_dict() for name, f in self.forecasters.items()},
             "det": self.detector.to_dict(),
             "rec": self.recommender_state.to_dict(),
+            "recur": self.recurrence.to_dict(),
             "replicas": self.replicas,
             "alarm": [self.alarm_until if math.isfinite(self.alarm_until) else None, self.alarm_severity],
         }
@@ -318,6 +335,8 @@ class DeploymentPipeline:
         pipe.forecasters = {name: OnlineForecaster.from_dict(fd) for name, fd in d["fc"].items()}
         pipe.detector = StreamingDetector.from_dict(d["det"])
         pipe.recommender_state = RecommenderState.from_dict(d["rec"])
+        if "recur" in d:  # state saved before the recurring-load model starts it afresh
+            pipe.recurrence = RecurringLoad.from_dict(d["recur"])
         pipe.replicas = d.get("replicas")
         until, severity = d.get("alarm") or (None, "normal")
         pipe.alarm_until = -math.inf if until is None else float(until)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -257,3 +258,22 @@ def test_a_crossing_only_the_band_expects_far_ahead_does_not_scale_up() -> None:
     x = inputs(replicas=4, cpu=0.5, bands={300: (0.5, 0.45, 0.55), 900: (0.6, 0.3, 0.9)})
     d = Recommender().recommend(RecommenderState(), x)
     assert d.action == "hold" and d.target_replicas == 4
+
+
+def test_load_recurring_at_this_time_of_the_hour_scales_up_before_it_and_blocks_the_scale_down() -> None:
+    rec = Recommender()
+    quiet = inputs(replicas=1, cpu=0.2, bands={300: (0.2, 0.15, 0.25), 900: (0.2, 0.15, 0.25)})
+    state = RecommenderState()
+    assert rec.recommend(state, quiet).target_replicas == 1
+    due = dataclasses.replace(quiet, now=600.0, recurring_load=2.83)
+    d = rec.recommend(state, due)
+    assert d.action == "scale_up" and d.target_replicas == math.ceil(2.83 / 0.8)
+    assert d.evidence["rule"] == "recurring_peak" and d.evidence["needs"]["recurring"] == 4
+    assert "283%" in d.advice[0].reason and "threshold 80%" in d.advice[0].reason
+    assert d.advice[0].execute_by == 600.0
+    # While it is still due, the quiet forecast does not take the pods away.
+    held = rec.recommend(state, dataclasses.replace(due, now=1200.0))
+    assert held.target_replicas == 4 and held.evidence["rule"] == "within_hysteresis"
+    # Once nothing recurs ahead, the usual scale-down applies.
+    after = rec.recommend(state, dataclasses.replace(quiet, now=1800.0))
+    assert after.target_replicas == 1 and after.evidence["rule"] == "scale_down_below_margin"

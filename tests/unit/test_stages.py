@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+import pytest
+
 from models.anomaly import CombinedScore
 from pipeline.records import Metrics, MetricSample
 from pipeline.settings import load_settings
@@ -63,3 +65,29 @@ def test_state_round_trip_gives_identical_outputs() -> None:
         assert ha.cpu_utilization is not None and hb.cpu_utilization is not None
         assert math.isclose(ha.cpu_utilization.upper, hb.cpu_utilization.upper, rel_tol=1e-4, abs_tol=1e-6)
     assert math.isclose(a.anomaly.anomaly_score, b.anomaly.anomaly_score, rel_tol=1e-4, abs_tol=1e-6)
+
+
+def test_the_pipeline_learns_recurring_load_from_closed_windows_and_keeps_it() -> None:
+    pipe = DeploymentPipeline("saleor", "saleor-api", CONFIG)
+    per_hour = 3600 // STEP
+    spike = per_hour - 1  # the last step of every hour: 3 replicas at 95 % is 2.85 pods' worth
+    first = 1_700_000_000 // STEP
+    offset = -first % per_hour  # start on the hour, so ``i % per_hour`` is the phase
+    outs = []
+    for i in range(offset, offset + 4 * per_hour + 1):  # one more step closes the fourth hour's spike
+        out = pipe.finish(pipe.prepare(sample(i, 0.95 if (i - offset) % per_hour == spike else 0.2)), None)
+        outs.append(out.recommendation)
+    # Before the fourth hour's spike, the three before it are recalled: 2.85 / 0.8 -> 4 replicas, asked
+    # for two steps ahead (at a 60 s step a pod asked for at the step before would be ready too late).
+    assert CONFIG.lookahead_steps == 2
+    early, before = outs[3 * per_hour + spike - 2], outs[3 * per_hour + spike - 1]
+    assert early.evidence["rule"] == "recurring_peak" and early.recommended_replicas == 4
+    assert outs[3 * per_hour + spike - 3].recommended_replicas == 1  # 3 pods at 20 % need 1
+    assert before.recommended_replicas == 4 and before.evidence["needs"]["recurring"] == 4
+    # Not in the first hours, when nothing had recurred yet.
+    assert all(r.evidence["needs"]["recurring"] == 0 for r in outs[: 2 * per_hour])
+    copy = DeploymentPipeline.from_dict(pipe.to_dict(), CONFIG)
+    t = STEP * (first + offset + 4 * per_hour + spike - 1)  # as the fifth hour's spike comes up
+    assert copy.recurrence.forecast(t, 1) == pipe.recurrence.forecast(t, 1) == pytest.approx(2.85, rel=1e-6)
+    legacy = {k: v for k, v in pipe.to_dict().items() if k != "recur"}  # saved before the model existed
+    assert DeploymentPipeline.from_dict(legacy, CONFIG).recurrence.forecast(t, 1) is None

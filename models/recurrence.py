@@ -1,0 +1,163 @@
+"""Load that comes back at the same minute of every hour: cron jobs, hourly imports, report runs.
+
+:class:`RecurringLoad` remembers, for each phase of a period (by default each step of an hour), the load
+seen there in each of the last ``periods`` periods. A phase that jumped to at least ``x`` in *every* one
+of them is expected to do so again, and :meth:`RecurringLoad.forecast` returns the largest such load
+over the next steps, so the replicas can be ready before it arrives instead of a pod start-up after.
+
+Why a model of its own: the forecaster's seasonal profile is daily and coarse (at most
+``max_season_bins`` interpolated bins), and its smoothers see a one-step spike as an error to spread over
+the band, not as something due at :59. Why "every period": a burst that happened once, or in two of three
+hours, is not a schedule, and holding replicas for it costs more than the reactive start-up it saves. On
+``ec2_network_in_257a54`` (two spikes an hour at fixed minutes) this took Helios from 192 to 54
+under-provisioned minutes against the HPA's 314, and barely moved the traces without such a schedule
+(``benchmarks/simulate.md``).
+
+The load is utilisation x replicas (a pod's worth = 1.0), free of Helios' own scaling: a peak that was
+met by more pods shows the same load as one that was not.
+"""
+
+from __future__ import annotations
+
+import base64
+from array import array
+from typing import Any
+
+__all__ = ["RecurringLoad"]
+
+_STATE_VERSION = 1
+
+
+class RecurringLoad:
+    """Per-phase memory of the load in the last ``periods`` periods, and what recurs in all of them.
+
+    Parameters
+    ----------
+    step_seconds
+        The aligned step of the samples; phases are steps of the period.
+    period_seconds
+        The period to look for (an hour by default). A period of fewer than two steps, or not a whole
+        number of steps, carries no phase: the model is then inert and forecasts nothing.
+    periods
+        How many consecutive periods a phase must have shown the load in.
+    jump
+        ... as a jump of at least this factor over the step before it: the load a reactive autoscaler
+        meets a pod start-up late. A level that is merely higher at this hour is the forecaster's job.
+
+    Examples
+    --------
+    Three hours of a 1-minute series with a spike of 3 pods' worth at :59, then the fourth hour:
+
+    >>> m = RecurringLoad(step_seconds=60)
+    >>> for minute in range(3 * 60):
+    ...     m.learn_one(minute * 60.0, 3.0 if minute % 60 == 59 else 0.5)
+    >>> m.forecast(3 * 3600 + 57 * 60.0, steps=2)  # at :57, looking at :58 and :59
+    3.0
+    >>> m.forecast(3 * 3600 + 10 * 60.0, steps=2) is None  # at :10: the next steps hold no jump
+    True
+    >>> RecurringLoad.from_dict(m.to_dict()).forecast(3 * 3600 + 57 * 60.0, steps=2)
+    3.0
+    """
+
+    __slots__ = ("_newest", "_run", "_values", "jump", "period_seconds", "periods", "phases", "step_seconds")
+
+    def __init__(
+        self, step_seconds: int, period_seconds: int = 3600, periods: int = 3, jump: float = 1.5
+    ) -> None:
+        if step_seconds <= 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+        if not 1 <= periods <= 24:
+            raise ValueError(f"periods must be in [1, 24], got {periods!r}")
+        if not jump >= 1.0:
+            raise ValueError(f"jump must be >= 1, got {jump!r}")
+        self.step_seconds = step_seconds
+        self.jump = jump
+        self.period_seconds = period_seconds
+        self.periods = periods
+        whole = period_seconds % step_seconds == 0
+        self.phases = period_seconds // step_seconds if whole and period_seconds >= 2 * step_seconds else 0
+        #: Per phase: the period of its newest value (-1: none yet), and how many consecutive periods up to
+        #: that one it has values for (capped at ``periods``).
+        self._newest = array("q", [-1]) * self.phases
+        self._run = array("B", [0]) * self.phases
+        #: Per phase, ``periods`` slots indexed by period modulo ``periods``.
+        self._values = array("f", [0.0]) * (self.phases * periods)
+
+    def learn_one(self, t: float, load: float) -> None:
+        """Note the load of the step starting at ``t`` (seconds since the epoch)."""
+        if not self.phases or load != load:  # inert, or NaN
+            return
+        step = round(t / self.step_seconds)
+        phase, period = step % self.phases, step // self.phases
+        slot = phase * self.periods + period % self.periods
+        newest = self._newest[phase]
+        if period == newest:  # the same step again (a re-aligned window): keep the larger
+            self._values[slot] = max(self._values[slot], load)
+            return
+        if period < newest:
+            return  # late: the slot already holds a newer period
+        self._run[phase] = min(self.periods, self._run[phase] + 1) if period == newest + 1 else 1
+        self._newest[phase] = period
+        self._values[slot] = load
+
+    def _seen(self, step: int) -> float | None:
+        """The load of an absolute step (``t / step_seconds``) if it is still remembered."""
+        phase, period = step % self.phases, step // self.phases
+        newest = self._newest[phase]
+        if not newest - self._run[phase] < period <= newest:
+            return None
+        return float(self._values[phase * self.periods + period % self.periods])
+
+    def expected(self, step: int) -> float | None:
+        """The load step ``step`` brought in each of the last ``periods`` periods, at least (their
+        minimum), if in every one of them it was a jump of ``jump`` x the step before; else None."""
+        if not self.phases:
+            return None
+        low = None
+        for back in range(1, self.periods + 1):
+            then = step - back * self.phases
+            load, before = self._seen(then), self._seen(then - 1)
+            if load is None or before is None or load < self.jump * before:
+                return None
+            low = load if low is None else min(low, load)
+        return low
+
+    def forecast(self, t: float, steps: int) -> float | None:
+        """The largest recurring load over the ``steps`` steps after the one starting at ``t``."""
+        now = round(t / self.step_seconds)
+        found = [v for j in range(now + 1, now + 1 + steps) if (v := self.expected(j)) is not None]
+        return max(found) if found else None
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        base = max(self._newest, default=-1)
+        return {
+            "v": _STATE_VERSION,
+            "step": self.step_seconds,
+            "period": self.period_seconds,
+            "periods": self.periods,
+            "jump": self.jump,
+            # Periods as offsets from the newest one: small numbers instead of ~10^5 each.
+            "base": base,
+            "newest": [base - p if p >= 0 else -1 for p in self._newest],
+            "run": list(self._run),
+            "values": base64.b64encode(self._values.tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecurringLoad:
+        """Restore a model; raises ``ValueError`` naming the field that does not fit."""
+        if d.get("v") != _STATE_VERSION:
+            raise ValueError(f"recurring-load state version {d.get('v')!r}, expected {_STATE_VERSION}")
+        m = cls(int(d["step"]), int(d["period"]), int(d["periods"]), float(d["jump"]))
+        if len(d["newest"]) != m.phases or len(d["run"]) != m.phases:
+            raise ValueError(f"recurring-load state has {len(d['newest'])} phases, expected {m.phases}")
+        base = int(d["base"])
+        m._newest = array("q", [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
+        m._run = array("B", [min(m.periods, int(r)) for r in d["run"]])
+        raw = base64.b64decode(d["values"])
+        if len(raw) != 4 * m.phases * m.periods:
+            raise ValueError(f"recurring-load state field 'values' has {len(raw) // 4} values")
+        m._values = array("f")
+        m._values.frombytes(raw)
+        return m

@@ -1,0 +1,96 @@
+"""The recurring-load model: what came at a phase in every one of the last periods, and only that."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from models.recurrence import RecurringLoad
+
+HOUR = 3600
+
+
+def hours(m: RecurringLoad, n: int, spikes: dict[int, float], base: float = 0.5, start: int = 0) -> None:
+    for minute in range(start * 60, (start + n) * 60):
+        m.learn_one(minute * 60.0, spikes.get(minute % 60, base))
+
+
+def test_a_spike_in_every_one_of_the_last_hours_is_expected_again() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    hours(m, 3, {59: 3.0})
+    assert m.forecast(3 * HOUR + 58 * 60.0, steps=1) == 3.0  # at :58, the next step is :59
+    assert m.forecast(3 * HOUR + 57 * 60.0, steps=1) is None  # :58 brought the base load
+    assert m.forecast(3 * HOUR + 57 * 60.0, steps=2) == 3.0  # two steps ahead reaches :59
+
+
+def test_a_level_that_is_only_higher_at_this_time_is_not_a_jump() -> None:
+    # A slow hourly swell (0.5 -> 1.0 over the hour, +4 % a step): higher load at :59 every hour, but
+    # no step jumps 1.5x over the one before it. The forecaster's bands cover that.
+    m = RecurringLoad(step_seconds=60, periods=3)
+    for minute in range(3 * 60):
+        m.learn_one(minute * 60.0, 0.5 + 0.5 * (minute % 60) / 59)
+    assert all(m.forecast(3 * HOUR + k * 60.0, steps=2) is None for k in range(60))
+    with pytest.raises(ValueError, match="jump"):
+        RecurringLoad(step_seconds=60, jump=0.5)
+
+
+def test_the_smallest_of_the_periods_is_what_is_expected() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    for hour, peak in enumerate((4.0, 2.5, 3.0)):
+        hours(m, 1, {10: peak}, start=hour)
+    assert m.forecast(3 * HOUR + 9 * 60.0, steps=1) == 2.5
+
+
+def test_a_spike_missing_from_one_period_is_not_a_schedule() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    hours(m, 1, {30: 3.0})
+    hours(m, 1, {}, start=1)  # the second hour had no spike
+    hours(m, 1, {30: 3.0}, start=2)
+    assert m.forecast(3 * HOUR + 29 * 60.0, steps=1) is None
+
+
+def test_a_gap_in_the_samples_restarts_the_count() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    hours(m, 2, {20: 3.0})
+    hours(m, 2, {20: 3.0}, start=3)  # hour 2 never reported
+    assert m.forecast(5 * HOUR + 19 * 60.0, steps=1) is None  # only two consecutive hours before hour 5
+    hours(m, 1, {20: 3.0}, start=5)
+    assert m.forecast(6 * HOUR + 19 * 60.0, steps=1) == 3.0
+
+
+def test_nothing_is_expected_before_the_periods_are_seen_or_when_the_period_has_no_phases() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    hours(m, 2, {59: 3.0})
+    assert m.forecast(2 * HOUR + 58 * 60.0, steps=1) is None
+    inert = RecurringLoad(step_seconds=7200)  # a step longer than the period
+    inert.learn_one(0.0, 1.0)
+    assert inert.phases == 0 and inert.forecast(0.0, steps=3) is None
+    with pytest.raises(ValueError, match="periods"):
+        RecurringLoad(step_seconds=60, periods=0)
+
+
+def test_noise_without_a_schedule_rarely_recurs_in_all_periods() -> None:
+    # Bursts at random minutes (5 % of steps): a phase needs one in each of 3 hours, about 1 in 8,000.
+    rng = random.Random(3)
+    m = RecurringLoad(step_seconds=60, periods=3)
+    fired = 0
+    for minute in range(48 * 60):
+        t = minute * 60.0
+        expected = m.forecast(t, steps=1)
+        fired += expected is not None and expected > 1.0
+        m.learn_one(t + 60.0, 3.0 if rng.random() < 0.05 else 0.5)
+    assert fired <= 3
+
+
+def test_state_round_trips_and_rejects_what_does_not_fit() -> None:
+    m = RecurringLoad(step_seconds=300, periods=3)
+    for step in range(12 * 5):
+        m.learn_one(1_700_000_100 + step * 300.0, float(step % 12))
+    copy = RecurringLoad.from_dict(m.to_dict())
+    for step in range(12 * 5, 12 * 6):
+        t = 1_700_000_100 + step * 300.0
+        assert copy.forecast(t, steps=1) == m.forecast(t, steps=1)
+    bad = m.to_dict() | {"run": [0]}
+    with pytest.raises(ValueError, match="phases"):
+        RecurringLoad.from_dict(bad)
