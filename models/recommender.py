@@ -76,6 +76,8 @@ class ScalingInputs:
     #: Load (utilisation x replicas) that every one of the last few hours brought within the next
     #: decisions and the start-up lead (``models.recurrence.RecurringLoad``); None: nothing recurs.
     recurring_load: float | None = None
+    #: Around such a recurring peak: the most load the next steps brought in any of those hours.
+    recurring_ceiling: float | None = None
 
 
 @dataclass
@@ -380,6 +382,10 @@ class Recommender:
         # Load due at this minute of the hour, as in each of the last hours: have its replicas ready.
         load = x.recurring_load
         recurring = self._need(1, load, thr) if load is not None and _finite(load) else 0
+        ceiling = x.recurring_ceiling
+        if ceiling is not None and _finite(ceiling):
+            # The scheduled peak and its end are known: no headroom for its own forecast error.
+            up_need = min(up_need, max(floor, self._need(1, ceiling, thr)))
         from_recurrence = recurring > up_need
         if from_recurrence:
             up_need, up_band, up_h = recurring, None, None
@@ -390,6 +396,8 @@ class Recommender:
         down_need = self._need(replicas, cpu_now, down_target) if cpu_now is not None else previous
         for _, b in down_bands:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
+        if ceiling is not None and _finite(ceiling):
+            down_need = min(down_need, self._need(1, ceiling, thr))
         down_need = max(down_need, floor, recurring)
         evidence["needs"] = {
             "reactive_floor": floor,

@@ -77,11 +77,16 @@ class RecurringLoad:
         whole = period_seconds % step_seconds == 0
         self.phases = period_seconds // step_seconds if whole and period_seconds >= 2 * step_seconds else 0
         #: Per phase: the period of its newest value (-1: none yet), and how many consecutive periods up to
-        #: that one it has values for (capped at ``periods``).
+        #: that one it has values for (capped at the slots).
         self._newest = array("q", [-1]) * self.phases
         self._run = array("B", [0]) * self.phases
-        #: Per phase, ``periods`` slots indexed by period modulo ``periods``.
-        self._values = array("f", [0.0]) * (self.phases * periods)
+        #: Per phase, ``periods + 1`` slots indexed by period modulo that: one more than a forecast reads,
+        #: because a jump is judged against the step before it, which is learned first.
+        self._values = array("f", [0.0]) * (self.phases * self._slots)
+
+    @property
+    def _slots(self) -> int:
+        return self.periods + 1
 
     def learn_one(self, t: float, load: float) -> None:
         """Note the load of the step starting at ``t`` (seconds since the epoch)."""
@@ -89,14 +94,14 @@ class RecurringLoad:
             return
         step = round(t / self.step_seconds)
         phase, period = step % self.phases, step // self.phases
-        slot = phase * self.periods + period % self.periods
+        slot = phase * self._slots + period % self._slots
         newest = self._newest[phase]
         if period == newest:  # the same step again (a re-aligned window): keep the larger
             self._values[slot] = max(self._values[slot], load)
             return
         if period < newest:
             return  # late: the slot already holds a newer period
-        self._run[phase] = min(self.periods, self._run[phase] + 1) if period == newest + 1 else 1
+        self._run[phase] = min(self._slots, self._run[phase] + 1) if period == newest + 1 else 1
         self._newest[phase] = period
         self._values[slot] = load
 
@@ -106,7 +111,7 @@ class RecurringLoad:
         newest = self._newest[phase]
         if not newest - self._run[phase] < period <= newest:
             return None
-        return float(self._values[phase * self.periods + period % self.periods])
+        return float(self._values[phase * self._slots + period % self._slots])
 
     def expected(self, step: int) -> float | None:
         """The load step ``step`` brought in each of the last ``periods`` periods, at least (their
@@ -127,6 +132,29 @@ class RecurringLoad:
         now = round(t / self.step_seconds)
         found = [v for j in range(now + 1, now + 1 + steps) if (v := self.expected(j)) is not None]
         return max(found) if found else None
+
+    def ceiling(self, t: float, steps: int) -> float | None:
+        """On a schedule (a recurring jump in the last period or due within ``steps`` steps of the step
+        starting at ``t``): the most load the next ``steps`` steps brought in any of the last ``periods``
+        periods. None off a schedule, or if a step has not been seen in every one of them.
+
+        What a scheduled spike brings is known, and so is its end: the load went back down after it
+        every time. The forecaster's band, widened by the spikes it could not foresee, would otherwise
+        keep pods for errors the schedule explains.
+        """
+        if not self.phases:
+            return None
+        now = round(t / self.step_seconds)
+        if all(self.expected(j) is None for j in range(now - self.phases, now + steps + 1)):
+            return None
+        most = 0.0
+        for j in range(now + 1, now + 1 + steps):
+            for back in range(1, self.periods + 1):
+                load = self._seen(j - back * self.phases)
+                if load is None:
+                    return None
+                most = max(most, load)
+        return most
 
     # -- persistence ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -154,9 +182,9 @@ class RecurringLoad:
             raise ValueError(f"recurring-load state has {len(d['newest'])} phases, expected {m.phases}")
         base = int(d["base"])
         m._newest = array("q", [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
-        m._run = array("B", [min(m.periods, int(r)) for r in d["run"]])
+        m._run = array("B", [min(m._slots, int(r)) for r in d["run"]])
         raw = base64.b64decode(d["values"])
-        if len(raw) != 4 * m.phases * m.periods:
+        if len(raw) != 4 * m.phases * m._slots:
             raise ValueError(f"recurring-load state field 'values' has {len(raw) // 4} values")
         m._values = array("f")
         m._values.frombytes(raw)

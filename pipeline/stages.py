@@ -252,6 +252,7 @@ class DeploymentPipeline:
             db_cpu=values.get(DB_CPU),
             db_connections=values.get(DB_CONNECTIONS),
             recurring_load=self.recurrence.forecast(window.start, self.config.lookahead_steps),
+            recurring_ceiling=self.recurrence.ceiling(window.start, self.config.lookahead_steps),
         )
 
     def _forecast_record(

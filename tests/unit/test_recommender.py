@@ -277,3 +277,16 @@ def test_load_recurring_at_this_time_of_the_hour_scales_up_before_it_and_blocks_
     # Once nothing recurs ahead, the usual scale-down applies.
     after = rec.recommend(state, dataclasses.replace(quiet, now=1800.0))
     assert after.target_replicas == 1 and after.evidence["rule"] == "scale_down_below_margin"
+
+
+def test_on_a_schedule_its_ceiling_caps_the_band_but_never_the_reactive_floor() -> None:
+    # Right after a scheduled spike: the band, widened by the spikes, asks for 2 pods; every one of the
+    # last hours went back to 0.2 pods' worth here, so 1 pod.
+    wide = inputs(replicas=1, cpu=0.2, bands={300: (0.2, 0.0, 1.4), 900: (0.2, 0.0, 1.4)})
+    assert Recommender().recommend(RecommenderState(), wide).target_replicas > 1
+    capped = Recommender().recommend(RecommenderState(), dataclasses.replace(wide, recurring_ceiling=0.2))
+    assert capped.target_replicas == 1
+    # During the spike itself the current load still rules: 4 pods at 71 % stay 4.
+    busy = inputs(replicas=4, cpu=0.71, bands={300: (0.71, 0.3, 1.0)})
+    d = Recommender().recommend(RecommenderState(), dataclasses.replace(busy, recurring_ceiling=0.2))
+    assert d.target_replicas == 4 and d.evidence["needs"]["reactive_floor"] == 4

@@ -94,3 +94,23 @@ def test_state_round_trips_and_rejects_what_does_not_fit() -> None:
     bad = m.to_dict() | {"run": [0]}
     with pytest.raises(ValueError, match="phases"):
         RecurringLoad.from_dict(bad)
+
+
+def test_on_a_schedule_the_ceiling_is_the_most_the_next_steps_brought_and_elsewhere_none() -> None:
+    m = RecurringLoad(step_seconds=60, periods=3)
+    spike = {59: 3.0, 0: 2.0}  # a spike at :59 that lasts into :00
+    learned = 0
+
+    def ceiling_at(minute: int, steps: int) -> float | None:
+        nonlocal learned  # every window before the one open at ``minute`` has closed and been learned
+        for k in range(learned, minute):
+            m.learn_one(k * 60.0, spike.get(k % 60, 0.5))
+        learned = minute
+        return m.ceiling(minute * 60.0, steps)
+
+    assert ceiling_at(3 * 60 + 58, steps=1) == 3.0  # :59 is due
+    assert ceiling_at(3 * 60 + 59, steps=1) == 2.0  # during it: :00 brought at most 2
+    assert ceiling_at(4 * 60, steps=2) == 0.5  # after it: back to the base load every hour
+    off = RecurringLoad(step_seconds=60, periods=3)
+    hours(off, 3, {})  # no jump anywhere: no schedule
+    assert off.ceiling(3 * HOUR, steps=2) is None
