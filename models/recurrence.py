@@ -59,7 +59,17 @@ class RecurringLoad:
     3.0
     """
 
-    __slots__ = ("_newest", "_run", "_values", "jump", "period_seconds", "periods", "phases", "step_seconds")
+    __slots__ = (
+        "_last_jump",
+        "_newest",
+        "_run",
+        "_values",
+        "jump",
+        "period_seconds",
+        "periods",
+        "phases",
+        "step_seconds",
+    )
 
     def __init__(
         self, step_seconds: int, period_seconds: int = 3600, periods: int = 3, jump: float = 1.5
@@ -83,6 +93,8 @@ class RecurringLoad:
         #: Per phase, ``periods + 1`` slots indexed by period modulo that: one more than a forecast reads,
         #: because a jump is judged against the step before it, which is learned first.
         self._values = array("f", [0.0]) * (self.phases * self._slots)
+        #: The last step learned that was a recurring jump (-1: none): "on a schedule" for a period after.
+        self._last_jump = -1
 
     @property
     def _slots(self) -> int:
@@ -101,6 +113,8 @@ class RecurringLoad:
             return
         if period < newest:
             return  # late: the slot already holds a newer period
+        if self.expected(step) is not None:  # judged on the periods before, as it was forecast
+            self._last_jump = step
         self._run[phase] = min(self._slots, self._run[phase] + 1) if period == newest + 1 else 1
         self._newest[phase] = period
         self._values[slot] = load
@@ -145,7 +159,8 @@ class RecurringLoad:
         if not self.phases:
             return None
         now = round(t / self.step_seconds)
-        if all(self.expected(j) is None for j in range(now - self.phases, now + steps + 1)):
+        recent = self._last_jump >= 0 and now - self._last_jump <= self.phases
+        if not recent and all(self.expected(j) is None for j in range(now, now + steps + 1)):
             return None
         most = 0.0
         for j in range(now + 1, now + 1 + steps):
@@ -169,6 +184,7 @@ class RecurringLoad:
             "base": base,
             "newest": [base - p if p >= 0 else -1 for p in self._newest],
             "run": list(self._run),
+            "last_jump": self._last_jump,
             "values": base64.b64encode(self._values.tobytes()).decode("ascii"),
         }
 
@@ -183,6 +199,7 @@ class RecurringLoad:
         base = int(d["base"])
         m._newest = array("q", [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
         m._run = array("B", [min(m._slots, int(r)) for r in d["run"]])
+        m._last_jump = int(d["last_jump"])
         raw = base64.b64decode(d["values"])
         if len(raw) != 4 * m.phases * m._slots:
             raise ValueError(f"recurring-load state field 'values' has {len(raw) // 4} values")

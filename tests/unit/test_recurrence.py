@@ -91,6 +91,7 @@ def test_state_round_trips_and_rejects_what_does_not_fit() -> None:
     for step in range(12 * 5, 12 * 6):
         t = 1_700_000_100 + step * 300.0
         assert copy.forecast(t, steps=1) == m.forecast(t, steps=1)
+        assert copy.ceiling(t, steps=2) == m.ceiling(t, steps=2)
     bad = m.to_dict() | {"run": [0]}
     with pytest.raises(ValueError, match="phases"):
         RecurringLoad.from_dict(bad)
