@@ -269,8 +269,9 @@ def wire(app: faust.App, helios: Helios) -> None:
     async def progress(tp: Any) -> int | None:
         """The next offset of ``tp`` the agent has to process: where the saved state ends until the
         consumer has delivered something, the consumer's position if there is no saved state either."""
-        if tp.partition in tracker.started and tp.partition in tracker.next:
-            return tracker.next[tp.partition]
+        processed_to = tracker.next.get(tp.partition)
+        if processed_to is not None:
+            return processed_to
         marker = marker_value(helios.state.data.get(marker_key(tp.partition)))
         return marker if marker is not None else await app.consumer.position(tp)
 

@@ -383,9 +383,10 @@ class Recommender:
         load = x.recurring_load
         recurring = self._need(1, load, thr) if load is not None and _finite(load) else 0
         ceiling = x.recurring_ceiling
-        if ceiling is not None and _finite(ceiling):
-            # The scheduled peak and its end are known: no headroom for its own forecast error.
-            up_need = min(up_need, max(floor, self._need(1, ceiling, thr)))
+        # On a schedule its peaks and their ends are known: no headroom for their own forecast error.
+        scheduled = self._need(1, ceiling, thr) if ceiling is not None and _finite(ceiling) else None
+        if scheduled is not None:
+            up_need = min(up_need, max(floor, scheduled))
         from_recurrence = recurring > up_need
         if from_recurrence:
             up_need, up_band, up_h = recurring, None, None
@@ -396,8 +397,8 @@ class Recommender:
         down_need = self._need(replicas, cpu_now, down_target) if cpu_now is not None else previous
         for _, b in down_bands:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
-        if ceiling is not None and _finite(ceiling):
-            down_need = min(down_need, self._need(1, ceiling, thr))
+        if scheduled is not None:
+            down_need = min(down_need, scheduled)
         down_need = max(down_need, floor, recurring)
         evidence["needs"] = {
             "reactive_floor": floor,
