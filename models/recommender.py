@@ -26,7 +26,10 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
    2 replicas with 85 % predicted in 15 min scale up to 3. So is load that came at the same minute in
    each of the last hours (``recurring_load``, :mod:`models.recurrence`): ``ceil(load / cpu_scale_up)``
-   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it.
+   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it. On such a schedule the
+   band-driven needs are capped at what the coming steps brought in those hours (``recurring_ceiling``),
+   never below the reactive floor: the band, widened by spikes the forecaster could not foresee, would
+   otherwise keep pods for errors the schedule explains.
 4. **Scale down with hysteresis.** Only when the need over the longer ``scale_down_horizon`` — computed
    against ``scale_down_margin * cpu_scale_up``, so a count is only dropped when the load would still sit
    well below the threshold — is below the current recommendation, ``cooldown_seconds`` have passed since
@@ -76,7 +79,8 @@ class ScalingInputs:
     #: Load (utilisation x replicas) that every one of the last few hours brought within the next
     #: decisions and the start-up lead (``models.recurrence.RecurringLoad``); None: nothing recurs.
     recurring_load: float | None = None
-    #: Around such a recurring peak: the most load the next steps brought in any of those hours.
+    #: On such a schedule (a recurring jump in the last hour or coming up): the most load the next steps
+    #: brought in any of those hours; None off a schedule.
     recurring_ceiling: float | None = None
 
 
@@ -481,15 +485,15 @@ class Recommender:
                 break
         saturated = cpu_now is not None and cpu_now > thr
         if action == "scale_up":
-            if saturated and (up_band is None or rule == "reactive_floor") and rule != "recurring_peak":
-                reason = f"Current CPU {_pct(cpu_now or 0.0)} exceeds threshold {_pct(thr)}"
-                confidence, when = 0.99, x.now
-            elif rule == "recurring_peak":
+            if rule == "recurring_peak":
                 reason = (
                     f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
                     f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"
                 )
                 confidence, when = 0.9, x.now
+            elif saturated and (up_band is None or rule == "reactive_floor"):
+                reason = f"Current CPU {_pct(cpu_now or 0.0)} exceeds threshold {_pct(thr)}"
+                confidence, when = 0.99, x.now
             elif up_band is not None and up_h is not None:
                 reason = (
                     f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "
