@@ -145,10 +145,8 @@ def wire(app: faust.App, helios: Helios) -> None:
         """Start tracking a partition at its saved state's marker."""
         marker = marker_value(helios.state.data.get(marker_key(partition)))
         tracker.start(partition, marker)
-        log.info(
-            "partition %d: first record at offset %s; its saved state goes up to offset %s",
-            partition, first, marker,
-        )  # fmt: skip
+        delivered = "nothing delivered yet" if first is None else f"first record at offset {first}"
+        log.info("partition %d: %s; its saved state goes up to offset %s", partition, delivered, marker)
 
     async def read_back(gaps: list[Gap], why: str, behind_consumer: bool) -> list[RawRecord]:
         """The records of offset ranges the consumer did not deliver, read straight from Kafka.
