@@ -252,6 +252,51 @@ def demand_cores(values: np.ndarray, kind: str, base_replicas: int, hpa_target: 
     return v * (base_replicas * hpa_target / p95)
 
 
+def trace_with_demand(
+    path: Path | None,
+    *,
+    synthetic_days: float = 14.0,
+    kind: str = "auto",
+    base_replicas: int = 4,
+    hpa_target: float = 0.70,
+) -> tuple[pd.DataFrame, str, np.ndarray]:
+    """A trace (``path``, or the synthetic Saleor workload when None), its kind and its demand in cores."""
+    if path is None:
+        trace, kind = saleor_trace(synthetic_days), "count"
+    else:
+        trace = load_trace(path)
+        kind = trace_kind(path, trace["value"].to_numpy()) if kind == "auto" else kind
+    return trace, kind, demand_cores(trace["value"].to_numpy(), kind, base_replicas, hpa_target)
+
+
+# -- the issue's targets against the HPA on the same demand ----------------------------------------------
+#: Traces whose name starts so are "calm" (the NAB EC2/RDS CPU series); every other is "volatile".
+CALM_TRACES = ("ec2_cpu", "rds_cpu")
+#: Helios may use at most this many times the HPA's replica-hours.
+MAX_REPLICA_HOURS = 1.05
+
+
+def shortfall_limit(name: str) -> float:
+    """The share of the HPA's under-provisioned minutes Helios may have on trace ``name``.
+
+    >>> shortfall_limit("ec2_cpu_utilization_5f5533"), shortfall_limit("elb_request_count_8c0756")
+    (0.65, 0.5)
+    """
+    return 0.65 if name.startswith(CALM_TRACES) else 0.5
+
+
+def meets_targets(name: str, policy: dict[str, Any], hpa: dict[str, Any]) -> bool:
+    """True when ``policy``'s totals (a :meth:`SimResult.summary` side) meet the targets against ``hpa``'s:
+    replica-hours within ``MAX_REPLICA_HOURS`` x, no more scaling actions, and under-provisioned minutes
+    within :func:`shortfall_limit` of the HPA's (none, where the HPA has none)."""
+    short, hpa_short = policy["under_provisioned_minutes"], hpa["under_provisioned_minutes"]
+    return (
+        policy["replica_hours"] <= MAX_REPLICA_HOURS * hpa["replica_hours"]
+        and policy["scaling_actions"] <= hpa["scaling_actions"]
+        and (short <= shortfall_limit(name) * hpa_short if hpa_short else short == 0)
+    )
+
+
 def saleor_trace(days: float = 14.0, step_seconds: int = 300, seed: int = 7) -> pd.DataFrame:
     """The synthetic Saleor workload as a ``timestamp,value`` trace of its CPU demand (pod-cores).
 
@@ -661,12 +706,14 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit("give exactly one of --trace and --synthetic-days")
     if args.base_replicas < 1 or args.capacity <= 0 or not 0 < args.hpa_target <= 1:
         raise SystemExit("--base-replicas >= 1, --capacity > 0 and 0 < --hpa-target <= 1 are required")
-    if args.trace is not None:
-        trace, name = load_trace(args.trace), args.trace.stem
-        kind = trace_kind(args.trace, trace["value"].to_numpy()) if args.kind == "auto" else args.kind
-    else:
-        trace, name, kind = saleor_trace(args.synthetic_days), "saleor_synthetic", "count"
-    demand = demand_cores(trace["value"].to_numpy(), kind, args.base_replicas, args.hpa_target)
+    name = "saleor_synthetic" if args.trace is None else args.trace.stem
+    trace, kind, demand = trace_with_demand(
+        args.trace,
+        synthetic_days=args.synthetic_days,
+        kind=args.kind,
+        base_replicas=args.base_replicas,
+        hpa_target=args.hpa_target,
+    )
     result = simulate(
         trace,
         demand,

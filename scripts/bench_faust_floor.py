@@ -11,14 +11,13 @@ Runs until it is stopped.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import faust
-from bench_passthrough import passed_through
+from bench_passthrough import passed_through, passthrough_arguments
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.wiring import micro_batches
@@ -60,11 +59,7 @@ def build(bootstrap: str, source: str, sink: str, group: str, batch: int) -> fau
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
+    p = passthrough_arguments(__doc__)
     p.add_argument("--batch", type=int, default=500, help="events per micro-batch (HELIOS_BATCH_SIZE)")
     a = p.parse_args()
     app = build(a.bootstrap, a.input, a.output, a.group, a.batch)

@@ -55,12 +55,16 @@ async def passthrough(bootstrap: str, source: str, sink: str, group: str, count:
     return done
 
 
+def passthrough_arguments(doc: str) -> argparse.ArgumentParser:
+    """The flags every passthrough process takes (this one and the Faust floor): broker, topics, group."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag in ("--bootstrap", "--input", "--output", "--group"):
+        p.add_argument(flag, required=True)
+    return p
+
+
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bootstrap", required=True)
-    p.add_argument("--input", required=True)
-    p.add_argument("--output", required=True)
-    p.add_argument("--group", required=True)
+    p = passthrough_arguments(__doc__)
     p.add_argument("--count", type=int, required=True)
     p.add_argument(
         "--batch", type=int, default=500, help="records per getmany (the worker's HELIOS_BATCH_SIZE)"
