@@ -41,6 +41,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from river import base as river_base
+
 from models.features import CPU, FEATURES, MEMORY
 from models.params import Param, arguments
 
@@ -57,6 +59,11 @@ _OLD_STATE_LEN = 19  # format 1: no seasonal part
 #: sqrt(pi / 2): mean absolute deviation -> standard deviation for Gaussian noise.
 _MAD_TO_SIGMA = 1.2533
 _TINY = 1e-12
+#: The narrowest envelope width, as a fraction of the series' magnitude plus an absolute least.
+_RELATIVE_WIDTH = 1e-3
+_LEAST_WIDTH = 1e-9
+#: Largest magnitude of a value the detector takes (see ``_values``).
+_LARGEST = 1e150
 
 Severity = Literal["normal", "warning", "critical"]
 
@@ -232,13 +239,19 @@ def _shared_params(
     )
 
 
-class StreamingDetector:
+class StreamingDetector(river_base.AnomalyDetector):
     """Per-feature streaming anomaly scorer with compact JSON state.
+
+    A River anomaly detector: :meth:`score_one` returns the score as a float (sigma-equivalents) and
+    :meth:`learn_one` learns a point, so River's tooling (``clone``, ``_get_params``, its estimator
+    checks, its evaluation loops) works on it. The product reads the richer :meth:`score_detail`
+    (per-feature contributions) and :meth:`score_with_features` (with the XGBoost row).
 
     Parameters
     ----------
     features
-        Feature names scored; others in ``x`` are ignored, missing ones are skipped.
+        Feature names scored; others in ``x`` are ignored, missing ones are skipped (so are values that
+        are not finite or beyond +-1e150).
     threshold
         sigma at or above which a point is anomalous (also the winsorising level for learning).
     fast_alpha, slow_alpha
@@ -286,19 +299,21 @@ class StreamingDetector:
     Examples
     --------
     >>> det = StreamingDetector(features=["cpu_utilization"])
-    >>> det.score_one({"cpu_utilization": 0.5}).sigma
+    >>> det.score_one({"cpu_utilization": 0.5})
     0.0
     >>> for i in range(300):
     ...     x = {"cpu_utilization": 0.5 + 0.01 * ((i * 7) % 5)}
     ...     _ = det.score_one(x)
     ...     det.learn_one(x)
-    >>> det.score_one({"cpu_utilization": 0.52}).sigma
+    >>> det.score_one({"cpu_utilization": 0.52})
     0.0
-    >>> spike = det.score_one({"cpu_utilization": 0.95})
+    >>> spike = det.score_detail({"cpu_utilization": 0.95})
     >>> spike.sigma > det.threshold, severity(spike.sigma, det.threshold)
     (True, 'critical')
     >>> StreamingDetector(features=["cpu_utilization"]).params is det.params  # shared, never copied
     True
+    >>> det.clone().threshold, "threshold" in det._get_params()  # River's parameter protocol
+    (2.5, True)
     """
 
     __slots__ = ("_state", "params")
@@ -401,7 +416,12 @@ class StreamingDetector:
         p = self.params
         clip = p.surprise_clip
         vlo, vhi = s[_VLO], s[_VHI]  # each read of an array makes a float: read once
+        # No width is narrower than a thousandth of the series' magnitude: a series that has been
+        # constant has no spread to divide by, and its first change must score large, not infinite.
+        least = _RELATIVE_WIDTH * abs(s[_MS]) + _LEAST_WIDTH
         vw = vhi - vlo
+        if vw < least:
+            vw = least
         floor = 0.01 * vw + _TINY  # a flat series has zero deviation; measure against 1 % of its range
         zf = min(clip, abs(v - s[_MF]) / (_MAD_TO_SIGMA * s[_DF] + floor))
         zs = min(clip, abs(v - s[_MS]) / (_MAD_TO_SIGMA * s[_DS] + floor))
@@ -415,25 +435,26 @@ class StreamingDetector:
             fm += p.trend_alpha * (v - fm)
             fd = s[_FD]
             fd += p.trend_alpha * (abs(v - s[_PREV]) - fd)
-            nv = max(0.0, v - vhi, vlo - v) / (vw if vw > 1e-9 else 1e-9)
+            nv = max(0.0, v - vhi, vlo - v) / vw
             lo, hi = s[_MLO], s[_MHI]
             w = hi - lo
-            nm = max(0.0, fm - hi, lo - fm) / (w if w > 1e-9 else 1e-9)
+            nm = max(0.0, fm - hi, lo - fm) / (w if w > least else least)
             lo, hi = s[_DLO], s[_DHI]
             w = hi - lo
-            nd = max(0.0, fd - hi, lo - fd) / (w if w > 1e-9 else 1e-9)
+            least_step = _RELATIVE_WIDTH * vw  # steps are measured against the value's own range
+            nd = max(0.0, fd - hi, lo - fd) / (w if w > least_step else least_step)
         else:
             nv = nm = nd = 0.0
-        novelty = max(nv, nm, nd) / p.novelty_unit
+        novelty = _bounded(max(nv, nm, nd)) / p.novelty_unit
         if len(s) > _STATE_LEN and n >= 2 * p.season_length:
             rs = s[_RS]
             rs += p.season_smooth * (v - self._season(s)[3] - rs)
             lo, hi = s[_RLO], s[_RHI]
-            w = max(hi - lo, p.season_floor * vw, 1e-9)
+            w = max(hi - lo, p.season_floor * vw)
             # weight: the share of the series' variation the daily profile explains
             explained = 1.0 - s[_RD] / (s[_DS] + _TINY)
             if explained > 0.0:
-                ns = explained * max(0.0, rs - hi, lo - rs) / w
+                ns = explained * _bounded(max(0.0, rs - hi, lo - rs) / w)
                 novelty = max(novelty, ns / p.season_unit)
         # A young envelope is breached often (the i.i.d. record rate is 1/n): trust it as it matures.
         novelty *= n / (n + p.maturity)
@@ -543,19 +564,24 @@ class StreamingDetector:
             if v is None:
                 continue
             v = float(v)
-            if math.isfinite(v):
+            # Beyond 1e150 a difference of two values could overflow: such a value is missing, as NaN is.
+            if -_LARGEST <= v <= _LARGEST:
                 out.append((f, v))
         return out
 
-    def score_one(self, x: Mapping[str, float]) -> DetectorScore:
-        """Score one point against the state learned so far; does not change the detector."""
+    def score_one(self, x: Mapping[str, float]) -> float:  # type: ignore[override]  # River: dict[Hashable, Any]
+        """The score of one point in sigma-equivalents (River's verb); does not change the detector."""
+        return self.score_detail(x).sigma
+
+    def score_detail(self, x: Mapping[str, float]) -> DetectorScore:
+        """Score one point against the state learned so far, with each feature's contribution."""
         per: dict[str, float] = {}
         for f, v in self._values(x):
             s = self._state.get(f)
             per[f] = 0.0 if s is None else self._parts(s, v)[2]
         return _score_from(per)
 
-    def learn_one(self, x: Mapping[str, float]) -> None:
+    def learn_one(self, x: Mapping[str, float]) -> None:  # type: ignore[override]  # River: dict[Hashable, Any]
         """Update the state with one point (call after :meth:`score_one` on the same point)."""
         for f, v in self._values(x):
             s = self._state.get(f)
@@ -592,7 +618,7 @@ class StreamingDetector:
         return row
 
     def score_with_features(self, x: Mapping[str, float]) -> tuple[DetectorScore, list[float]]:
-        """:meth:`score_one` and :meth:`xgb_features` of one point, each feature's parts computed once.
+        """:meth:`score_detail` and :meth:`xgb_features` of one point, each feature's parts computed once.
 
         The stream needs both for every sample; computing them apart did the detector's work twice.
 
@@ -602,7 +628,7 @@ class StreamingDetector:
         >>> for v in (0.40, 0.42, 0.41, 0.43, 0.40):
         ...     det.learn_one({"cpu_utilization": v})
         >>> x = {"cpu_utilization": 0.95}
-        >>> det.score_with_features(x) == (det.score_one(x), det.xgb_features(x))
+        >>> det.score_with_features(x) == (det.score_detail(x), det.xgb_features(x))
         True
         """
         per: dict[str, float] = {}
@@ -659,6 +685,26 @@ class StreamingDetector:
                 state += [0.0, 0.0, 0.0, ds] + [ms] * (det._state_len(f) - _STATE_LEN)
             det._state[f] = array("d", state)
         return det
+
+
+#: Envelope widths beyond which an excursion counts logarithmically (see :func:`_bounded`).
+_LINEAR_WIDTHS = 10.0
+
+
+def _bounded(ratio: float) -> float:
+    """An excursion in envelope widths, linear up to ``_LINEAR_WIDTHS`` and logarithmic beyond.
+
+    Normal data stays far inside the linear part, so the ranking NAB sees is unchanged; a series that
+    had no spread at all (a constant) scores large on its first change rather than astronomically, and
+    an overflowed ratio (infinite) maps to a finite score.
+
+    >>> _bounded(2.0), round(_bounded(100.0), 3), _bounded(math.inf) < 1e4
+    (2.0, 33.026, True)
+    """
+    if ratio <= _LINEAR_WIDTHS:
+        return ratio
+    log = math.log(ratio) if ratio < math.inf else 710.0  # log of the largest double
+    return _LINEAR_WIDTHS * (1.0 + log - math.log(_LINEAR_WIDTHS))
 
 
 def _names(names: Sequence[str]) -> tuple[str, ...] | str:

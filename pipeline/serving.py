@@ -119,7 +119,7 @@ def detect(
 ) -> DetectResponse:
     values = req.metrics.present()
     detector = live.detector if live is not None else prior_detector(config.anomaly_threshold)
-    stream = detector.score_one(values)
+    stream = detector.score_detail(values)
     probability = None
     if xgb is not None:
         row = np.asarray([detector.xgb_features(values)], dtype=np.float32)

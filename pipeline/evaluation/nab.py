@@ -281,8 +281,7 @@ def detect_series(values: Sequence[float], detector: StreamingDetector | None = 
     out = []
     for v in values:
         x = {feature: v}
-        s = det.score_one(x)
-        out.append(to_unit_interval(s.sigma, det.threshold))
+        out.append(to_unit_interval(det.score_one(x), det.threshold))
         det.learn_one(x)
     return out
 

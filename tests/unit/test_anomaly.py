@@ -37,7 +37,7 @@ def _trained(n: int = 400) -> StreamingDetector:
 
 
 def test_before_any_data_sigma_is_zero() -> None:
-    s = StreamingDetector().score_one({CPU: 0.9, MEMORY: 0.1})
+    s = StreamingDetector().score_detail({CPU: 0.9, MEMORY: 0.1})
     assert s.sigma == 0.0
     assert s.contributions == {CPU: 0.0, MEMORY: 0.0}
 
@@ -58,16 +58,16 @@ def test_score_before_learn_order_matters() -> None:
     # A point scored after it was learned looks less surprising: the pipeline must score first.
     det = _trained()
     spike = {CPU: 0.95}
-    scored_first = det.score_one(spike).sigma
+    scored_first = det.score_detail(spike).sigma
     det.learn_one(spike)
     assert scored_first > det.threshold
-    assert det.score_one(spike).sigma < scored_first
+    assert det.score_detail(spike).sigma < scored_first
 
 
 def test_missing_features_tolerated() -> None:
     det = _trained()
-    assert det.score_one({}).sigma == 0.0
-    partial = det.score_one({CPU: 0.95, "unknown": 3.0, MEMORY: float("nan")})
+    assert det.score_detail({}).sigma == 0.0
+    partial = det.score_detail({CPU: 0.95, "unknown": 3.0, MEMORY: float("nan")})
     assert set(partial.contributions) == {CPU}
     det.learn_one({CPU: 0.31})  # learning a partial point works too
     row = det.xgb_features({CPU: 0.3})
@@ -81,7 +81,7 @@ def test_contributions_sum_to_sigma_and_name_the_culprit() -> None:
     det = _trained()
     x = dict(_stream(401)[-1])
     x[MEMORY] = 0.99
-    s = det.score_one(x)
+    s = det.score_detail(x)
     assert s.sigma > det.threshold
     assert sum(s.contributions.values()) == pytest.approx(s.sigma)
     assert max(s.contributions, key=lambda k: s.contributions[k]) == MEMORY
@@ -95,7 +95,7 @@ def test_spike_fires_once_then_is_suppressed() -> None:
         y = dict(x)
         if i in (0, 1, 2):  # a three-point burst is one event: one alarm, not three
             y[CPU] = 0.95
-        sigmas.append(det.score_one(y).sigma)
+        sigmas.append(det.score_detail(y).sigma)
         det.learn_one(y)
     assert sigmas[0] > det.threshold
     assert all(s < det.threshold for s in sigmas[1:])
@@ -118,7 +118,7 @@ def test_round_trip_is_identical_and_compact() -> None:
     assert len(text.encode()) <= 4096
     clone = StreamingDetector.from_dict(json.loads(text))
     for x in _stream(50, seed=3):
-        a, b = det.score_one(x), clone.score_one(x)
+        a, b = det.score_detail(x), clone.score_detail(x)
         assert a.sigma == pytest.approx(b.sigma, rel=1e-8, abs=1e-9)
         det.learn_one(x)
         clone.learn_one(x)
@@ -239,7 +239,7 @@ def _run_days(det: StreamingDetector, days: int, odd_day: int | None) -> list[li
         sig = []
         for i in range(96):
             x = {CPU: _daily(day, i, rng, odd=day == odd_day)}
-            sig.append(det.score_one(x).sigma)
+            sig.append(det.score_detail(x).sigma)
             det.learn_one(x)
         out.append(sig)
     return out
@@ -272,7 +272,7 @@ def test_daily_profile_state_is_bounded_and_round_trips() -> None:
     clone = StreamingDetector.from_dict(json.loads(text))
     for i in range(200):
         x = {f: _daily(5, i, rng) for f in FEATURES}
-        assert clone.score_one(x).sigma == pytest.approx(det.score_one(x).sigma, rel=1e-8, abs=1e-9)
+        assert clone.score_detail(x).sigma == pytest.approx(det.score_detail(x).sigma, rel=1e-8, abs=1e-9)
         det.learn_one(x)
         clone.learn_one(x)
 
@@ -289,8 +289,8 @@ def test_format_1_state_is_upgraded() -> None:
     up = StreamingDetector.from_dict(old)
     x = _stream(301)[-1]
     # the running statistics survive: a normal point is normal, a spike is still a spike
-    assert up.score_one(x).sigma < up.threshold
-    assert up.score_one({CPU: 0.95}).sigma > up.threshold
+    assert up.score_detail(x).sigma < up.threshold
+    assert up.score_detail({CPU: 0.95}).sigma > up.threshold
     up.learn_one(x)
     assert StreamingDetector.from_dict(up.to_dict()).to_dict() == up.to_dict()
 
@@ -304,7 +304,7 @@ def test_synthetic_workload_calm_is_quiet_and_incident_is_caught(seed: int) -> N
     sigmas = []
     for row in df[list(FEATURES)].itertuples(index=False):
         x = dict(zip(FEATURES, (float(v) for v in row), strict=True))
-        sigmas.append(det.score_one(x).sigma)
+        sigmas.append(det.score_detail(x).sigma)
         det.learn_one(x)
     incident = df["incident"].to_numpy()
     start = int(incident.argmax())
@@ -313,7 +313,7 @@ def test_synthetic_workload_calm_is_quiet_and_incident_is_caught(seed: int) -> N
     assert max(sigmas[start : start + 3]) >= det.threshold
 
 
-def test_score_with_features_is_score_one_and_xgb_features_in_one_pass() -> None:
+def test_score_with_features_is_score_detail_and_xgb_features_in_one_pass() -> None:
     det = StreamingDetector()
     for i, x in enumerate(_stream(300, seed=9)):
         if i % 7 == 0:
@@ -324,6 +324,6 @@ def test_score_with_features_is_score_one_and_xgb_features_in_one_pass() -> None
             x = {CPU: float("nan")}
         score, row = det.score_with_features(x)
         expected_row = det.xgb_features(x)
-        assert score == det.score_one(x)
+        assert score == det.score_detail(x)
         assert [v if v == v else "nan" for v in row] == [v if v == v else "nan" for v in expected_row]
         det.learn_one(x)
