@@ -27,6 +27,7 @@ from pipeline.output import BatchSender
 from pipeline.prophet_service import ProphetService
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
+from pipeline.shutdown import StopDeadline
 from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,19 @@ class HeliosApp(faust.App):
     async def on_stop(self) -> None:
         await super().on_stop()  # stops the consumer first: no batch is published after this
         await self.helios.output.stop()
+
+
+class HeliosWorker(faust.Worker):
+    """Faust's worker with a stop deadline: whatever holds the stop up, the process ends in time."""
+
+    def __init__(self, app: faust.App, deadline: StopDeadline, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.deadline = deadline
+
+    async def on_stop(self) -> None:
+        # The first thing a stop does, whether a signal or a crash asked for it.
+        self.deadline.arm()
+        await super().on_stop()
 
 
 def create_app(
