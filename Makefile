@@ -41,6 +41,7 @@ lint: install
 	$(VENV)/bin/ruff check pipeline agents models tests scripts/*.py
 	$(VENV)/bin/ruff format --check pipeline agents models tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit -q -c pyproject.toml -r pipeline agents models
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 

@@ -13,19 +13,17 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import faust
 import orjson
 
 from agents.gaps import fetch_gaps
+from pipeline.app import Helios
 from pipeline.errors import BadSample
 from pipeline.kafka_config import kafka_client_kwargs
 from pipeline.offsets import MARKER_PREFIX, Gap, OffsetTracker, marker_key, marker_value
 from pipeline.runtime import BatchResult, RawRecord
-
-if TYPE_CHECKING:
-    from pipeline.app import Helios
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +135,8 @@ def wire(app: faust.App, helios: Helios) -> None:
                 result.extend(BatchResult(emits=[runtime.dlq_emit(dead)], dead=[dead]))
         return result
 
+    readiness = helios.readiness
+    readiness.stall_after = STALL_SECONDS
     watchdog = ConsumptionWatchdog(stall_after=STALL_SECONDS, clock=time.monotonic)
     tracker = OffsetTracker()
     samples = runtime.metrics.samples
@@ -250,15 +250,17 @@ def wire(app: faust.App, helios: Helios) -> None:
             if writes:
                 await _publish(helios, BatchResult(state_writes=writes))
 
+    async def reload_models() -> None:
+        await asyncio.get_running_loop().run_in_executor(None, helios.models.reload)
+        readiness.models_loaded = helios.models.artifact is not None
+        readiness.model_error = helios.models.last_error
+
     @app.task
     async def load_models() -> None:
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, helios.models.reload)
-        helios.models_loaded = helios.models.artifact is not None
+        await reload_models()
         while True:
             await asyncio.sleep(settings.model_refresh_interval)
-            await loop.run_in_executor(None, helios.models.reload)
-            helios.models_loaded = helios.models.artifact is not None
+            await reload_models()
 
     @app.task
     async def refit_prophet() -> None:
@@ -320,12 +322,12 @@ def wire(app: faust.App, helios: Helios) -> None:
             position, highwater = positions[tp], highwaters.get(tp)
             if position is not None and highwater is not None:
                 await catch_up(tp, position, highwater)
-        helios.stalled = sorted(f"{tp.topic}[{tp.partition}]" for tp in watchdog.stalled)
+        readiness.stalled = sorted(f"{tp.topic}[{tp.partition}]" for tp in watchdog.stalled)
 
     @app.timer(interval=2.0)
     async def probe_broker() -> None:
-        helios.broker_up = await _reachable(settings.kafka_bootstrap)
-        helios.metrics.ready.set(1 if is_ready(app, helios)[0] else 0)
+        readiness.broker_up = await _reachable(settings.kafka_bootstrap)
+        helios.metrics.ready.set(1 if readiness.check(app)[0] else 0)
 
 
 def _consumer_state(app: faust.App, tp: Any, highwater: int | None) -> str:
@@ -392,27 +394,3 @@ class ConsumptionWatchdog:
             del self._since[tp]
             self.stalled.discard(tp)
         return due
-
-
-def is_ready(app: faust.App, helios: Helios) -> tuple[bool, list[str]]:
-    """Ready = models loaded, broker reachable, partitions assigned, no table recovery running."""
-    reasons = []
-    if not helios.models_loaded:
-        reasons.append(
-            f"model artifact not loaded from {helios.settings.model_path}: {helios.models.last_error}"
-        )
-    if not helios.broker_up:
-        reasons.append(f"Kafka broker {helios.settings.kafka_bootstrap} unreachable")
-    try:
-        assigned = app.assignor.assigned_actives()
-    except Exception:
-        assigned = set()
-    if not assigned:
-        reasons.append("no partitions assigned yet")
-    if app.rebalancing or not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]
-        reasons.append("rebalancing or recovering tables")
-    if helios.stalled:
-        reasons.append(
-            f"partitions with lag not being consumed for {STALL_SECONDS:.0f} s: {', '.join(helios.stalled)}"
-        )
-    return not reasons, reasons

@@ -61,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_worker(args: argparse.Namespace) -> int:
+    # The composition root: the one place in pipeline/ that imports agents/.
+    from agents import wire
     from pipeline.app import HeliosWorker, create_app
     from pipeline.shutdown import StopDeadline
 
     settings = load_settings()
     configure_logging(settings)
-    app = create_app(settings)
+    app = create_app(settings, wire=wire)
     log.info(
         "helios worker %s: broker %s, web http://%s:%d, interval %d s",
         settings.app_id,
