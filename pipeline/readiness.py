@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.faust_adapter import assigned_actives, recovery_completed
+
 
 @dataclass
 class Readiness:
@@ -52,10 +54,7 @@ class Readiness:
 
     def check(self, app: Any) -> tuple[bool, list[str]]:
         """Ready or not, and why, with the Faust app's assignment and recovery as they stand."""
-        try:
-            assigned = bool(app.assignor.assigned_actives())
-        except Exception:  # no consumer yet
-            assigned = False
-        recovering = bool(app.rebalancing or not app.tables.recovery.completed.is_set())
+        assigned = bool(assigned_actives(app))
+        recovering = bool(app.rebalancing or not recovery_completed(app))
         reasons = self.reasons(assigned, recovering)
         return not reasons, reasons
