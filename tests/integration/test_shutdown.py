@@ -16,6 +16,7 @@ from tests.integration.fault_helpers import PrivateBroker
 from tests.shutdown_moments import (
     EXIT_BOUND,
     Rig,
+    Stopped,
     at_broker_away,
     at_load,
     at_rebalance,
@@ -37,10 +38,9 @@ def rig(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Rig]:
         rig.close()
 
 
-def _assert_exited(stopped: object, what: str, tail: str) -> None:
-    seconds = getattr(stopped, "seconds", None)
-    assert seconds is not None, f"{what}: still running; stacks:\n{getattr(stopped, 'stacks', '')}\n{tail}"
-    assert seconds <= EXIT_BOUND, f"{what}: exited after {seconds:.1f} s\n{tail}"
+def _assert_exited(stopped: Stopped, what: str, tail: str) -> None:
+    assert stopped.seconds is not None, f"{what}: still running; stacks:\n{stopped.stacks}\n{tail}"
+    assert stopped.seconds <= EXIT_BOUND, f"{what}: exited after {stopped.seconds:.1f} s\n{tail}"
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
