@@ -59,7 +59,7 @@ class Helios:
     state: Any
     prophet: ProphetService
     clock: Callable[[], float]
-    #: Updated by the agents' timers, read by /ready.
+    #: Updated by the agents' services, read by /ready.
     readiness: Readiness
 
     def online_model_metrics(self) -> dict[str, dict[str, float]]:
