@@ -27,12 +27,9 @@ kafka-start: system-deps
 kafka-stop:
 	scripts/kafka-local stop
 
-# A demo from a clean slate: the local broker's data is wiped first (replayed history would otherwise
-# be older than the state a previous run left, and be dead-lettered as too late).
+# A demo from a clean slate: the local broker is wiped, started, and stopped again by Ctrl-C.
 run: install system-deps
-	scripts/kafka-local wipe
-	scripts/kafka-local start
-	scripts/run-local
+	scripts/run-local --own-broker
 
 test: install system-deps
 	scripts/test-all
@@ -44,6 +41,7 @@ lint: install
 	$(VENV)/bin/ruff check pipeline agents models tests scripts/*.py
 	$(VENV)/bin/ruff format --check pipeline agents models tests
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit -q -c pyproject.toml -r pipeline agents models
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 

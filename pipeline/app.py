@@ -2,7 +2,8 @@
 
 Everything a worker needs is built here from one :class:`Settings` and handed down: the metrics
 bundle on an injected registry, the model store, the per-worker :class:`Runtime`, the topics,
-the state table with its changelog, the agents and the web views.
+the state table with its changelog and the web views; the agents are attached by the ``wire`` the
+composition root hands in.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import faust
@@ -25,8 +26,10 @@ from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
 from pipeline.output import BatchSender
 from pipeline.prophet_service import ProphetService
+from pipeline.readiness import Readiness
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
+from pipeline.shutdown import StopDeadline
 from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -56,10 +59,8 @@ class Helios:
     state: Any
     prophet: ProphetService
     clock: Callable[[], float]
-    broker_up: bool = False
-    models_loaded: bool = False
-    #: Partitions the consumption watchdog found stuck (see agents.wiring.ConsumptionWatchdog).
-    stalled: list[str] = field(default_factory=list)
+    #: Updated by the agents' services, read by /ready.
+    readiness: Readiness
 
     def online_model_metrics(self) -> dict[str, dict[str, float]]:
         """Live accuracy of the online models over the deployments this worker holds (for /models)."""
@@ -125,13 +126,31 @@ class HeliosApp(faust.App):
         await self.helios.output.stop()
 
 
+class HeliosWorker(faust.Worker):
+    """Faust's worker with a stop deadline: whatever holds the stop up, the process ends in time."""
+
+    def __init__(self, app: faust.App, deadline: StopDeadline, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.deadline = deadline
+
+    async def on_stop(self) -> None:
+        # The first thing a stop does, whether a signal or a crash asked for it.
+        self.deadline.arm()
+        await super().on_stop()
+
+
 def create_app(
     settings: Settings,
     *,
     registry: CollectorRegistry | None = None,
     clock: Callable[[], float] = time.time,
+    wire: Callable[[faust.App, Helios], None] | None = None,
 ) -> faust.App:
-    """Build a worker. Nothing connects until the app is started."""
+    """Build a worker. Nothing connects until the app is started.
+
+    ``wire`` attaches the agents and the worker's services: the composition root (the CLI's ``worker``
+    command) passes :func:`agents.wire`; ``pipeline`` itself never imports ``agents``.
+    """
     registry = CollectorRegistry() if registry is None else registry
     app = HeliosApp(
         settings.app_id,
@@ -192,11 +211,10 @@ def create_app(
         ),
         prophet=prophet,
         clock=clock,
+        readiness=Readiness(model_path=str(settings.model_path), broker=settings.kafka_bootstrap),
     )
     app.helios = helios
-
-    from agents import wire
-
-    wire(app, helios)
+    if wire is not None:
+        wire(app, helios)
     web.register(app, helios)
     return app

@@ -61,13 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    import faust
-
-    from pipeline.app import create_app
+    # The composition root: the one place in pipeline/ that imports agents/.
+    from agents import wire
+    from pipeline.app import HeliosWorker, create_app
+    from pipeline.shutdown import StopDeadline
 
     settings = load_settings()
     configure_logging(settings)
-    app = create_app(settings)
+    app = create_app(settings, wire=wire)
     log.info(
         "helios worker %s: broker %s, web http://%s:%d, interval %d s",
         settings.app_id,
@@ -76,9 +77,19 @@ def run_worker(args: argparse.Namespace) -> int:
         settings.port,
         settings.scoring_interval,
     )
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
-    return 0
+    deadline = StopDeadline(settings.shutdown_timeout)
+    worker = HeliosWorker(
+        app, deadline, loglevel=settings.log_level.lower(), quiet=True, redirect_stdouts=False
+    )
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    else:  # pragma: no cover - execute_from_commandline always raises SystemExit
+        code = 0
+    # Faust's consumer thread is not a daemon: one that did not finish closing would keep the process.
+    deadline.leave(code)
+    return code
 
 
 def print_schemas(args: argparse.Namespace) -> int:

@@ -160,11 +160,20 @@ class DeploymentSeries(Collector):
     def tracked(self) -> list[DeploymentKey]:
         return list(self.last)
 
+    def describe(self) -> Iterable[Metric]:
+        """The families :meth:`collect` yields, without samples.
+
+        The registry reads the names from here when the collector is registered, so a name another
+        collector of the registry already has fails at start-up instead of being exported twice.
+        """
+        for family in FAMILIES:
+            yield _empty(family)
+        yield _ages()
+
     def collect(self) -> Iterable[Metric]:
         rows = list(self.rows.items())
         for family in FAMILIES:
-            cls = CounterMetricFamily if family.counter else GaugeMetricFamily
-            out = cls(family.name, family.doc, labels=[*DL, *family.extra])
+            out = _empty(family)
             slots = list(self._by_family[family])
             for (ns, dep), row in rows:
                 size = len(row)
@@ -174,15 +183,24 @@ class DeploymentSeries(Collector):
                         if value == value:  # not NaN: set at least once
                             out.add_metric([ns, dep, *extra], value)
             yield out
-        ages = GaugeMetricFamily(
-            "helios_prediction_age_seconds",
-            "Seconds since this worker last published a prediction for the deployment",
-            labels=list(DL),
-        )
+        ages = _ages()
         now = self.clock()
         for (ns, dep), at in list(self.last.items()):
             ages.add_metric([ns, dep], max(0.0, now - at))
         yield ages
+
+
+def _empty(family: Family) -> GaugeMetricFamily | CounterMetricFamily:
+    cls = CounterMetricFamily if family.counter else GaugeMetricFamily
+    return cls(family.name, family.doc, labels=[*DL, *family.extra])
+
+
+def _ages() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "helios_prediction_age_seconds",
+        "Seconds since this worker last published a prediction for the deployment",
+        labels=list(DL),
+    )
 
 
 @dataclass

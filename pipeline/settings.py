@@ -135,6 +135,9 @@ class Settings(BaseModel):
         30.0, ge=6.0, le=300.0, validation_alias="HELIOS_BROKER_SESSION_TIMEOUT"
     )
     batch_size: int = Field(500, ge=1, le=100_000, validation_alias="HELIOS_BATCH_SIZE")
+    #: Seconds from a stop signal to the worker's exit at the latest (pipeline/shutdown.py). Below the
+    #: pod's terminationGracePeriodSeconds, so Kubernetes never has to kill it.
+    shutdown_timeout: float = Field(8.0, ge=1.0, le=600.0, validation_alias="HELIOS_SHUTDOWN_TIMEOUT")
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -202,9 +202,7 @@ def register(app: faust.App, helios: Helios) -> None:
     @app.page("/ready")
     class Ready(JsonView):
         async def get(self, request: web.Request) -> web.Response:
-            from agents.wiring import is_ready
-
-            ready, reasons = is_ready(app, helios)
+            ready, reasons = helios.readiness.check(app)
             loaded = [m.name for m in helios.models.infos({}, prophet_available=helios.prophet.available)]
             return self.reply(
                 ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503

@@ -11,6 +11,7 @@ from unittest.mock import patch
 
 import pytest
 
+from agents import wire
 from pipeline.app import create_app
 from pipeline.settings import load_settings
 
@@ -31,7 +32,7 @@ def _sample(t: float, cpu: float) -> bytes:
 async def test_agent_emits_three_records_per_sample_and_dead_letters_bad_ones(tmp_path: Any) -> None:
     # Five samples of one deployment fill its state's write interval once.
     settings = load_settings({"HELIOS_DATA_DIR": str(tmp_path), "HELIOS_SNAPSHOT_EVERY": "5"})
-    app = create_app(settings)
+    app = create_app(settings, wire=wire)
     app.finalize()
     app.conf.store = "memory://"
     app.flow_control.resume()

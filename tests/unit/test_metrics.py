@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+import pytest
+from prometheus_client import CollectorRegistry, Gauge
 
 from pipeline.metrics import HeliosMetrics
 from pipeline.records import (
@@ -93,3 +94,19 @@ def test_counters_exist_at_zero_before_the_first_event() -> None:
     assert registry.get_sample_value("helios_model_reload_failures_total", {"model": "xgboost"}) == 0.0
     assert registry.get_sample_value("helios_dead_letters_total", {"reason": "not_json"}) == 0.0
     assert registry.get_sample_value("helios_samples_total", {"outcome": "replayed"}) == 0.0
+
+
+def test_a_name_the_per_deployment_collector_exports_cannot_be_registered_twice() -> None:
+    # The custom collector describes its families, so the registry's duplicate check sees them too.
+    registry = CollectorRegistry()
+    Gauge("helios_anomaly_score", "another owner of the name", registry=registry)
+    with pytest.raises(ValueError, match=r"Duplicated timeseries in CollectorRegistry.*helios_anomaly_score"):
+        HeliosMetrics.create(registry)
+
+
+def test_a_second_bundle_on_one_registry_fails_on_a_collector_family() -> None:
+    registry = CollectorRegistry()
+    HeliosMetrics.create(registry)
+    # The collector is registered first, so the clash is found on its families.
+    with pytest.raises(ValueError, match=r"Duplicated timeseries.*helios_prediction_age_seconds"):
+        HeliosMetrics.create(registry)

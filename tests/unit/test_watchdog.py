@@ -3,7 +3,7 @@ every ``stall_after`` while it stays so."""
 
 from __future__ import annotations
 
-from agents.wiring import ConsumptionWatchdog
+from agents.services import ConsumptionWatchdog
 
 
 def test_stall_is_reported_until_the_position_moves() -> None:
