@@ -49,8 +49,9 @@ class BadRequest(HeliosError, ValueError):
         self.status = status
 
 
-#: Deployments whose learned normals make the fleet prior: a statistic, a sample of this many is plenty.
-FLEET_SAMPLE = 1000
+#: Deployments whose learned normals make the fleet prior: a median, which a sample of this many pins
+#: down; the web view computes it on the event loop for every warming-up /detect.
+FLEET_SAMPLE = 200
 
 
 def _window_start(now: float, step: int) -> float:
@@ -124,7 +125,10 @@ def detect(
     maturity = max(1, 86400 // config.step_seconds)  # a day of points, as the detector's daily profile
     detector = live.detector if live is not None else None
     young = detector is None or any(points(detector, f) < maturity for f in values)
-    prior = Prior.from_fleet(itertools.islice(fleet, FLEET_SAMPLE), maturity) if young else Prior()
+    prior = Prior()
+    if young:
+        known = (d for d in fleet if any(points(d, f) >= maturity for f in d.features))
+        prior = Prior.from_fleet(itertools.islice(known, FLEET_SAMPLE), maturity)
     stream, prior_weight = blend(detector, prior, values, maturity)
     probability = None
     if xgb is not None and detector is not None:

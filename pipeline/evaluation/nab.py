@@ -44,13 +44,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from models.anomaly import DetectorScore, StreamingDetector, combine, to_unit_interval, xgb_feature_names
 from models.features import CPU, FEATURES
 from models.xgb import DEFAULT_ROUNDS
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.nab_cv import Evaluation
 
 #: The three NAB cost profiles: (true-positive, false-positive, false-negative) weights.
 PROFILES: dict[str, tuple[float, float, float]] = {
@@ -388,7 +391,7 @@ def run(args: argparse.Namespace) -> int:
     return _run_plain(ev, out_dir, score=args.score)
 
 
-def _run_plain(ev: Any, out_dir: Path, *, score: bool) -> int:
+def _run_plain(ev: Evaluation, out_dir: Path, *, score: bool) -> int:
     """Every file's production scores to ``<out>/<file>``; with ``score`` NAB's scores of both variants."""
     (candidate,) = ev.candidates
     started = time.perf_counter()
@@ -405,7 +408,7 @@ def _run_plain(ev: Any, out_dir: Path, *, score: bool) -> int:
             writer.writerows(zip(corpus_file.stamps, corpus_file.values, scored.scores, strict=True))
     print(
         f"scored {len(names)} files, {n_rows} rows in {elapsed:.1f} s ({1e6 * elapsed / n_rows:.1f} us/row, "
-        f"{len(ev._models)} cross-fitted XGBoost models included)"
+        f"{ev.n_models} cross-fitted XGBoost models included)"
     )
     if not score:
         return 0

@@ -203,6 +203,16 @@ class Evaluation:
             self.scored(candidate, names, variant, excluded), "standard", PROFILES["standard"]
         )
 
+    @property
+    def n_streams(self) -> int:
+        """(candidate, file) pairs streamed so far."""
+        return len(self._streams)
+
+    @property
+    def n_models(self) -> int:
+        """(candidate, excluded categories) XGBoost models trained so far."""
+        return len(self._models)
+
     def names(self, categories: Iterable[str]) -> list[str]:
         wanted = set(categories)
         return [f.name for f in self.files if f.category in wanted]
@@ -327,12 +337,12 @@ def run_cv(ev: Evaluation, out_dir: Path) -> int:
     started = time.perf_counter()
     result = cross_validate(ev)
     result["seconds"] = time.perf_counter() - started
-    result["models_trained"] = len(ev._models)
+    result["models_trained"] = ev.n_models
     for variant in VARIANTS:
         for row in result[variant]["folds"]:
             row["selection_files"] = len(row["selection_files"])
     print(table(result))
-    print(f"{len(ev._streams)} streams, {len(ev._models)} XGBoost models, {result['seconds']:.1f} s")
+    print(f"{ev.n_streams} streams, {ev.n_models} XGBoost models, {result['seconds']:.1f} s")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "cv.json").write_text(json.dumps(result, indent=2, sort_keys=True, default=_json) + "\n")
     return 0

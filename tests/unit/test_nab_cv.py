@@ -60,9 +60,9 @@ def test_no_model_scores_a_file_it_was_trained_on() -> None:
             if held in excluded:
                 assert all(n.split("/")[0] != held for n in ev.trained_on[model_key])
     # one stream per file, and models only for these exclusion sets: 4 singles + 6 pairs
-    assert len(ev._streams) == len(ev.files)
-    assert {len(k[1]) for k in ev._models} == {1, 2}
-    assert len(ev._models) == 4 + 6
+    assert ev.n_streams == len(ev.files)
+    assert {len(k[1]) for k in ev.trained_on} == {1, 2}
+    assert ev.n_models == 4 + 6
 
 
 def test_held_out_scores_and_the_category_without_windows() -> None:
