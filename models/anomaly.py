@@ -729,7 +729,30 @@ def xgb_feature_names(features: Sequence[str] = FEATURES) -> list[str]:
     return [f"{f}:{p}" for f in features for p in _PART_NAMES]
 
 
+#: The largest score ever reported, in sigma. A score beyond it says nothing more (the threshold is
+#: a few sigma), and a detector whose spread collapsed could otherwise report 1e18 or overflow.
+MAX_SIGMA = 1e6
+
+
+def bounded(sigma: float) -> float:
+    """``sigma`` clipped to ``[0, MAX_SIGMA]``; NaN (an undefined score: 0/0, inf - inf) counts as 0.
+
+    Every score the detector and :func:`combine` report passes through here, so none is ever
+    non-finite or above ``MAX_SIGMA``; below it (all that matters for a threshold of a few sigma, and
+    for NAB's ranking of scores) it is the identity.
+
+    Examples
+    --------
+    >>> bounded(3.5), bounded(-1.0), bounded(float("inf")), bounded(float("nan")), bounded(4.3e18)
+    (3.5, 0.0, 1000000.0, 0.0, 1000000.0)
+    """
+    if sigma != sigma:  # NaN
+        return 0.0
+    return min(MAX_SIGMA, max(0.0, sigma))
+
+
 def _score_from(per: Mapping[str, float]) -> DetectorScore:
+    per = {f: bounded(v) for f, v in per.items()}
     sigma = max(per.values(), default=0.0)
     total = sum(per.values())
     if total <= 0.0:
@@ -766,7 +789,8 @@ def combine(stream: DetectorScore, xgb_probability: float | None, threshold: flo
 
     XGBoost modulates the streaming score rather than alarming on its own: the combined score is
     ``sigma * (0.5 + p)``, so ``p = 0.5`` leaves it unchanged, a confident "normal" (``p = 0``) halves
-    it and a confident "anomaly" (``p = 1``) raises it by half. Why not let either alarm alone: the
+    it and a confident "anomaly" (``p = 1``) raises it by half; the result is :func:`bounded` (at most
+    ``MAX_SIGMA``, never NaN). Why not let either alarm alone: the
     offline model's leave-files-out AUC is 0.62 and on the synthetic Saleor workload it put
     ``p >= 0.5`` on half of the calm points, so on its own it would make ``helios_anomaly_detected``
     flap. Feature contributions are the streaming ones scaled to sum to the combined score, sorted
@@ -785,17 +809,19 @@ def combine(stream: DetectorScore, xgb_probability: float | None, threshold: flo
     """
     if not threshold > 0:
         raise ValueError(f"threshold must be > 0, got {threshold!r}")
-    parts = {"stream_sigma": stream.sigma}
-    score = stream.sigma
+    sigma = bounded(stream.sigma)
+    parts = {"stream_sigma": sigma}
+    score = sigma
     if xgb_probability is not None and math.isfinite(xgb_probability):
         p = min(1.0, max(0.0, float(xgb_probability)))
         parts["xgb_probability"] = p
-        score = stream.sigma * (XGB_NEUTRAL_WEIGHT + p)
-    total = sum(stream.contributions.values())
+        score = bounded(sigma * (XGB_NEUTRAL_WEIGHT + p))
+    shares = {f: bounded(c) for f, c in stream.contributions.items()}
+    total = sum(shares.values())
     if total > 0:
-        contributions = [(f, score * c / total) for f, c in stream.contributions.items()]
+        contributions = [(f, score * c / total) for f, c in shares.items()]
     else:
-        contributions = [(f, 0.0) for f in stream.contributions]
+        contributions = [(f, 0.0) for f in shares]
     contributions.sort(key=lambda fc: (-fc[1], fc[0]))
     return CombinedScore(score, score >= threshold, severity(score, threshold), contributions, parts)
 

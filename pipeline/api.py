@@ -89,6 +89,20 @@ class DetectResponse(BaseModel):
     severity: Severity
     contributing_features: list[FeatureContribution]
     model_used: str | None = None
+    warming_up: bool = Field(
+        False,
+        description="True while the answer leans on priors: no live state for the deployment on any "
+        "worker, or a feature with less than a day of history. Utilisations are then judged by their "
+        "headroom (one sigma per halving of 1 - u), counts and sizes against the other deployments "
+        "this worker watches",
+    )
+    prior_weight: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="The priors' share in the most prior-dependent feature's score: 1 = priors only, "
+        "0 = live state only (it falls linearly over the first day of a feature's history)",
+    )
 
 
 class CurrentMetrics(_Body):

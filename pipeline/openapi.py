@@ -97,7 +97,12 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
                 api.PredictResponse,
                 (409,),
             ),
-            "/detect": post("Score metrics for anomalies", api.DetectRequest, api.DetectResponse, ()),
+            "/detect": post(
+                "Score metrics for anomalies (on priors while warming up)",
+                api.DetectRequest,
+                api.DetectResponse,
+                (),
+            ),
             "/recommend": post("Recommend scaling", api.RecommendRequest, api.RecommendResponse, ()),
             "/metrics": {
                 "get": {

@@ -2,21 +2,24 @@
 
 A request names a deployment (or gets ``HELIOS_METRICS_NAMESPACE/HELIOS_METRICS_DEPLOYMENT``).
 When this worker holds that deployment's live streaming state, the answer uses it; otherwise a
-prior (a fresh forecaster and a detector warmed on the synthetic Saleor workload) answers, and
-``model_used`` says which. Nothing here mutates live state: forecasts peek, detectors only score.
+prior answers (a fresh forecaster; for ``/detect`` the priors of :mod:`models.priors`, which also
+weigh in while a live deployment has less than a day of history), and ``model_used`` says which.
+Nothing here mutates live state: forecasts peek, detectors only score.
 """
 
 from __future__ import annotations
 
-import functools
+import itertools
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import numpy as np
 
 from models.anomaly import StreamingDetector, combine
-from models.features import CPU, FEATURES, MEMORY
+from models.features import CPU, MEMORY
 from models.forecast import Interval
+from models.priors import Prior, blend, points
 from models.recommender import RecommenderState, ScalingInputs
 from models.xgb import XGBAnomalyModel
 from pipeline.api import (
@@ -46,16 +49,9 @@ class BadRequest(HeliosError, ValueError):
         self.status = status
 
 
-@functools.cache
-def prior_detector(threshold: float) -> StreamingDetector:
-    """A detector that has seen two days of the synthetic Saleor workload (used without live state)."""
-    from pipeline.sources.synthetic import synthetic_trace
-
-    detector = StreamingDetector(features=FEATURES, threshold=threshold, season_length=86400 // 300)
-    frame = synthetic_trace(n_steps=2 * 86400 // 300, step_seconds=300, seed=7, incident_at=None)
-    for row in frame[list(f for f in FEATURES if f in frame.columns)].itertuples(index=False):
-        detector.learn_one({k: float(v) for k, v in row._asdict().items() if not math.isnan(v)})
-    return detector
+#: Deployments whose learned normals make the fleet prior: a median, which a sample of this many pins
+#: down; the web view computes it on the event loop for every warming-up /detect.
+FLEET_SAMPLE = 200
 
 
 def _window_start(now: float, step: int) -> float:
@@ -116,15 +112,38 @@ def detect(
     config: PipelineConfig,
     xgb: XGBAnomalyModel | None,
     key: str,
+    fleet: Iterable[StreamingDetector] = (),
 ) -> DetectResponse:
+    """Score the request against the live state, blended toward priors while it is young.
+
+    ``fleet`` are the detectors of the other deployments this worker owns: their learned normals are
+    the prior for counts and sizes (:mod:`models.priors`). The XGBoost part needs a detector state to
+    build its features, so an answer from priors alone goes without it; while the live state is young
+    the XGBoost part modulates the score in proportion to the live state's weight.
+    """
     values = req.metrics.present()
-    detector = live.detector if live is not None else prior_detector(config.anomaly_threshold)
-    stream = detector.score_detail(values)
+    maturity = max(1, 86400 // config.step_seconds)  # a day of points, as the detector's daily profile
+    detector = live.detector if live is not None else None
+    young = detector is None or any(points(detector, f) < maturity for f in values)
+    prior = Prior()
+    if young:
+        known = (d for d in fleet if any(points(d, f) >= maturity for f in d.features))
+        prior = Prior.from_fleet(itertools.islice(known, FLEET_SAMPLE), maturity)
+    stream, prior_weight = blend(detector, prior, values, maturity)
     probability = None
-    if xgb is not None:
+    if xgb is not None and detector is not None:
         row = np.asarray([detector.xgb_features(values)], dtype=np.float32)
-        probability = float(xgb.predict_batch(row)[0])
+        p = float(xgb.predict_batch(row)[0])
+        probability = 0.5 + (1.0 - prior_weight) * (p - 0.5)  # 0.5 leaves the score as it is
     score = combine(stream, probability, config.anomaly_threshold)
+    fleet_size = max((n.size for n in prior.fleet.values()), default=0)
+    source = f"prior from a fleet of {fleet_size} deployments" if fleet_size else "built-in prior"
+    if live is None:
+        used = f"{source} (no live state for {key})"
+    elif prior_weight > 0:
+        used = f"live state of {key}, warming up: blended with a {source}"
+    else:
+        used = f"live state of {key}"
     return DetectResponse(
         anomaly_score=score.score,
         is_anomaly=score.is_anomaly,
@@ -133,8 +152,9 @@ def detect(
         contributing_features=[
             FeatureContribution(feature=f, contribution=c) for f, c in score.contributions
         ],
-        model_used=("streaming+xgboost" if probability is not None else "streaming")
-        + (f" (live state of {key})" if live is not None else f" (prior: no live state for {key})"),
+        model_used=("streaming+xgboost" if probability is not None else "streaming") + f" ({used})",
+        warming_up=prior_weight > 0,
+        prior_weight=prior_weight,
     )
 
 

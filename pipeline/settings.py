@@ -77,6 +77,8 @@ class Settings(BaseModel):
     memory_warning: float = Field(0.85, gt=0.0, le=1.0, validation_alias="HELIOS_MEMORY_WARNING")
     anomaly_threshold: float = Field(2.5, gt=0.0, le=100.0, validation_alias="HELIOS_ANOMALY_THRESHOLD")
     anomaly_hold: float = Field(300.0, ge=0.0, le=86400.0, validation_alias="HELIOS_ANOMALY_HOLD")
+    #: Seconds after an incident's onset at which a persisting level shift becomes the new normal.
+    anomaly_adapt: float = Field(3600.0, ge=0.0, le=7 * 86400.0, validation_alias="HELIOS_ANOMALY_ADAPT")
 
     # Scaling policy
     min_replicas: int = Field(1, ge=1, le=10_000, validation_alias="HELIOS_MIN_REPLICAS")

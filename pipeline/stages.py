@@ -26,6 +26,8 @@ import numpy as np
 from models.anomaly import CombinedScore, DetectorScore, Severity, StreamingDetector, combine
 from models.features import CPU, DB_CONNECTIONS, DB_CPU, FEATURES, FORECAST_FEATURES, HORIZONS, MEMORY
 from models.forecast import Interval, OnlineForecaster
+from models.incident import IncidentTracker
+from models.priors import learned_normal
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
 from models.recurrence import RecurringLoad
 from models.xgb import XGBAnomalyModel
@@ -62,6 +64,8 @@ class PipelineConfig:
     recommender: Recommender
     #: Event-time seconds an anomaly stays declared after its last detection.
     anomaly_hold: float = 300.0
+    #: Event-time seconds after an incident's onset at which a persisting shift is the new normal.
+    anomaly_adapt: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -72,6 +76,7 @@ class PipelineConfig:
             horizon_steps=settings.horizon_steps,
             anomaly_threshold=settings.anomaly_threshold,
             anomaly_hold=settings.anomaly_hold,
+            anomaly_adapt=settings.anomaly_adapt,
             recommender=Recommender(
                 cpu_scale_up=settings.cpu_scale_up,
                 cpu_scale_down=settings.cpu_scale_down,
@@ -152,6 +157,8 @@ class DeploymentPipeline:
         #: Until when (event time) the last detected anomaly is held, and at which severity.
         self.alarm_until = -math.inf
         self.alarm_severity: Severity = "normal"
+        #: The incident a detection opened, held while its features stay outside their normal bands.
+        self.incident = IncidentTracker(config.anomaly_adapt, width=config.anomaly_threshold)
 
     # -- phase 1 ---------------------------------------------------------------------------
     def prepare(self, sample: MetricSample) -> Prepared:
@@ -198,7 +205,9 @@ class DeploymentPipeline:
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
         window = prepared.window
         score = self._held(
-            window.start, combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold)
+            window.start,
+            combine(prepared.stream_score, xgb_probability, self.config.anomaly_threshold),
+            window.values,
         )
         decision = self.config.recommender.recommend(
             self.recommender_state, self._scaling_inputs(window, prepared.bands, score)
@@ -210,20 +219,28 @@ class DeploymentPipeline:
             decision=decision,
         )
 
-    def _held(self, t: float, score: CombinedScore) -> CombinedScore:
-        """Hold a detection for ``anomaly_hold`` seconds of event time.
+    def _held(self, t: float, score: CombinedScore, values: dict[str, float] | None = None) -> CombinedScore:
+        """Hold a detection while its incident lasts, and at least ``anomaly_hold`` seconds of event time.
 
         The detector scores the onset of an incident and then suppresses re-alarms (what NAB rewards),
-        so its raw score flickers during a long incident; operators, alert rules with ``for:`` and the
-        no-scale-down-during-an-anomaly rule need one incident, not a flicker. The score itself is
-        reported as it is; ``is_anomaly`` and ``severity`` are held.
+        so its raw score flickers and then falls silent during a long incident; operators, alert rules
+        with ``for:`` and the no-scale-down-during-an-anomaly rule need one incident, not a flicker. A
+        detection is held for ``anomaly_hold`` seconds, and beyond that while the ``values`` of the
+        features that contributed stay outside the band that was normal before the onset, for at most
+        ``anomaly_adapt`` seconds from it (:class:`models.incident.IncidentTracker`). The score itself
+        is reported as it is; ``is_anomaly`` and ``severity`` are held.
         """
         if score.is_anomaly:
             if t >= self.alarm_until or _SEVERITY_RANK[score.severity] > _SEVERITY_RANK[self.alarm_severity]:
                 self.alarm_severity = score.severity
             self.alarm_until = t + self.config.anomaly_hold
+            if values is not None:
+                # the detector has not learned this window yet: its slow statistics are pre-onset
+                features = [f for f, c in score.contributions if c > 0]
+                normals = {f: n for f in features if (n := learned_normal(self.detector, f)) is not None}
+                self.incident.detected(t, values, features, normals)
             return score
-        if t < self.alarm_until:
+        if t < self.alarm_until or (values is not None and self.incident.holds(t, values)):
             return dataclasses.replace(score, is_anomaly=True, severity=self.alarm_severity)
         return score
 
@@ -322,6 +339,7 @@ class DeploymentPipeline:
             "recur": self.recurrence.to_dict(),
             "replicas": self.replicas,
             "alarm": [self.alarm_until if math.isfinite(self.alarm_until) else None, self.alarm_severity],
+            "incident": self.incident.to_dict(),
         }
 
     @classmethod
@@ -342,6 +360,8 @@ class DeploymentPipeline:
         until, severity = d.get("alarm") or (None, "normal")
         pipe.alarm_until = -math.inf if until is None else float(until)
         pipe.alarm_severity = _SEVERITIES.get(severity, "normal")
+        if isinstance(d.get("incident"), dict):  # state saved before the incident tracker has none
+            pipe.incident.load(d["incident"])
         return pipe
 
 

@@ -2,10 +2,12 @@
 
 Labelled data is a NAB-style corpus: ``--data`` holds ``*.csv`` files (``timestamp,value``) and
 ``--labels`` a ``combined_windows.json`` mapping each relative path to its anomaly windows. Each file is
-streamed through a fresh :class:`StreamingDetector` exactly as the pipeline runs it (the row's features
-are taken before the row is learned); a row is positive when it lies inside a labelled window. The value
-is fed as ``cpu_utilization``; the other features' columns stay missing (NaN), so the model has the
-pipeline's full column layout.
+streamed through the detector ``helios eval nab`` scores (:func:`pipeline.evaluation.nab.nab_detector`),
+exactly as the pipeline runs it (the row's features are taken before the row is learned); a row is
+positive when it lies inside a labelled window. The value is fed as ``cpu_utilization``; the other
+features' columns stay missing (NaN), so the model has the pipeline's full column layout.
+``helios eval nab`` cross-fits the same model per category (:mod:`pipeline.evaluation.nab_cv`); the
+artifact published here is trained on every file.
 
 Evaluation is leave-files-out: files are split into ``--folds`` groups, and each group is predicted by a
 model trained on the others (AUC, precision, recall, F1 at p >= 0.5, pooled over the held-out rows). The
@@ -27,9 +29,9 @@ import numpy as np
 
 from models.anomaly import StreamingDetector, xgb_feature_names
 from models.artifacts import ArtifactError, save_artifact
-from models.features import CPU, FEATURES
+from models.features import FEATURES
 from models.xgb import DEFAULT_PARAMS, DEFAULT_ROUNDS, classification_metrics, train
-from pipeline.evaluation.nab import corpus_files, points_per_day, read_series, window_rows
+from pipeline.evaluation.nab import corpus_files, nab_detector, read_series, stream_file, window_rows
 
 
 def build_dataset(
@@ -40,28 +42,24 @@ def build_dataset(
     if not names:
         raise ValueError(f"no *.csv files under {data_dir}")
     digest = hashlib.sha256()
-    rows: list[list[float]] = []
-    ys: list[float] = []
-    groups: list[int] = []
+    ys: list[np.ndarray] = []
+    groups: list[np.ndarray] = []
+    xs: list[np.ndarray] = []
     for gi, name in enumerate(names):
         raw = (data_dir / name).read_bytes()
         digest.update(name.encode() + b"\0" + hashlib.sha256(raw).digest())
         stamps, values = read_series(data_dir / name)
         windows = window_rows(stamps, labels.get(name, []), name)
-        inside = np.zeros(len(values), dtype=bool)
+        inside = np.zeros(len(values), dtype=np.float32)
         for left, right in windows:
-            inside[left : right + 1] = True
-        # As the harness and the stream do: the day is the file's own number of points per day.
-        det = StreamingDetector(features=FEATURES, season_length=points_per_day(stamps))
-        for i, v in enumerate(values):
-            point = {CPU: v}
-            rows.append(det.xgb_features(point))
-            det.learn_one(point)
-            ys.append(float(inside[i]))
-            groups.append(gi)
+            inside[left : right + 1] = 1.0
+        # The detector ``helios eval nab`` scores, so the model learns the features it is evaluated on.
+        _, x_file = stream_file(nab_detector(stamps), values)
+        xs.append(x_file)
+        ys.append(inside)
+        groups.append(np.full(len(values), gi))
     digest.update(json.dumps({n: labels.get(n, []) for n in names}, sort_keys=True).encode())
-    x = np.asarray(rows, dtype=np.float32)
-    return x, np.asarray(ys, dtype=np.float32), np.asarray(groups), names, digest.hexdigest()
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(groups), names, digest.hexdigest()
 
 
 def leave_files_out(

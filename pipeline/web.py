@@ -227,7 +227,10 @@ def register(app: faust.App, helios: Helios) -> None:
 
     def detect(req: DetectRequest, key: str) -> BaseModel:
         entry = runtime.entries.get(key)
-        return serving.detect(req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key)
+        fleet = (e.pipeline.detector for k, e in runtime.entries.items() if k != key)
+        return serving.detect(
+            req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key, fleet
+        )
 
     def recommend(req: RecommendRequest, key: str) -> BaseModel:
         return serving.recommend(req, runtime.config, helios.clock())

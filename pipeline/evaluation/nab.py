@@ -23,9 +23,12 @@ The detector's daily profile needs the number of points per day; the harness giv
 ``86400 / median sampling interval`` of each file, the same rule the pipeline applies to its scoring
 interval (a clock, not a tuned setting: 288 for NAB's 5-minute files, 24 for the hourly ones).
 
-The XGBoost part of the detector is left out of the NAB run: the shipped model is trained on the
-NAB windows themselves, so using it here would score files it has seen (see ``benchmarks/anomaly.md``
-for the leave-one-file-out evaluation of that model instead).
+What is scored is what production declares (:func:`production_scores`): the streaming sigma combined
+with the XGBoost probability by :func:`models.anomaly.combine`. The XGBoost model behind a file is
+cross-fitted -- trained on the files of the *other* categories, never on the file it scores (the
+shipped artifact is trained on everything, so it cannot be used here). ``scores.json`` also holds the
+streaming sigma alone (``stream_only``). ``--cv categories`` prints the leave-one-category-out table
+(:mod:`pipeline.evaluation.nab_cv`).
 """
 
 from __future__ import annotations
@@ -35,15 +38,22 @@ import csv
 import itertools
 import json
 import math
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from models.anomaly import StreamingDetector, to_unit_interval
-from models.features import CPU
+import numpy as np
+
+from models.anomaly import DetectorScore, StreamingDetector, combine, to_unit_interval, xgb_feature_names
+from models.features import CPU, FEATURES
+from models.xgb import DEFAULT_ROUNDS
+
+if TYPE_CHECKING:
+    from pipeline.evaluation.nab_cv import Evaluation
 
 #: The three NAB cost profiles: (true-positive, false-positive, false-negative) weights.
 PROFILES: dict[str, tuple[float, float, float]] = {
@@ -269,9 +279,47 @@ def points_per_day(stamps: Sequence[str]) -> int:
     return max(2, round(86400.0 / gaps[len(gaps) // 2]))
 
 
-def nab_detector(stamps: Sequence[str]) -> StreamingDetector:
-    """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU."""
-    return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps))
+def nab_detector(stamps: Sequence[str], **params: Any) -> StreamingDetector:
+    """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU.
+
+    ``params`` are further keyword arguments of :class:`StreamingDetector` (a ``--candidates`` entry).
+    """
+    return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps), **params)
+
+
+def stream_file(detector: StreamingDetector, values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Stream ``values`` as the pipeline does; returns (sigma per row, XGBoost rows in production layout).
+
+    Each row is scored before it is learned. The rows have the columns of
+    ``xgb_feature_names(FEATURES)`` (the shipped model's layout), the detector's own features filled in
+    and every other column NaN, exactly what the stream builds for a sample that carries only CPU.
+    """
+    columns = xgb_feature_names(FEATURES)
+    where = [columns.index(c) for c in detector.xgb_feature_names()]
+    feature = detector.features[0]
+    sigma = np.empty(len(values), dtype=np.float64)
+    rows = np.full((len(values), len(columns)), np.nan, dtype=np.float32)
+    for i, v in enumerate(values):
+        x = {feature: v}
+        score, row = detector.score_with_features(x)
+        sigma[i] = score.sigma
+        rows[i, where] = row
+        detector.learn_one(x)
+    return sigma, rows
+
+
+def production_scores(
+    sigma: Sequence[float] | np.ndarray, probability: Sequence[float] | np.ndarray | None, threshold: float
+) -> list[float]:
+    """NAB scores in [0, 1] of what production declares: :func:`combine` of sigma and the XGBoost part.
+
+    ``probability`` None scores the streaming sigma alone.
+    """
+    out = []
+    for i, s in enumerate(sigma):
+        p = None if probability is None else float(probability[i])
+        out.append(to_unit_interval(combine(DetectorScore(float(s)), p, threshold).score, threshold))
+    return out
 
 
 def detect_series(values: Sequence[float], detector: StreamingDetector | None = None) -> list[float]:
@@ -292,57 +340,105 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, required=True, help="combined_windows.json")
     parser.add_argument("--out", type=Path, required=True, help="folder for the result files")
     parser.add_argument("--score", action="store_true", help="also compute NAB's normalised scores")
+    parser.add_argument(
+        "--cv",
+        choices=("none", "categories"),
+        default="none",
+        help="categories: leave-one-category-out table (choose on three categories, score the fourth)",
+    )
+    parser.add_argument(
+        "--candidates",
+        type=Path,
+        default=None,
+        help='with --cv categories: JSON list of {"name", "params"} detector arguments to choose from',
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=DEFAULT_ROUNDS, help="boosting rounds of the XGBoost part"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the XGBoost part")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the detector over the corpus, write results, optionally score; returns an exit code."""
-    data_dir: Path = args.data
+    """Run the production detector over the corpus, write results, optionally score; returns an exit code.
+
+    The XGBoost part of every file comes from a model trained on the other categories (cross-fitted).
+    """
+    from pipeline.evaluation import nab_cv
+
     out_dir: Path = args.out
-    labels: dict[str, list[list[str]]] = json.loads(Path(args.labels).read_text())
-    names = corpus_files(data_dir)
-    if not names:
-        print(f"no *.csv files under {data_dir}")
+    try:
+        labels: dict[str, list[list[str]]] = json.loads(Path(args.labels).read_text())
+        corpus = nab_cv.load_corpus(Path(args.data), labels)
+        candidates = {"default": {}} if args.candidates is None else nab_cv.read_candidates(args.candidates)
+    except (OSError, ValueError) as exc:
+        print(f"cannot read the corpus: {exc}", file=sys.stderr)
         return 2
-    files: list[LabelledFile] = []
+    if not corpus:
+        print(f"no *.csv files under {args.data}", file=sys.stderr)
+        return 2
+    if args.cv == "none" and len(candidates) > 1:
+        print(
+            "--candidates needs --cv categories (a choice must be scored on held-out data)", file=sys.stderr
+        )
+        return 2
+    if args.rounds < 1:
+        print(f"--rounds must be >= 1, got {args.rounds}", file=sys.stderr)
+        return 2
+    ev = nab_cv.Evaluation(corpus, candidates, rounds=args.rounds, seed=args.seed)
+    if args.cv == "categories":
+        return nab_cv.run_cv(ev, out_dir)
+    return _run_plain(ev, out_dir, score=args.score)
+
+
+def _run_plain(ev: Evaluation, out_dir: Path, *, score: bool) -> int:
+    """Every file's production scores to ``<out>/<file>``; with ``score`` NAB's scores of both variants."""
+    (candidate,) = ev.candidates
     started = time.perf_counter()
-    n_rows = 0
-    for name in names:
-        stamps, values = read_series(data_dir / name)
-        scores = detect_series(values, nab_detector(stamps))
-        n_rows += len(values)
-        dest = out_dir / name
+    names = [f.name for f in ev.files]
+    files = ev.scored(candidate, names, "production")
+    elapsed = time.perf_counter() - started
+    n_rows = sum(len(f.values) for f in ev.files)
+    for corpus_file, scored in zip(ev.files, files, strict=True):
+        dest = out_dir / corpus_file.name
         dest.parent.mkdir(parents=True, exist_ok=True)
         with dest.open("w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["timestamp", "value", "anomaly_score"])
-            writer.writerows(zip(stamps, values, scores, strict=True))
-        files.append(LabelledFile(name, scores, window_rows(stamps, labels.get(name, []), name)))
-    elapsed = time.perf_counter() - started
+            writer.writerows(zip(corpus_file.stamps, corpus_file.values, scored.scores, strict=True))
     print(
-        f"scored {len(names)} files, {n_rows} rows in {elapsed:.1f} s ({1e6 * elapsed / n_rows:.1f} us/row)"
+        f"scored {len(names)} files, {n_rows} rows in {elapsed:.1f} s ({1e6 * elapsed / n_rows:.1f} us/row, "
+        f"{ev.n_models} cross-fitted XGBoost models included)"
     )
-    if not args.score:
+    if not score:
         return 0
     if not any(f.windows for f in files):
         print("no labelled windows in these files: NAB's normalised score is undefined")
         return 2
-    results = score_corpus(files)
     summary: dict[str, Any] = {}
-    for name, res in results.items():
-        print(
-            f"{name:20s} score {res.score:6.2f}  threshold {res.threshold:.6f}  raw {res.raw:8.3f}  "
-            f"TP {res.true_positives} FN {res.false_negatives} FP {res.false_positives}"
-        )
-        summary[name] = {
-            "score": res.score,
-            "threshold": res.threshold,
-            "raw": res.raw,
-            "null": res.null,
-            "perfect": res.perfect,
-            "true_positives": res.true_positives,
-            "false_negatives": res.false_negatives,
-            "false_positives": res.false_positives,
-            "per_file": res.per_file,
-        }
+    for variant, scored_files in (
+        ("production", files),
+        ("stream_only", ev.scored(candidate, names, "stream")),
+    ):
+        for name, res in score_corpus(scored_files).items():
+            print(
+                f"{variant:11s} {name:20s} score {res.score:6.2f}  threshold {res.threshold:.6f}  "
+                f"raw {res.raw:8.3f}  TP {res.true_positives} FN {res.false_negatives} "
+                f"FP {res.false_positives}"
+            )
+            entry = {
+                "score": res.score,
+                "threshold": res.threshold,
+                "raw": res.raw,
+                "null": res.null,
+                "perfect": res.perfect,
+                "true_positives": res.true_positives,
+                "false_negatives": res.false_negatives,
+                "false_positives": res.false_positives,
+                "per_file": res.per_file,
+            }
+            if variant == "production":
+                summary[name] = entry
+            else:
+                summary.setdefault("stream_only", {})[name] = entry
     (out_dir / "scores.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     return 0

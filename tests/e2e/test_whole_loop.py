@@ -375,6 +375,9 @@ def test_whole_loop(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
         # Two steps: a detection at the incident's onset is declared long enough for both alerts'
         # `for:` and the alerts still resolve within the run (production holds 300 s).
         "HELIOS_ANOMALY_HOLD": str(2 * STEP),
+        # The incident (15 steps) would otherwise stay declared while CPU and the DB stay outside their
+        # normal band: two steps keep the run short (tests/unit/test_incident.py covers the full length).
+        "HELIOS_ANOMALY_ADAPT": str(2 * STEP),
         "HELIOS_DATA_DIR": str(tmp_path / "data"),
         "HELIOS_MODEL_PATH": str(models),
         "HELIOS_MODEL_REFRESH_INTERVAL": "5",

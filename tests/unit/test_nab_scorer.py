@@ -177,7 +177,16 @@ def test_run_writes_one_result_per_file_and_scores(tmp_path: Path) -> None:
         labels[f"cat/s{k}.csv"] = [[rows[190][0], rows[210][0]]]
     (tmp_path / "labels.json").write_text(json.dumps(labels))
     out = tmp_path / "out"
-    args = argparse.Namespace(data=tmp_path / "data", labels=tmp_path / "labels.json", out=out, score=True)
+    args = argparse.Namespace(
+        data=tmp_path / "data",
+        labels=tmp_path / "labels.json",
+        out=out,
+        score=True,
+        cv="none",
+        candidates=None,
+        rounds=5,
+        seed=0,
+    )
     assert nab.run(args) == 0
     for k in range(2):
         with (out / "cat" / f"s{k}.csv").open() as fh:
