@@ -5,7 +5,9 @@ are first scored on the forecasts they made ``h`` steps earlier, then learn the 
 
 Compared in the same run:
 
-* ``helios`` -- :class:`models.forecast.OnlineForecaster` with its conformal band;
+* ``helios`` -- the forecaster under test: :class:`models.forecast.OnlineForecaster` with its conformal
+  band, or the model ``--forecaster`` names (``HELIOS_FORECASTER``'s values, see ``models/spec.py``:
+  a River forecaster gets the same conformal band);
 * ``seasonal_naive`` -- the value one day earlier;
 * ``holt_winters`` -- additive Holt-Winters (alpha 0.2, beta 0.001, gamma 0.05), with a rolling
   split-conformal band: the empirical ``level`` quantile of its last ``--conformal-window`` absolute
@@ -32,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from models.features import HORIZONS
-from models.forecast import OnlineForecaster
+from models.forecast import calibrated_steps_for
 from models.reference import HoltWinters, SeasonalNaive
+from models.spec import forecaster_spec, make_forecaster
 
 __all__ = ["EvalResult", "add_arguments", "evaluate", "infer_step", "load_series", "run"]
 
@@ -116,10 +119,12 @@ class EvalResult:
     metrics: dict[str, dict[int, dict[str, float | None]]]
     rows: list[tuple[str, int, float, float, float, float]]
     seconds_per_sample: float
+    forecaster: str = "helios"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
+            "forecaster": self.forecaster,
             "step_seconds": self.step_seconds,
             "feature_scale": self.feature_scale,
             "naive_mae": _clean(self.naive_mae),
@@ -137,8 +142,9 @@ def evaluate(
     step_seconds: int | None = None,
     level: float = 0.9,
     conformal_window: int = 288,
-    make_forecaster: Callable[[int, tuple[int, ...]], OnlineForecaster] | None = None,
+    make_forecaster: Callable[[int, tuple[int, ...]], Any] | None = None,
     file: str = "",
+    forecaster: str = "helios",
 ) -> EvalResult:
     """Stream ``(ts, ys)`` through the models; score each forecast on the value it targeted."""
     import time
@@ -149,9 +155,10 @@ def evaluate(
         raise ValueError(f"horizons must be positive integers, got {horizons!r}")
     hmax = hs[-1]
     # Calibrate where the stream does (the published horizons) and at the horizons evaluated here.
-    calibrated = tuple(sorted({max(1, round(sec / step)) for sec in HORIZONS.values()} | set(hs)))
+    # (published horizons between two steps calibrate both neighbours, as forecast_seconds serves them)
+    calibrated = tuple(sorted(set(calibrated_steps_for(step, list(HORIZONS.values()))) | set(hs)))
     if make_forecaster is None:
-        helios = OnlineForecaster(step_seconds=step, level=level, calibrated_steps=calibrated)
+        helios = _build(forecaster, step, level, calibrated)
     else:
         helios = make_forecaster(step, calibrated)
     hw = HoltWinters(step_seconds=step)
@@ -189,8 +196,8 @@ def evaluate(
                         (stamp, h, y_raw, point / feature_scale, lo / feature_scale, hi / feature_scale)
                     )
         start = time.perf_counter()
-        helios.learn_one(t, y)
-        bands = helios.forecast(hmax)
+        helios.learn_at(t, y)
+        bands = helios.intervals(hmax)
         spent += time.perf_counter() - start
         hw.learn_one(t, y)
         sn.learn_one(t, y)
@@ -229,7 +236,12 @@ def evaluate(
         metrics=metrics,
         rows=rows,
         seconds_per_sample=spent / max(1, len(finite)),
+        forecaster=forecaster,
     )
+
+
+def _build(forecaster: str, step: int, level: float, calibrated: tuple[int, ...]) -> Any:
+    return make_forecaster(forecaster_spec(forecaster), step, level, calibrated)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +254,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="multiply values by this before forecasting; 'auto' = 0.01 when values exceed 1 (percent)",
     )
     parser.add_argument("--level", type=float, default=0.9, help="nominal interval coverage (default 0.9)")
+    parser.add_argument(
+        "--forecaster",
+        default="helios",
+        help="the model under test, as HELIOS_FORECASTER: helios (default) or a River class path, "
+        "e.g. 'river.time_series.SNARIMAX(p=2, d=1, q=1, m=288)'",
+    )
     parser.add_argument(
         "--conformal-window", type=int, default=288, help="residuals kept for the Holt-Winters conformal band"
     )
@@ -284,6 +302,7 @@ def run(args: argparse.Namespace) -> int:
             level=float(getattr(args, "level", 0.9)),
             conformal_window=int(getattr(args, "conformal_window", 288)),
             file=str(args.file),
+            forecaster=str(getattr(args, "forecaster", "helios")),
         )
     except (OSError, ValueError) as exc:
         print(f"helios eval forecast: {exc}", file=sys.stderr)

@@ -44,6 +44,7 @@ from typing import Any
 
 from models.anomaly import StreamingDetector, to_unit_interval
 from models.features import CPU
+from models.spec import HELIOS, detector_spec, make_detector
 
 #: The three NAB cost profiles: (true-positive, false-positive, false-negative) weights.
 PROFILES: dict[str, tuple[float, float, float]] = {
@@ -269,12 +270,15 @@ def points_per_day(stamps: Sequence[str]) -> int:
     return max(2, round(86400.0 / gaps[len(gaps) // 2]))
 
 
-def nab_detector(stamps: Sequence[str]) -> StreamingDetector:
-    """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU."""
-    return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps))
+def nab_detector(stamps: Sequence[str], spec: str = HELIOS) -> Any:
+    """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU.
+
+    ``spec`` names it as ``HELIOS_DETECTOR`` does (``helios``, or a River detector: models/spec.py).
+    """
+    return make_detector(detector_spec(spec), (CPU,), 2.5, points_per_day(stamps))
 
 
-def detect_series(values: Sequence[float], detector: StreamingDetector | None = None) -> list[float]:
+def detect_series(values: Sequence[float], detector: Any = None) -> list[float]:
     """Stream ``values`` through a fresh detector (score, then learn) and return scores in [0, 1]."""
     det = detector if detector is not None else StreamingDetector(features=(CPU,))
     feature = det.features[0]
@@ -293,6 +297,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", type=Path, required=True, help="combined_windows.json")
     parser.add_argument("--out", type=Path, required=True, help="folder for the result files")
     parser.add_argument("--score", action="store_true", help="also compute NAB's normalised scores")
+    parser.add_argument("--detector", default=HELIOS, help="as HELIOS_DETECTOR: helios or a River class path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -301,6 +306,11 @@ def run(args: argparse.Namespace) -> int:
     out_dir: Path = args.out
     labels: dict[str, list[list[str]]] = json.loads(Path(args.labels).read_text())
     names = corpus_files(data_dir)
+    try:
+        detector_spec(getattr(args, "detector", HELIOS))
+    except ValueError as exc:
+        print(f"--detector: {exc}")
+        return 2
     if not names:
         print(f"no *.csv files under {data_dir}")
         return 2
@@ -309,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     n_rows = 0
     for name in names:
         stamps, values = read_series(data_dir / name)
-        scores = detect_series(values, nab_detector(stamps))
+        scores = detect_series(values, nab_detector(stamps, getattr(args, "detector", HELIOS)))
         n_rows += len(values)
         dest = out_dir / name
         dest.parent.mkdir(parents=True, exist_ok=True)
