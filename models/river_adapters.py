@@ -6,10 +6,12 @@
   (:class:`models.conformal.ConformalBand`).
 * :class:`RiverDetector` wraps any River anomaly detector and gives it the verbs of
   :class:`models.anomaly.StreamingDetector` (``score_one -> DetectorScore``, ``score_with_features``,
-  ``learn_one``), its raw score normalised into sigma-like units: the excess of the raw score over
-  its running mean, in units of its running mean absolute deviation times 1.2533 (a standard deviation
-  for Gaussian noise), 0 during a warm-up. So the threshold (2.5 by default), the severity, the gauges
-  and the alerts mean what they mean for Helios' own detector: that many sigmas above usual. The one
+  ``learn_one``), its raw score normalised into sigma-like units against its own history:
+  ``2.326 * (raw - q50) / (q99 - q50)``, with ``q50`` and ``q99`` online estimates of the raw score's
+  median and 99th percentile (0 during a warm-up, never negative). Whatever the shape of a model's
+  raw scores, 2.326 sigma is then its 1 % tail, as for a Gaussian, and the scale grows linearly beyond;
+  so the threshold (2.5 by default), the severity, the gauges and the alerts keep their meaning (a
+  plain running z of a skewed raw score flagged 6-11 % of calm points at 2.5). The one
   exception is ``GaussianScorer``, whose score ``2 |Phi(z) - 0.5|`` is a probability that saturates
   at 1 (a running z of it cannot exceed about 1.6): its score is mapped back to ``|z|`` exactly.
 * :class:`SafeHoltWinters` is River's Holt-Winters with its pitfalls fixed.
@@ -48,6 +50,10 @@ _STATE_VERSION = 1
 _MAD_TO_SIGMA = 1.2533
 _TINY = 1e-12
 _NORMAL = NormalDist()
+#: The standard normal's 99th percentile: a raw score at its own 99th percentile scores this.
+_Z99 = _NORMAL.inv_cdf(0.99)
+#: Smoothing constant of the raw score's mean absolute deviation after the warm-up.
+_MAD_ALPHA = 0.01
 
 
 class SafeHoltWinters(HoltWinters):
@@ -294,11 +300,11 @@ class RiverDetector:
         Points learned before any score is given (0 until then): River detectors and the running
         statistics need a little history.
     alpha
-        Smoothing constant of the running mean and mean absolute deviation of the raw score (a running
-        mean until ``1 / alpha`` points).
+        Smoothing constant of the running mean absolute deviation of the raw score, which sets the step
+        of the quantile trackers (``alpha`` times it) and their start at the end of the warm-up.
 
-    Points at or above the threshold update the running statistics winsorised at the threshold, so an
-    anomaly does not widen the scale that judges the next one.
+    A quantile tracker moves by one bounded step per point, so an anomaly barely widens the scale that
+    judges the next one.
 
     Examples
     --------
@@ -317,7 +323,7 @@ class RiverDetector:
         features: Sequence[str],
         threshold: float = 2.5,
         warmup: int = 150,
-        alpha: float = 0.005,
+        alpha: float = 0.05,
     ) -> None:
         if not threshold > 0:
             raise ValueError(f"threshold must be > 0, got {threshold!r}")
@@ -336,6 +342,8 @@ class RiverDetector:
         self._n = 0
         self._mean = 0.0
         self._mad = 0.0
+        self._q50 = 0.0
+        self._q99 = 0.0
         self._last: tuple[tuple[tuple[str, float], ...], float] | None = None  # (point, raw score)
 
     def _point(self, x: Mapping[str, float]) -> dict[str, float]:
@@ -362,8 +370,8 @@ class RiverDetector:
             return 0.0
         if self._gaussian:  # raw = 2 |Phi(z) - 0.5|: z back, capped where float64 runs out
             return _NORMAL.inv_cdf(min(0.5 + raw / 2.0, 1.0 - 1e-15))
-        scale = _MAD_TO_SIGMA * self._mad
-        return max(0.0, (raw - self._mean) / scale) if scale > _TINY else 0.0
+        spread = self._q99 - self._q50
+        return max(0.0, _Z99 * (raw - self._q50) / spread) if spread > _TINY else 0.0
 
     def _usable(self, point: dict[str, float]) -> bool:
         return bool(point) and (not self._supervised or self.features[0] in point)
@@ -395,18 +403,28 @@ class RiverDetector:
             return
         raw = self._raw(point)
         if math.isfinite(raw):
-            if self._sigma(raw) >= self.threshold:
-                raw = self._mean + self.threshold * _MAD_TO_SIGMA * self._mad
-            self._n += 1
-            w = max(1.0 / self._n, self.alpha)
-            dev = abs(raw - self._mean)
-            self._mean += w * (raw - self._mean)
-            self._mad += w * (dev - self._mad)
+            self._track(raw)
         if self._supervised:
             self.model.learn_one({}, point[self.features[0]])  # type: ignore[attr-defined]
         else:
             self.model.learn_one(point)  # type: ignore[attr-defined]
         self._last = None
+
+    def _track(self, raw: float) -> None:
+        self._n += 1
+        if self._n <= self.warmup or self._n <= 2:
+            # Running mean and mean absolute deviation; at the end, a Gaussian guess of the quantiles.
+            w = 1.0 / self._n
+            self._mad += w * (abs(raw - self._mean) - self._mad)
+            self._mean += w * (raw - self._mean)
+            self._q50 = self._mean
+            self._q99 = self._mean + _Z99 * _MAD_TO_SIGMA * self._mad
+            return
+        self._mad += _MAD_ALPHA * (abs(raw - self._q50) - self._mad)
+        step = self.alpha * max(self._mad, self._q99 - self._q50, _TINY)
+        # Online quantile tracking: at equilibrium a fraction 1 - tau of the points lies above q_tau.
+        self._q50 += step * ((1.0 if raw > self._q50 else 0.0) - 0.5)
+        self._q99 += step * ((1.0 if raw > self._q99 else 0.0) - 0.01)
 
     def to_dict(self) -> dict[str, Any]:
         """The model's name and settings (not its learned state: see the module docstring)."""

@@ -38,7 +38,16 @@ from models.forecast import calibrated_steps_for
 from models.reference import HoltWinters, SeasonalNaive
 from models.spec import forecaster_spec, make_forecaster
 
-__all__ = ["EvalResult", "add_arguments", "evaluate", "infer_step", "load_series", "run"]
+__all__ = [
+    "EvalResult",
+    "add_arguments",
+    "evaluate",
+    "infer_step",
+    "load_series",
+    "resample",
+    "run",
+    "summarise",
+]
 
 #: Columns of the rows written by ``--out``.
 OUT_COLUMNS = ("timestamp", "horizon", "actual", "forecast", "lower", "upper")
@@ -57,6 +66,43 @@ def load_series(path: str | Path) -> tuple[list[float], list[float], list[str]]:
     ys = frame["value"].astype(float).to_numpy()[order].tolist()
     raw = frame["timestamp"].astype(str).to_numpy()[order].tolist()
     return ts, ys, raw
+
+
+def resample(
+    ts: Sequence[float], ys: Sequence[float], step_seconds: int
+) -> tuple[list[float], list[float], list[str]]:
+    """A series on a regular grid of ``step_seconds``: finer than its own step by linear interpolation in
+    time, coarser by the mean of each bin (empty bins are dropped, so they are gaps).
+
+    Examples
+    --------
+    >>> resample([0.0, 300.0, 600.0], [1.0, 2.0, 4.0], 150)[:2]
+    ([0.0, 150.0, 300.0, 450.0, 600.0], [1.0, 1.5, 2.0, 3.0, 4.0])
+    >>> resample([0.0, 300.0, 600.0, 900.0], [1.0, 3.0, 5.0, 7.0], 600)[:2]
+    ([0.0, 600.0], [2.0, 6.0])
+    """
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+    t = np.asarray(ts, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    keep = np.isfinite(t) & np.isfinite(y)
+    t, y = t[keep], y[keep]
+    if len(t) < 2:
+        raise ValueError("need at least two finite samples to resample")
+    native = infer_step(t.tolist())
+    origin = math.floor(t[0] / step_seconds) * step_seconds
+    if step_seconds < native:
+        grid = np.arange(math.ceil(t[0] / step_seconds) * step_seconds, t[-1] + 1e-9, step_seconds)
+        values = np.interp(grid, t, y)
+    else:
+        bins = np.floor((t - origin) / step_seconds).astype(np.int64)
+        sums = np.bincount(bins, weights=y)
+        counts = np.bincount(bins)
+        full = counts > 0
+        grid = origin + step_seconds * np.nonzero(full)[0].astype(float)
+        values = sums[full] / counts[full]
+    stamps = pd.to_datetime(grid, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S").tolist()
+    return grid.tolist(), values.tolist(), stamps
 
 
 def infer_step(ts: Sequence[float]) -> int:
@@ -242,6 +288,36 @@ def evaluate(
 
 def _build(forecaster: str, step: int, level: float, calibrated: tuple[int, ...]) -> Any:
     return make_forecaster(forecaster_spec(forecaster), step, level, calibrated)
+
+
+def summarise(results: Sequence[dict[str, Any]], horizons: Sequence[int] = (1, 6)) -> dict[str, Any]:
+    """The issue's target figures over :meth:`EvalResult.to_json` results, per horizon.
+
+    ``beats_both``: series whose MASE is below seasonal naive's and Holt-Winters'; ``ratio``: median
+    MASE over Holt-Winters' median MASE; coverage over the series of the model under test.
+    """
+    out: dict[str, Any] = {}
+    for h in (str(h) for h in horizons):
+        rows = [r["metrics"] for r in results]
+        mase = [m["helios"][h]["mase"] for m in rows]
+        hw = [m["holt_winters"][h]["mase"] for m in rows]
+        beat = sum(
+            m["helios"][h]["mase"] < min(m["seasonal_naive"][h]["mase"], m["holt_winters"][h]["mase"])
+            for m in rows
+        )
+        covs = [m["helios"][h].get("coverage") for m in rows]
+        known = [c for c in covs if c is not None]
+        out[h] = {
+            "beats_both": f"{beat}/{len(rows)}",
+            "median_mase": round(float(np.median(mase)), 4),
+            "median_mase_hw": round(float(np.median(hw)), 4),
+            "ratio": round(float(np.median(mase) / np.median(hw)), 4),
+            "coverage_min": round(min(known), 4) if known else None,
+            "coverage_max": round(max(known), 4) if known else None,
+            "covered_85_95": f"{sum(0.85 <= c <= 0.95 for c in known)}/{len(rows)}",
+        }
+    out["us_per_sample"] = round(float(np.mean([r["us_per_sample"] for r in results])), 1)
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
