@@ -84,7 +84,9 @@ def main() -> int:
             r = run(step, name)
             out.append(r)
             print(json.dumps({"step": step, "model": name, "summary": r["summary"]}), flush=True)
-    print("| step | model | h | beats both | median MASE | x HW | coverage min-max | in 85-95 % | µs/sample |")  # noqa: E501
+    print(
+        "| step | model | h | beats both | median MASE | x HW | coverage min-max | in 85-95 % | µs/sample |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in out:
         s = r["summary"]
