@@ -121,9 +121,9 @@ def detect(
     detector = live.detector if live is not None else prior_detector(config.anomaly_threshold)
     stream = detector.score_one(values)
     probability = None
-    if xgb is not None:
-        row = np.asarray([detector.xgb_features(values)], dtype=np.float32)
-        probability = float(xgb.predict_batch(row)[0])
+    features = detector.xgb_features(values) if xgb is not None else []
+    if xgb is not None and features:  # a River detector has none (see stages.score_batch)
+        probability = float(xgb.predict_batch(np.asarray([features], dtype=np.float32))[0])
     score = combine(stream, probability, config.anomaly_threshold)
     return DetectResponse(
         anomaly_score=score.score,

@@ -87,3 +87,33 @@ def test_models_reports_the_class_and_parameters_of_the_online_models() -> None:
     assert infos["detector"].model_class == "models.anomaly.StreamingDetector"
     assert infos["detector"].params is not None and infos["detector"].params["threshold"] == 2.5
     json.dumps([m.model_dump(mode="json") for m in infos.values()])  # servable as JSON
+
+
+def test_detect_with_a_live_river_detector_answers_without_xgboost() -> None:
+    from datetime import UTC, datetime
+
+    from models.anomaly import xgb_feature_names
+    from models.artifacts import load_latest
+    from models.features import FEATURES
+    from pipeline import serving
+    from pipeline.api import DetectRequest
+    from pipeline.records import Metrics, MetricSample
+    from pipeline.stages import DeploymentPipeline
+
+    config = PipelineConfig.from_settings(
+        load_settings({"HELIOS_DETECTOR": "river.anomaly.GaussianScorer()"})
+    )
+    pipe = DeploymentPipeline("saleor", "saleor-api", config)
+    for i in range(300):
+        s = MetricSample(
+            namespace="saleor",
+            deployment="saleor-api",
+            timestamp=datetime.fromtimestamp(T0 + 60 * i, tz=UTC),
+            metrics=Metrics(cpu_utilization=0.4 + 0.01 * (i % 5)),
+        )
+        pipe.finish(pipe.prepare(s), None)
+    shipped = Path(__file__).resolve().parents[2] / "models" / "artifacts"
+    xgb = load_latest(shipped, expected_features=xgb_feature_names(FEATURES)).model
+    req = DetectRequest.model_validate({"metrics": {"cpu_utilization": 0.9}})
+    got = serving.detect(req, pipe, config, xgb, "saleor/saleor-api")
+    assert got.model_used.startswith("streaming (live state") and got.is_anomaly
