@@ -649,6 +649,18 @@ class StreamingDetector(river_base.AnomalyDetector):
         """Column names matching :meth:`xgb_features`: ``<feature>:<part>``."""
         return xgb_feature_names(self.params.features)
 
+    def n_learned(self, feature: str) -> int:
+        """Points learned for ``feature`` (0 if never seen)."""
+        s = self._state.get(feature)
+        return 0 if s is None else int(s[_N])
+
+    def learned_normal(self, feature: str) -> tuple[float, float] | None:
+        """(level, spread) learned for ``feature``: the slow mean and the slow deviation as a sigma."""
+        s = self._state.get(feature)
+        if s is None:
+            return None
+        return float(s[_MS]), _MAD_TO_SIGMA * float(s[_DS])
+
     # -- persistence ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:

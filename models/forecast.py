@@ -31,13 +31,24 @@ import itertools
 import math
 import operator
 from array import array
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
+
+from river.time_series.base import Forecaster
 
 from models.params import Param, arguments
 
-__all__ = ["ForecasterParams", "Interval", "OnlineForecaster"]
+__all__ = [
+    "ForecasterParams",
+    "Interval",
+    "OnlineForecaster",
+    "apply_plan",
+    "calibrated_steps_for",
+    "interpolate_interval",
+    "plan_seconds",
+    "track_quantile",
+]
 
 _NAN = float("nan")
 _TINY = 1e-12
@@ -52,6 +63,120 @@ class Interval:
     point: float
     lower: float
     upper: float
+
+
+def track_quantile(q: float, miss: bool, spread: float, target: float, lr: float, floor: float) -> float:
+    """One step of online quantile tracking (Angelopoulos et al. 2023; ACI of Gibbs & Candes 2021).
+
+    Widen after a miss, narrow a little after a hit, so the long-run miss rate goes to ``target``;
+    steps are ``lr`` times the current width (scale-free on bursty series), floored by ``floor`` times
+    the recent error ``spread`` so a band that collapsed on a flat stretch can reopen. Shared by
+    :class:`OnlineForecaster` and :class:`models.conformal.ConformalBand`.
+
+    Examples
+    --------
+    >>> track_quantile(1.0, True, 1.0, 0.1, 0.05, 0.1), track_quantile(1.0, False, 1.0, 0.1, 0.05, 0.1)
+    (1.045, 0.995)
+    """
+    low = floor * spread
+    step = lr * (low if low > q else q)
+    q = q + step * ((1.0 if miss else 0.0) - target)
+    return q if q > 0.0 else 0.0
+
+
+def interpolate_interval(a: Interval, b: Interval, f: float) -> Interval:
+    """``(1 - f) * a + f * b`` field by field: a forecast between two steps (``0 <= f <= 1``).
+
+    Examples
+    --------
+    >>> interpolate_interval(Interval(1.0, 0.0, 2.0), Interval(3.0, 1.0, 5.0), 0.5)
+    Interval(point=2.0, lower=0.5, upper=3.5)
+    """
+    g = 1.0 - f
+    return Interval(g * a.point + f * b.point, g * a.lower + f * b.lower, g * a.upper + f * b.upper)
+
+
+def calibrated_steps_for(step_seconds: int, horizons_seconds: Sequence[float]) -> tuple[int, ...]:
+    """The steps to calibrate so every horizon (in seconds) is a calibrated step or lies between two.
+
+    One step is always calibrated; a horizon between steps calibrates both neighbours (the shorter one
+    is at least one step), so :meth:`OnlineForecaster.forecast_seconds` interpolates between
+    calibrated bands only.
+
+    Examples
+    --------
+    >>> calibrated_steps_for(300, [300, 900, 1800, 3600])
+    (1, 3, 6, 12)
+    >>> calibrated_steps_for(1800, [300, 900, 1800, 3600])
+    (1, 2)
+    >>> calibrated_steps_for(420, [900])
+    (1, 2, 3)
+    """
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+    steps = {1}
+    for sec in horizons_seconds:
+        if not (math.isfinite(sec) and sec > 0):
+            raise ValueError(f"horizons must be positive seconds, got {sec!r}")
+        r = sec / step_seconds
+        steps.add(max(1, math.floor(r + 1e-9)))
+        steps.add(max(1, math.ceil(r - 1e-9)))
+    return tuple(sorted(steps))
+
+
+#: How a horizon between two steps is served: ``(lower step, upper step, fraction of the way up)``.
+Plan = list[tuple[int, int, float]]
+
+
+def plan_seconds(seconds: Sequence[float], step_seconds: int, between: str = "interpolate") -> Plan:
+    """Map horizons in seconds onto steps: whole steps as they are, others between two steps.
+
+    With ``between="refuse"`` a horizon that is not a whole number of steps raises a ``ValueError``
+    naming it; with ``"interpolate"`` it is served by its two neighbouring steps (step 0 being now).
+
+    Examples
+    --------
+    >>> plan_seconds([300, 450, 900], 300)
+    [(1, 1, 0.0), (1, 2, 0.5), (3, 3, 0.0)]
+    >>> plan_seconds([60], 300)
+    [(0, 1, 0.2)]
+    """
+    if between not in ("interpolate", "refuse"):
+        raise ValueError(f"between must be 'interpolate' or 'refuse', got {between!r}")
+    plan: Plan = []
+    for sec in seconds:
+        if not (math.isfinite(sec) and sec > 0):
+            raise ValueError(f"horizons must be positive seconds, got {sec!r}")
+        r = sec / step_seconds
+        k = round(r)
+        if abs(r - k) <= 1e-9 * max(1.0, r):
+            plan.append((k, k, 0.0))
+            continue
+        if between == "refuse":
+            raise ValueError(
+                f"horizon {sec:g} s is not a whole number of {step_seconds} s steps ({r:.4g} steps)"
+            )
+        lo = math.floor(r)
+        plan.append((lo, lo + 1, r - lo))
+    if any(b[0] < a[0] for a, b in itertools.pairwise(plan)):
+        raise ValueError(f"horizons must be ascending, got {list(seconds)}")
+    return plan
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(seconds: tuple[float, ...], step_seconds: int, between: str) -> Plan:
+    # The stream asks for the same published horizons at every sample.
+    return plan_seconds(seconds, step_seconds, between)
+
+
+def apply_plan(plan: Plan, bands: dict[int, Interval], now: float) -> list[Interval]:
+    """The intervals a :func:`plan_seconds` plan asks for, from the bands at whole steps.
+
+    Step 0 is ``now`` (the last value, a band of zero width).
+    """
+    got = dict(bands)
+    got[0] = Interval(now, now, now)
+    return [got[lo] if lo == hi else interpolate_interval(got[lo], got[hi], f) for lo, hi, f in plan]
 
 
 def _f32(values: array) -> str:
@@ -252,8 +377,15 @@ def _shared_params(
     )
 
 
-class OnlineForecaster:
+class OnlineForecaster(Forecaster):
     """Combination of robust exponential smoothers with conformal intervals, learned online.
+
+    A River forecaster (:class:`river.time_series.base.Forecaster`): :meth:`learn_one` takes ``(y, x=None)``
+    and learns the step after the last one, :meth:`forecast` returns point forecasts, and the parameters
+    are read the River way (``clone()``, ``_get_params()``). The product's richer verbs take time in
+    seconds and return :class:`Interval` bands: :meth:`learn_at` (a value at an epoch time),
+    :meth:`intervals`, :meth:`forecast_at` (given steps) and :meth:`forecast_seconds` (given seconds
+    ahead, interpolating between steps or refusing, never rounding).
 
     Parameters
     ----------
@@ -311,21 +443,25 @@ class OnlineForecaster:
     --------
     >>> import math
     >>> f = OnlineForecaster(step_seconds=300, calibrated_steps=(1, 6))
-    >>> f.forecast(1)[0]  # before any data: the documented wide prior band
+    >>> f.intervals(1)[0]  # before any data: the documented wide prior band
     Interval(point=0.5, lower=-0.5, upper=1.5)
     >>> for i in range(2000):
     ...     t = 1_700_000_000 + 300 * i
-    ...     f.learn_one(t, 0.5 + 0.2 * math.sin(2 * math.pi * t / 86400) + 0.02 * ((i * 7919) % 11 - 5) / 5)
+    ...     f.learn_at(t, 0.5 + 0.2 * math.sin(2 * math.pi * t / 86400) + 0.02 * ((i * 7919) % 11 - 5) / 5)
     >>> f.n_seen
     2000
-    >>> band = f.forecast(6)[-1]
+    >>> band = f.intervals(6)[-1]
     >>> band.lower < band.point < band.upper
     True
+    >>> f.forecast(6)[-1] == band.point  # the River verb: points only
+    True
     >>> f2 = OnlineForecaster.from_dict(f.to_dict())
-    >>> f2.forecast(12) == f.forecast(12)
+    >>> f2.intervals(12) == f.intervals(12)
     True
     >>> f2.params is f.params, f2.level  # one shared parameter object per set of arguments
     (True, 0.9)
+    >>> f.clone()._get_params() == f._get_params() and f.clone().n_seen == 0
+    True
     """
 
     __slots__ = (
@@ -539,7 +675,22 @@ class OnlineForecaster:
         """Number of samples learned."""
         return self._n
 
-    def learn_one(self, t: float, y: float) -> None:
+    @classmethod
+    def _unit_test_params(cls) -> Iterator[dict[str, Any]]:
+        """Arguments for River's estimator checks (``step_seconds`` has no default)."""
+        yield {"step_seconds": 300}
+        yield {"step_seconds": 60, "season_seconds": 0, "calibrated_steps": (1, 3), "symmetric": False}
+
+    def learn_one(self, y: float, x: dict[str, Any] | None = None) -> None:
+        """River's verb: learn ``y`` as the value of the step after the last learned one.
+
+        The first value is taken to be at epoch 0 (midnight UTC, for the daily profile). The exogenous
+        ``x`` is accepted and ignored: the forecaster is univariate. Use :meth:`learn_at` when the
+        time of the value is known.
+        """
+        self.learn_at(0.0 if self._n == 0 else self._t_last + self.params.step_seconds, y)
+
+    def learn_at(self, t: float, y: float) -> None:
         """Learn the value ``y`` observed at the aligned step starting at epoch seconds ``t``.
 
         A ``t`` not after the last learned one, and a non-finite ``y``, are ignored. Steps skipped
@@ -605,7 +756,7 @@ class OnlineForecaster:
         step = self._step
         pending, maes, count, cache = self._pending, self._cand_mae, self._count, self._wts
         lo, up, mae_, spread_, cover_ = self._lo, self._up, self._mae, self._spread, self._cover
-        lr, sa, symmetric = p.coverage_lr, p.spread_alpha, p.symmetric
+        lr, sa, symmetric, floor = p.coverage_lr, p.spread_alpha, p.symmetric, p.step_floor
         for j, h, stride, offset, length in p.rings:
             origin = step - h  # as _base(j, step - h)
             if origin % stride:
@@ -633,13 +784,13 @@ class OnlineForecaster:
                 # Too few outcomes to track a quantile: the Laplace rule on the running mean error.
                 lo[j] = up[j] = p.initial_q * (mae + (err - mae) / n)
             elif symmetric:
-                up[j] = lo[j] = self._track(up[j], not covered, spread, 1.0 - p.level)
+                up[j] = lo[j] = track_quantile(up[j], not covered, spread, 1.0 - p.level, lr, floor)
             else:
                 # Conformal quantile tracking of each tail at (1 - level) / 2: CPU errors are skewed
                 # (spikes go up), so the band is as wide as each side needs rather than twice the larger.
                 tail = (1.0 - p.level) / 2.0
-                up[j] = self._track(up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail)
-                lo[j] = self._track(lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail)
+                up[j] = track_quantile(up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor)
+                lo[j] = track_quantile(lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor)
             cover = cover_[j]
             cover_[j] = cover + w * ((1.0 if covered else 0.0) - cover)
             mae_[j] = mae + w * (err - mae)
@@ -651,19 +802,6 @@ class OnlineForecaster:
                 capped = err
             spread_[j] = spread + (inv if inv > sa else sa) * (capped - spread)
             count[j] = n
-
-    def _track(self, q: float, miss: bool, spread: float, target: float) -> float:
-        """One step of online quantile tracking (Angelopoulos et al. 2023; ACI of Gibbs & Candes 2021).
-
-        Widen after a miss, narrow a little after a hit, so the long-run miss rate goes to ``target``;
-        steps are proportional to the current width (scale-free on bursty series), floored by a fraction
-        of the recent error so a band that collapsed on a flat stretch can reopen.
-        """
-        p = self.params
-        floor = p.step_floor * spread
-        step = p.coverage_lr * (floor if floor > q else q)
-        q = q + step * ((1.0 if miss else 0.0) - target)
-        return q if q > 0.0 else 0.0
 
     def _update(self, t: float, y: float) -> None:
         p = self.params
@@ -722,7 +860,54 @@ class OnlineForecaster:
             pending[base + k] = sum(map(operator.mul, self._weights(j), cands))
             pending[base + k + 1], pending[base + k + 2] = self._band_calibrated(j)
 
-    def forecast(self, steps: int, current: tuple[float, float] | None = None) -> list[Interval]:
+    def forecast(self, horizon: int, xs: list[dict[str, Any]] | None = None) -> list[float]:
+        """River's verb: point forecasts for steps ``1..horizon`` after the last learned step.
+
+        ``xs`` (exogenous features) is accepted and ignored. The bands are :meth:`intervals`.
+        """
+        return [band.point for band in self.forecast_at(range(1, int(horizon) + 1))]
+
+    def forecast_seconds(
+        self,
+        seconds: Sequence[float],
+        current: tuple[float, float] | None = None,
+        between: Literal["interpolate", "refuse"] = "interpolate",
+    ) -> list[Interval]:
+        """Intervals at the given seconds ahead (ascending) of the last learned step.
+
+        A horizon that is a whole number of steps is :meth:`forecast_at` that step. One that falls
+        between steps ``k`` and ``k + 1`` is, with ``between="interpolate"``, the linear interpolation of
+        their intervals (step 0 being the last learned value, a band of zero width), or with
+        ``between="refuse"`` a ``ValueError`` naming the horizon: never silently rounded.
+
+        Examples
+        --------
+        >>> f = OnlineForecaster(step_seconds=300)
+        >>> for i in range(100):
+        ...     f.learn_at(i * 300.0, 0.5)
+        >>> f.forecast_seconds([300, 900]) == f.forecast_at([1, 3])
+        True
+        >>> mid = f.forecast_seconds([450])[0]
+        >>> mid == interpolate_interval(*f.forecast_at([1, 2]), 0.5)
+        True
+        >>> f.forecast_seconds([450], between="refuse")
+        Traceback (most recent call last):
+        ...
+        ValueError: horizon 450 s is not a whole number of 300 s steps (1.5 steps)
+        """
+        plan = _plan(tuple(seconds), self.params.step_seconds, between)
+        if all(lo == hi for lo, hi, _ in plan):  # whole steps: exactly forecast_at
+            return self.forecast_at([lo for lo, _, _ in plan], current)
+        if current is not None:
+            model = self._clone()
+            model._observe(float(current[0]), float(current[1]))
+        else:
+            model = self
+        needed = sorted({s for lo, hi, _ in plan for s in (lo, hi) if s > 0})
+        y = model._y_last if model._n else model.params.prior_center
+        return apply_plan(plan, dict(zip(needed, model.forecast_at(needed), strict=True)), y)
+
+    def intervals(self, steps: int, current: tuple[float, float] | None = None) -> list[Interval]:
         """Intervals for steps ``1..steps`` after the last learned step.
 
         With ``current=(t, y)`` the forecast is made as if ``(t, y)`` had just been learned, without
@@ -742,8 +927,8 @@ class OnlineForecaster:
         --------
         >>> f = OnlineForecaster(step_seconds=300)
         >>> for i in range(100):
-        ...     f.learn_one(i * 300.0, 0.5)
-        >>> f.forecast_at([1, 6]) == [f.forecast(6)[0], f.forecast(6)[5]]
+        ...     f.learn_at(i * 300.0, 0.5)
+        >>> f.forecast_at([1, 6]) == [f.intervals(6)[0], f.intervals(6)[5]]
         True
         """
         if current is not None:

@@ -36,7 +36,7 @@ import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from models.anomaly import _DS, _MAD_TO_SIGMA, _MS, _N, DetectorScore, StreamingDetector, _score_from
+from models.anomaly import DetectorScore, StreamingDetector, _score_from
 from models.features import UTILISATION_FEATURES
 
 #: Smallest headroom the saturation prior resolves (a utilisation of 1 scores log2(1e6) ~ 20 sigma).
@@ -78,8 +78,7 @@ def points(detector: StreamingDetector, feature: str) -> int:
     >>> points(det, "cpu_utilization"), points(det, "db_cpu")
     (3, 0)
     """
-    s = detector._state.get(feature)
-    return 0 if s is None else int(s[_N])
+    return int(detector.n_learned(feature))
 
 
 def learned_normal(detector: StreamingDetector, feature: str) -> tuple[float, float] | None:
@@ -94,10 +93,8 @@ def learned_normal(detector: StreamingDetector, feature: str) -> tuple[float, fl
     >>> round(level), round(spread, 1)
     (15, 0.8)
     """
-    s = detector._state.get(feature)
-    if s is None:
-        return None
-    return float(s[_MS]), _MAD_TO_SIGMA * float(s[_DS])
+    normal: tuple[float, float] | None = detector.learned_normal(feature)
+    return normal
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Reference forecasters the online forecaster is judged against: Holt-Winters and seasonal naive.
 
-Both use the verbs of :class:`models.forecast.OnlineForecaster` (``learn_one(t, y)``,
-``forecast(steps)``) and return point forecasts only. Time is mapped to a step index
+Both learn a value at an epoch time, ``learn_one(t, y)`` (what
+:meth:`models.forecast.OnlineForecaster.learn_at` does), and ``forecast(steps)`` returns point
+forecasts only. Time is mapped to a step index
 ``round((t - t0) / step_seconds)``; skipped steps leave the state as it was.
 """
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -142,6 +142,9 @@ class ModelInfo(BaseModel):
     version: str
     loaded_at: UtcDatetime | None
     metrics: dict[str, float]
+    #: The online models' class path and constructor parameters (HELIOS_FORECASTER, HELIOS_DETECTOR).
+    model_class: str | None = None
+    params: dict[str, Any] | None = None
 
 
 class ModelsResponse(BaseModel):

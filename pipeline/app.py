@@ -30,6 +30,7 @@ from pipeline.readiness import Readiness
 from pipeline.runtime import Runtime
 from pipeline.settings import Settings
 from pipeline.shutdown import StopDeadline
+from pipeline.stages import online_models
 from pipeline.topics import ensure_topics
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ def create_app(
     metrics.forecast_level.set(settings.risk_level)
     models = ModelStore(settings.model_path, metrics, clock=clock)
     runtime = Runtime(settings, metrics, models, clock=clock)
+    models.online = online_models(runtime.config)
     prophet = ProphetService(
         runtime.config, f"{settings.metrics_namespace}/{settings.metrics_deployment}", clock=clock
     )

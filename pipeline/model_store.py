@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,8 @@ class ModelStore:
     rejected: dict[str, str] = field(default_factory=dict)
     #: The served version's file no longer matches its checksum (reported once).
     served_damaged: bool = False
+    #: ``/models`` name -> (class path, parameters) of the online models (``stages.online_models``).
+    online: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def xgb(self) -> XGBAnomalyModel | None:
@@ -112,10 +115,17 @@ class ModelStore:
     def infos(self, online: dict[str, dict[str, float]], prophet_available: bool) -> list[ModelInfo]:
         """What ``/models`` lists: the online baseline, Prophet, and the XGBoost artifact."""
         started = datetime.fromtimestamp(self.started_at, tz=UTC)
+        described = self.online
         infos = [
             ModelInfo(
-                name="baseline", version="online-1", loaded_at=started, metrics=online.get("baseline", {})
-            ),
+                name=name,
+                version="online-1",
+                loaded_at=started,
+                metrics=online.get(name, {}),
+                model_class=described[name][0] if name in described else None,
+                params=described[name][1] if name in described else None,
+            )
+            for name in ("baseline", *(n for n in described if n != "baseline"))
         ]
         if prophet_available:
             infos.append(

@@ -131,9 +131,9 @@ def detect(
         prior = Prior.from_fleet(itertools.islice(known, FLEET_SAMPLE), maturity)
     stream, prior_weight = blend(detector, prior, values, maturity)
     probability = None
-    if xgb is not None and detector is not None:
-        row = np.asarray([detector.xgb_features(values)], dtype=np.float32)
-        p = float(xgb.predict_batch(row)[0])
+    features = detector.xgb_features(values) if xgb is not None and detector is not None else []
+    if xgb is not None and features:  # a River detector has none (see stages.score_batch)
+        p = float(xgb.predict_batch(np.asarray([features], dtype=np.float32))[0])
         probability = 0.5 + (1.0 - prior_weight) * (p - 0.5)  # 0.5 leaves the score as it is
     score = combine(stream, probability, config.anomaly_threshold)
     fleet_size = max((n.size for n in prior.fleet.values()), default=0)

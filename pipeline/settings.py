@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pipeline.errors import ConfigError
 
@@ -64,6 +73,9 @@ class Settings(BaseModel):
     model_refresh_interval: float = Field(
         3600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_MODEL_REFRESH_INTERVAL"
     )
+    #: The online models by name (models/spec.py): ``helios`` or a River class path with literal arguments.
+    forecaster: str = Field("helios", min_length=1, max_length=2000, validation_alias="HELIOS_FORECASTER")
+    detector: str = Field("helios", min_length=1, max_length=2000, validation_alias="HELIOS_DETECTOR")
 
     # What is watched
     metrics_namespace: str = Field("saleor", min_length=1, validation_alias="HELIOS_METRICS_NAMESPACE")
@@ -141,6 +153,20 @@ class Settings(BaseModel):
     #: pod's terminationGracePeriodSeconds, so Kubernetes never has to kill it.
     shutdown_timeout: float = Field(8.0, ge=1.0, le=600.0, validation_alias="HELIOS_SHUTDOWN_TIMEOUT")
 
+    @field_validator("forecaster")
+    @classmethod
+    def _forecaster_spec(cls, value: str) -> str:
+        from models.spec import forecaster_spec
+
+        return forecaster_spec(value).text
+
+    @field_validator("detector")
+    @classmethod
+    def _detector_spec(cls, value: str) -> str:
+        from models.spec import detector_spec
+
+        return detector_spec(value).text
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.cpu_scale_down >= self.cpu_scale_up:
@@ -170,7 +196,9 @@ class Settings(BaseModel):
 
     @property
     def horizon_steps(self) -> dict[str, int]:
-        """Published horizons in aligned steps (at least one step each)."""
+        """Published horizons to the nearest aligned step (at least one): the steps whose accuracy the
+        gauges report. The forecasts themselves are made at the horizons' seconds (see
+        :meth:`models.forecast.OnlineForecaster.forecast_seconds`)."""
         from models.features import HORIZONS
 
         return {label: max(1, round(sec / self.scoring_interval)) for label, sec in HORIZONS.items()}

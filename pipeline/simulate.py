@@ -391,8 +391,8 @@ def make_models_only_helios(
     def step(t: float, replicas: int, cpu: float) -> HeliosStep:
         cpu = min(1.0, max(0.0, cpu))
         if last:
-            fc.learn_one(last[0], last[1])
-        bands = fc.forecast(max(steps.values()), current=(t, cpu))
+            fc.learn_at(last[0], last[1])
+        bands = fc.intervals(max(steps.values()), current=(t, cpu))
         last[:] = [t, cpu]
         x = ScalingInputs(
             now=t,

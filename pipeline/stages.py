@@ -25,11 +25,21 @@ import numpy as np
 
 from models.anomaly import CombinedScore, DetectorScore, Severity, StreamingDetector, combine
 from models.features import CPU, DB_CONNECTIONS, DB_CPU, FEATURES, FORECAST_FEATURES, HORIZONS, MEMORY
-from models.forecast import Interval, OnlineForecaster
+from models.forecast import Interval, OnlineForecaster, calibrated_steps_for
 from models.incident import IncidentTracker
 from models.priors import learned_normal
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
 from models.recurrence import RecurringLoad
+from models.river_adapters import RiverDetector, RiverForecaster
+from models.spec import (
+    ModelSpec,
+    describe,
+    make_detector,
+    make_forecaster,
+    parse_spec,
+    restore_detector,
+    restore_forecaster,
+)
 from models.xgb import XGBAnomalyModel
 from pipeline.align import AlignedWindow, TumblingAligner
 from pipeline.records import (
@@ -44,6 +54,10 @@ from pipeline.records import (
     RecommendationRecord,
 )
 from pipeline.settings import Settings
+
+#: The models a stage may hold: Helios' own, or a River model behind its adapter.
+Forecaster = OnlineForecaster | RiverForecaster
+Detector = StreamingDetector | RiverDetector
 
 _SEVERITY_RANK = {"normal": 0, "warning": 1, "critical": 2}
 _SEVERITIES: dict[str, Severity] = {"normal": "normal", "warning": "warning", "critical": "critical"}
@@ -66,6 +80,9 @@ class PipelineConfig:
     anomaly_hold: float = 300.0
     #: Event-time seconds after an incident's onset at which a persisting shift is the new normal.
     anomaly_adapt: float = 3600.0
+    #: The online models by name (``HELIOS_FORECASTER``, ``HELIOS_DETECTOR``; see models/spec.py).
+    forecaster: ModelSpec = dataclasses.field(default_factory=lambda: parse_spec("helios"))
+    detector: ModelSpec = dataclasses.field(default_factory=lambda: parse_spec("helios"))
 
     @classmethod
     def from_settings(cls, settings: Settings) -> PipelineConfig:
@@ -77,6 +94,8 @@ class PipelineConfig:
             anomaly_threshold=settings.anomaly_threshold,
             anomaly_hold=settings.anomaly_hold,
             anomaly_adapt=settings.anomaly_adapt,
+            forecaster=parse_spec(settings.forecaster),
+            detector=parse_spec(settings.detector),
             recommender=Recommender(
                 cpu_scale_up=settings.cpu_scale_up,
                 cpu_scale_down=settings.cpu_scale_down,
@@ -90,12 +109,19 @@ class PipelineConfig:
 
     @property
     def published_steps(self) -> list[int]:
-        """The distinct steps ahead of the published horizons, ascending."""
+        """The distinct steps ahead of the published horizons (to the nearest step), ascending."""
         return sorted(set(self.horizon_steps.values()))
 
-    def new_forecaster(self) -> OnlineForecaster:
-        steps = sorted(set(self.horizon_steps.values()) | {1})
-        return OnlineForecaster(step_seconds=self.step_seconds, level=self.level, calibrated_steps=steps)
+    @property
+    def published_seconds(self) -> list[int]:
+        """The distinct seconds ahead of the published horizons, ascending (what is forecast)."""
+        return sorted(set(HORIZONS.values()))
+
+    def new_forecaster(self) -> Forecaster:
+        # A horizon between two steps is interpolated between them: both are calibrated.
+        steps = calibrated_steps_for(self.step_seconds, self.published_seconds)
+        model: Forecaster = make_forecaster(self.forecaster, self.step_seconds, self.level, steps)
+        return model
 
     def new_recurrence(self) -> RecurringLoad:
         return RecurringLoad(step_seconds=self.step_seconds)
@@ -106,12 +132,12 @@ class PipelineConfig:
         start-up spans (at a 60 s step a pod asked for now is ready after the next sample)."""
         return 1 + int(self.recommender.startup_seconds // self.step_seconds)
 
-    def new_detector(self) -> StreamingDetector:
-        return StreamingDetector(
-            features=FEATURES,
-            threshold=self.anomaly_threshold,
-            season_length=max(1, 86400 // self.step_seconds),  # the daily profile counts aligned steps
+    def new_detector(self) -> Detector:
+        # The daily profile of Helios' own detector counts aligned steps.
+        model: Detector = make_detector(
+            self.detector, FEATURES, self.anomaly_threshold, max(1, 86400 // self.step_seconds)
         )
+        return model
 
 
 @dataclass(slots=True)
@@ -121,6 +147,7 @@ class Prepared:
     sample: MetricSample
     window: AlignedWindow
     closed: AlignedWindow | None
+    #: feature -> seconds ahead -> band
     bands: dict[str, dict[int, Interval]]
     stream_score: DetectorScore
     xgb_row: list[float]
@@ -174,10 +201,16 @@ class DeploymentPipeline:
         if step.closed is not None:
             self._learn(step.closed, closed_replicas)
         window = step.current
-        steps = self.config.published_steps
+        ahead = self.config.published_seconds
         bands = {
-            name: dict(zip(steps, self.bands(name, steps, (window.start, window.values[name])), strict=True))
-            for name in self.forecasters
+            name: dict(
+                zip(
+                    ahead,
+                    forecaster.forecast_seconds(ahead, (window.start, window.values[name])),
+                    strict=True,
+                )
+            )
+            for name, forecaster in self.forecasters.items()
             if name in window.values
         }
         stream_score, xgb_row = self.detector.score_with_features(window.values)
@@ -195,7 +228,7 @@ class DeploymentPipeline:
     def _learn(self, closed: AlignedWindow, replicas: int | None) -> None:
         for name, forecaster in self.forecasters.items():
             if name in closed.values:
-                forecaster.learn_one(closed.start, closed.values[name])
+                forecaster.learn_at(closed.start, closed.values[name])
         self.detector.learn_one(closed.values)
         cpu = closed.values.get(CPU)
         if cpu is not None and replicas:
@@ -248,13 +281,7 @@ class DeploymentPipeline:
         self, window: AlignedWindow, bands: dict[str, dict[int, Interval]], score: CombinedScore
     ) -> ScalingInputs:
         def by_seconds(name: str) -> dict[int, Interval]:
-            series = bands.get(name)
-            if not series:
-                return {}
-            return {
-                steps * self.config.step_seconds: series[steps]
-                for steps in self.config.horizon_steps.values()
-            }
+            return bands.get(name) or {}
 
         values = window.values
         return ScalingInputs(
@@ -276,16 +303,16 @@ class DeploymentPipeline:
         self, window: AlignedWindow, bands: dict[str, dict[int, Interval]]
     ) -> ForecastRecord:
         horizons = []
-        for label, steps in self.config.horizon_steps.items():
+        for label, seconds in HORIZONS.items():
             parts: dict[str, Band] = {}
             for name, series in bands.items():
-                iv = series[steps]
+                iv = series[seconds]
                 parts[name] = Band(point=iv.point, lower=iv.lower, upper=iv.upper)
             horizons.append(
                 HorizonForecast(
                     horizon=label,  # type: ignore[arg-type]
-                    seconds=HORIZONS[label],
-                    timestamp=_ts(window.start + steps * self.config.step_seconds),
+                    seconds=seconds,
+                    timestamp=_ts(window.start + seconds),
                     **parts,
                 )
             )
@@ -351,8 +378,16 @@ class DeploymentPipeline:
         pipe.aligner = TumblingAligner.from_dict(
             d["align"], step_seconds=config.step_seconds, grace_seconds=config.grace_seconds
         )
-        pipe.forecasters = {name: OnlineForecaster.from_dict(fd) for name, fd in d["fc"].items()}
-        pipe.detector = StreamingDetector.from_dict(d["det"])
+        # A model saved under another HELIOS_FORECASTER / HELIOS_DETECTOR starts afresh.
+        pipe.forecasters.update(
+            {
+                name: restore_forecaster(fd)
+                for name, fd in d["fc"].items()
+                if _saved_by(fd, "river_forecaster", config.forecaster)
+            }
+        )
+        if _saved_by(d["det"], "river_detector", config.detector):
+            pipe.detector = restore_detector(d["det"])
         pipe.recommender_state = RecommenderState.from_dict(d["rec"])
         if "recur" in d:  # state saved before the recurring-load model starts it afresh
             pipe.recurrence = RecurringLoad.from_dict(d["recur"])
@@ -363,6 +398,18 @@ class DeploymentPipeline:
         if isinstance(d.get("incident"), dict):  # state saved before the incident tracker has none
             pipe.incident.load(d["incident"])
         return pipe
+
+
+def online_models(config: PipelineConfig) -> dict[str, tuple[str, dict[str, Any]]]:
+    """What ``/models`` reports of the online models: ``baseline`` (the forecaster) and ``detector``,
+    each as (class path, constructor parameters)."""
+    return {"baseline": describe(config.new_forecaster()), "detector": describe(config.new_detector())}
+
+
+def _saved_by(state: dict[str, Any], key: str, spec: ModelSpec) -> bool:
+    """Whether a model's state was saved by the model ``spec`` names (a River model records its name)."""
+    saved = state.get(key)
+    return spec.is_helios if saved is None else saved == spec.text
 
 
 def advice_items(decision: Decision) -> list[RecommendationItem]:
@@ -385,5 +432,11 @@ def score_batch(model: XGBAnomalyModel | None, prepared: Sequence[Prepared]) -> 
     """One XGBoost call for a whole micro-batch (a single-row call costs ~300x a row in a batch)."""
     if model is None or not prepared:
         return [None] * len(prepared)
-    rows = np.asarray([p.xgb_row for p in prepared], dtype=np.float32)
-    return [float(p) for p in model.predict_batch(rows)]
+    # A River detector gives no XGBoost features (an empty row): its samples get no probability.
+    scored = [i for i, p in enumerate(prepared) if p.xgb_row]
+    out: list[float | None] = [None] * len(prepared)
+    if scored:
+        rows = np.asarray([prepared[i].xgb_row for i in scored], dtype=np.float32)
+        for i, probability in zip(scored, model.predict_batch(rows), strict=True):
+            out[i] = float(probability)
+    return out

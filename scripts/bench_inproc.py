@@ -193,7 +193,7 @@ def potentials(rt: Runtime, repeat: int = 400) -> dict[str, float]:
         "forecasters_per_sample": n_fc,
         "forecast_max_steps": steps,
         "published_steps": published,
-        "forecast(all steps, current) us/call": per_call(lambda: fc.forecast(steps, current=cur)),
+        "forecast(all steps, current) us/call": per_call(lambda: fc.intervals(steps, current=cur)),
         "clone via from_dict(to_dict()) us/call": per_call(lambda: OnlineForecaster.from_dict(fc.to_dict())),
     }
     if hasattr(fc, "forecast_at"):

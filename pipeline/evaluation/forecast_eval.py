@@ -5,7 +5,9 @@ are first scored on the forecasts they made ``h`` steps earlier, then learn the 
 
 Compared in the same run:
 
-* ``helios`` -- :class:`models.forecast.OnlineForecaster` with its conformal band;
+* ``helios`` -- the forecaster under test: :class:`models.forecast.OnlineForecaster` with its conformal
+  band, or the model ``--forecaster`` names (``HELIOS_FORECASTER``'s values, see ``models/spec.py``:
+  a River forecaster gets the same conformal band);
 * ``seasonal_naive`` -- the value one day earlier;
 * ``holt_winters`` -- additive Holt-Winters (alpha 0.2, beta 0.001, gamma 0.05), with a rolling
   split-conformal band: the empirical ``level`` quantile of its last ``--conformal-window`` absolute
@@ -32,10 +34,20 @@ import numpy as np
 import pandas as pd
 
 from models.features import HORIZONS
-from models.forecast import OnlineForecaster
+from models.forecast import calibrated_steps_for
 from models.reference import HoltWinters, SeasonalNaive
+from models.spec import forecaster_spec, make_forecaster
 
-__all__ = ["EvalResult", "add_arguments", "evaluate", "infer_step", "load_series", "run"]
+__all__ = [
+    "EvalResult",
+    "add_arguments",
+    "evaluate",
+    "infer_step",
+    "load_series",
+    "resample",
+    "run",
+    "summarise",
+]
 
 #: Columns of the rows written by ``--out``.
 OUT_COLUMNS = ("timestamp", "horizon", "actual", "forecast", "lower", "upper")
@@ -54,6 +66,43 @@ def load_series(path: str | Path) -> tuple[list[float], list[float], list[str]]:
     ys = frame["value"].astype(float).to_numpy()[order].tolist()
     raw = frame["timestamp"].astype(str).to_numpy()[order].tolist()
     return ts, ys, raw
+
+
+def resample(
+    ts: Sequence[float], ys: Sequence[float], step_seconds: int
+) -> tuple[list[float], list[float], list[str]]:
+    """A series on a regular grid of ``step_seconds``: finer than its own step by linear interpolation in
+    time, coarser by the mean of each bin (empty bins are dropped, so they are gaps).
+
+    Examples
+    --------
+    >>> resample([0.0, 300.0, 600.0], [1.0, 2.0, 4.0], 150)[:2]
+    ([0.0, 150.0, 300.0, 450.0, 600.0], [1.0, 1.5, 2.0, 3.0, 4.0])
+    >>> resample([0.0, 300.0, 600.0, 900.0], [1.0, 3.0, 5.0, 7.0], 600)[:2]
+    ([0.0, 600.0], [2.0, 6.0])
+    """
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+    t = np.asarray(ts, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    keep = np.isfinite(t) & np.isfinite(y)
+    t, y = t[keep], y[keep]
+    if len(t) < 2:
+        raise ValueError("need at least two finite samples to resample")
+    native = infer_step(t.tolist())
+    origin = math.floor(t[0] / step_seconds) * step_seconds
+    if step_seconds < native:
+        grid = np.arange(math.ceil(t[0] / step_seconds) * step_seconds, t[-1] + 1e-9, step_seconds)
+        values = np.interp(grid, t, y)
+    else:
+        bins = np.floor((t - origin) / step_seconds).astype(np.int64)
+        sums = np.bincount(bins, weights=y)
+        counts = np.bincount(bins)
+        full = counts > 0
+        grid = origin + step_seconds * np.nonzero(full)[0].astype(float)
+        values = sums[full] / counts[full]
+    stamps = pd.to_datetime(grid, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S").tolist()
+    return grid.tolist(), values.tolist(), stamps
 
 
 def infer_step(ts: Sequence[float]) -> int:
@@ -116,10 +165,12 @@ class EvalResult:
     metrics: dict[str, dict[int, dict[str, float | None]]]
     rows: list[tuple[str, int, float, float, float, float]]
     seconds_per_sample: float
+    forecaster: str = "helios"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "file": self.file,
+            "forecaster": self.forecaster,
             "step_seconds": self.step_seconds,
             "feature_scale": self.feature_scale,
             "naive_mae": _clean(self.naive_mae),
@@ -137,8 +188,9 @@ def evaluate(
     step_seconds: int | None = None,
     level: float = 0.9,
     conformal_window: int = 288,
-    make_forecaster: Callable[[int, tuple[int, ...]], OnlineForecaster] | None = None,
+    make_forecaster: Callable[[int, tuple[int, ...]], Any] | None = None,
     file: str = "",
+    forecaster: str = "helios",
 ) -> EvalResult:
     """Stream ``(ts, ys)`` through the models; score each forecast on the value it targeted."""
     import time
@@ -149,9 +201,10 @@ def evaluate(
         raise ValueError(f"horizons must be positive integers, got {horizons!r}")
     hmax = hs[-1]
     # Calibrate where the stream does (the published horizons) and at the horizons evaluated here.
-    calibrated = tuple(sorted({max(1, round(sec / step)) for sec in HORIZONS.values()} | set(hs)))
+    # (published horizons between two steps calibrate both neighbours, as forecast_seconds serves them)
+    calibrated = tuple(sorted(set(calibrated_steps_for(step, list(HORIZONS.values()))) | set(hs)))
     if make_forecaster is None:
-        helios = OnlineForecaster(step_seconds=step, level=level, calibrated_steps=calibrated)
+        helios = _build(forecaster, step, level, calibrated)
     else:
         helios = make_forecaster(step, calibrated)
     hw = HoltWinters(step_seconds=step)
@@ -189,8 +242,8 @@ def evaluate(
                         (stamp, h, y_raw, point / feature_scale, lo / feature_scale, hi / feature_scale)
                     )
         start = time.perf_counter()
-        helios.learn_one(t, y)
-        bands = helios.forecast(hmax)
+        helios.learn_at(t, y)
+        bands = helios.intervals(hmax)
         spent += time.perf_counter() - start
         hw.learn_one(t, y)
         sn.learn_one(t, y)
@@ -229,7 +282,42 @@ def evaluate(
         metrics=metrics,
         rows=rows,
         seconds_per_sample=spent / max(1, len(finite)),
+        forecaster=forecaster,
     )
+
+
+def _build(forecaster: str, step: int, level: float, calibrated: tuple[int, ...]) -> Any:
+    return make_forecaster(forecaster_spec(forecaster), step, level, calibrated)
+
+
+def summarise(results: Sequence[dict[str, Any]], horizons: Sequence[int] = (1, 6)) -> dict[str, Any]:
+    """The issue's target figures over :meth:`EvalResult.to_json` results, per horizon.
+
+    ``beats_both``: series whose MASE is below seasonal naive's and Holt-Winters'; ``ratio``: median
+    MASE over Holt-Winters' median MASE; coverage over the series of the model under test.
+    """
+    out: dict[str, Any] = {}
+    for h in (str(h) for h in horizons):
+        rows = [r["metrics"] for r in results]
+        mase = [m["helios"][h]["mase"] for m in rows]
+        hw = [m["holt_winters"][h]["mase"] for m in rows]
+        beat = sum(
+            m["helios"][h]["mase"] < min(m["seasonal_naive"][h]["mase"], m["holt_winters"][h]["mase"])
+            for m in rows
+        )
+        covs = [m["helios"][h].get("coverage") for m in rows]
+        known = [c for c in covs if c is not None]
+        out[h] = {
+            "beats_both": f"{beat}/{len(rows)}",
+            "median_mase": round(float(np.median(mase)), 4),
+            "median_mase_hw": round(float(np.median(hw)), 4),
+            "ratio": round(float(np.median(mase) / np.median(hw)), 4),
+            "coverage_min": round(min(known), 4) if known else None,
+            "coverage_max": round(max(known), 4) if known else None,
+            "covered_85_95": f"{sum(0.85 <= c <= 0.95 for c in known)}/{len(rows)}",
+        }
+    out["us_per_sample"] = round(float(np.mean([r["us_per_sample"] for r in results])), 1)
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +330,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="multiply values by this before forecasting; 'auto' = 0.01 when values exceed 1 (percent)",
     )
     parser.add_argument("--level", type=float, default=0.9, help="nominal interval coverage (default 0.9)")
+    parser.add_argument(
+        "--forecaster",
+        default="helios",
+        help="the model under test, as HELIOS_FORECASTER: helios (default) or a River class path, "
+        "e.g. 'river.time_series.SNARIMAX(p=2, d=1, q=1, m=288)'",
+    )
     parser.add_argument(
         "--conformal-window", type=int, default=288, help="residuals kept for the Holt-Winters conformal band"
     )
@@ -284,6 +378,7 @@ def run(args: argparse.Namespace) -> int:
             level=float(getattr(args, "level", 0.9)),
             conformal_window=int(getattr(args, "conformal_window", 288)),
             file=str(args.file),
+            forecaster=str(getattr(args, "forecaster", "helios")),
         )
     except (OSError, ValueError) as exc:
         print(f"helios eval forecast: {exc}", file=sys.stderr)

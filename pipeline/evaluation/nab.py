@@ -50,6 +50,7 @@ import numpy as np
 
 from models.anomaly import DetectorScore, StreamingDetector, combine, to_unit_interval, xgb_feature_names
 from models.features import CPU, FEATURES
+from models.spec import HELIOS, detector_spec, make_detector
 from models.xgb import DEFAULT_ROUNDS
 
 if TYPE_CHECKING:
@@ -279,12 +280,20 @@ def points_per_day(stamps: Sequence[str]) -> int:
     return max(2, round(86400.0 / gaps[len(gaps) // 2]))
 
 
-def nab_detector(stamps: Sequence[str], **params: Any) -> StreamingDetector:
+def nab_detector(stamps: Sequence[str], spec: str = HELIOS, **params: Any) -> Any:
     """The detector the harness runs on one file: defaults, the file's points per day, NAB's value as CPU.
 
-    ``params`` are further keyword arguments of :class:`StreamingDetector` (a ``--candidates`` entry).
+    ``spec`` names it as ``HELIOS_DETECTOR`` does (``helios``, or a River detector: models/spec.py);
+    ``params`` are further keyword arguments of Helios' own :class:`StreamingDetector` (a
+    ``--candidates`` entry, which may also carry a ``spec``).
     """
-    return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps), **params)
+    parsed = detector_spec(spec)
+    if parsed.is_helios:
+        options = {**parsed.options, **params}
+        return StreamingDetector(features=(CPU,), season_length=points_per_day(stamps), **options)
+    if params:
+        raise ValueError(f"keyword arguments {sorted(params)} are for Helios' own detector, not {spec}")
+    return make_detector(parsed, (CPU,), 2.5, points_per_day(stamps))
 
 
 def stream_file(detector: StreamingDetector, values: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +331,7 @@ def production_scores(
     return out
 
 
-def detect_series(values: Sequence[float], detector: StreamingDetector | None = None) -> list[float]:
+def detect_series(values: Sequence[float], detector: Any = None) -> list[float]:
     """Stream ``values`` through a fresh detector (score, then learn) and return scores in [0, 1]."""
     det = detector if detector is not None else StreamingDetector(features=(CPU,))
     feature = det.features[0]
@@ -356,6 +365,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rounds", type=int, default=DEFAULT_ROUNDS, help="boosting rounds of the XGBoost part"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the XGBoost part")
+    parser.add_argument("--detector", default=HELIOS, help="as HELIOS_DETECTOR: helios or a River class path")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -373,6 +383,16 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"cannot read the corpus: {exc}", file=sys.stderr)
         return 2
+    try:
+        detector_spec(getattr(args, "detector", HELIOS))
+    except ValueError as exc:
+        print(f"--detector: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "detector", HELIOS) != HELIOS:
+        if args.candidates is not None:
+            print("--detector and --candidates: name the detector in each candidate's spec", file=sys.stderr)
+            return 2
+        candidates = {"default": {"spec": args.detector}}
     if not corpus:
         print(f"no *.csv files under {args.data}", file=sys.stderr)
         return 2

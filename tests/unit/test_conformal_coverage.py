@@ -41,14 +41,14 @@ def test_ninety_percent_band_covers_85_to_95_percent(seed: int, horizon: int) ->
         band = made.pop(i, None)
         if band is not None:
             hits.append(band[0] <= y <= band[1])
-        f.learn_one(t, y)
-        b = f.forecast(horizon)[-1]
+        f.learn_at(t, y)
+        b = f.intervals(horizon)[-1]
         made[i + horizon] = (b.lower, b.upper)
     coverage = float(np.mean(hits))
     assert 0.85 <= coverage <= 0.95, coverage
     # The band is informative, not a wall: narrower than the series' own 5-95% range.
     ys = np.array([y for _, y in data])
-    last = f.forecast(horizon)[-1]
+    last = f.intervals(horizon)[-1]
     assert last.upper - last.lower < np.quantile(ys, 0.95) - np.quantile(ys, 0.05)
     # The forecaster's own rolling coverage agrees.
     assert 0.8 <= f.accuracy()[horizon][1] <= 1.0

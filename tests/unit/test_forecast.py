@@ -27,13 +27,13 @@ def _series(n: int, step: int, seed: int = 0) -> list[tuple[float, float]]:
 def _trained(n: int = 1500, step: int = 300, **kw: object) -> OnlineForecaster:
     f = OnlineForecaster(step_seconds=step, **kw)  # type: ignore[arg-type]
     for t, y in _series(n, step):
-        f.learn_one(t, y)
+        f.learn_at(t, y)
     return f
 
 
 def test_prior_band_before_any_data() -> None:
     f = OnlineForecaster(step_seconds=60, prior_center=0.5, prior_half_width=1.0)
-    bands = f.forecast(288)
+    bands = f.intervals(288)
     assert len(bands) == 288
     assert all(b == Interval(0.5, -0.5, 1.5) for b in bands)
     assert f.n_seen == 0
@@ -46,13 +46,13 @@ def test_json_round_trip_gives_identical_forecasts_and_small_state(step: int) ->
     text = json.dumps(f.to_dict())
     assert len(text) <= 6 * 1024
     g = OnlineForecaster.from_dict(json.loads(text))
-    assert g.forecast(288) == f.forecast(288)
+    assert g.intervals(288) == f.intervals(288)
     assert g.accuracy() == f.accuracy()
     # ... and they keep agreeing as both learn the same data.
     for t, y in _series(3100, step)[3000:]:
-        f.learn_one(t, y)
-        g.learn_one(t, y)
-    assert g.forecast(60) == f.forecast(60)
+        f.learn_at(t, y)
+        g.learn_at(t, y)
+    assert g.intervals(60) == f.intervals(60)
     assert g.n_seen == f.n_seen == 3100
 
 
@@ -61,7 +61,7 @@ def test_to_dict_is_a_snapshot_not_a_view_of_the_live_state() -> None:
     d = f.to_dict()
     text = json.dumps(d)
     for t, y in _series(400, 300)[300:]:
-        f.learn_one(t, y)
+        f.learn_at(t, y)
     assert json.dumps(d) == text
     assert OnlineForecaster.from_dict(d).n_seen == 300
 
@@ -75,16 +75,16 @@ def test_same_arguments_share_one_parameter_object_but_never_state() -> None:
     assert a.params is b.params
     assert a.params is not OnlineForecaster(step_seconds=300, level=0.8).params
     for t, y in _series(600, 300):
-        a.learn_one(t, y)
-        b.learn_one(t, 1.0 - y)
+        a.learn_at(t, y)
+        b.learn_at(t, 1.0 - y)
     alone = _trained(600, 300)
     assert a.to_dict() == alone.to_dict()
-    assert a.forecast(24) == alone.forecast(24)
-    assert b.forecast(24) != a.forecast(24)
+    assert a.intervals(24) == alone.intervals(24)
+    assert b.intervals(24) != a.intervals(24)
 
 
 def test_reproducible() -> None:
-    assert _trained(800).forecast(24) == _trained(800).forecast(24)
+    assert _trained(800).intervals(24) == _trained(800).intervals(24)
 
 
 def test_inputs_not_mutated() -> None:
@@ -92,12 +92,12 @@ def test_inputs_not_mutated() -> None:
     cands = [(0.2, True, 0.0), (0.5, False, 1.0)]
     f = OnlineForecaster(step_seconds=300, calibrated_steps=steps, candidates=cands)
     for t, y in _series(300, 300):
-        f.learn_one(t, y)
+        f.learn_at(t, y)
     assert steps == [1, 3, 6, 12]
     assert cands == [(0.2, True, 0.0), (0.5, False, 1.0)]
     state = f.to_dict()
     kept = copy.deepcopy(state)
-    OnlineForecaster.from_dict(state).learn_one(T0 + 300 * 300, 0.9)
+    OnlineForecaster.from_dict(state).learn_at(T0 + 300 * 300, 0.9)
     assert state == kept
 
 
@@ -105,13 +105,13 @@ def test_current_peek_does_not_mutate() -> None:
     f = _trained(600)
     before = json.dumps(f.to_dict())
     t_next = T0 + 600 * 300
-    peek = f.forecast(12, current=(t_next, 0.95))
+    peek = f.intervals(12, current=(t_next, 0.95))
     assert json.dumps(f.to_dict()) == before
-    f.learn_one(t_next, 0.95)
-    assert peek == f.forecast(12)
+    f.learn_at(t_next, 0.95)
+    assert peek == f.intervals(12)
     # Forecasting from the open window moved the point towards the surprising value.
     g = _trained(600)
-    assert peek[0].point > g.forecast(1)[0].point
+    assert peek[0].point > g.intervals(1)[0].point
 
 
 def test_cached_weights_are_invisible() -> None:
@@ -125,17 +125,17 @@ def test_cached_weights_are_invisible() -> None:
         steps = [1, 5, 7, 15, 30, 60, 61]
         assert g.forecast_at(steps, current=(t, y)) == f.forecast_at(steps, current=(t, y))
         assert g.forecast_at(steps) == f.forecast_at(steps)
-        f.learn_one(t, y)
+        f.learn_at(t, y)
 
 
 def test_peek_with_old_time_is_plain_forecast() -> None:
     f = _trained(200)
-    assert f.forecast(5, current=(T0, 10.0)) == f.forecast(5)
+    assert f.intervals(5, current=(T0, 10.0)) == f.intervals(5)
 
 
 def test_bands_are_ordered_and_finite_up_to_288_steps() -> None:
     f = _trained(2000, 300, calibrated_steps=(1, 3, 6, 12))
-    bands = f.forecast(288)
+    bands = f.intervals(288)
     assert len(bands) == 288
     for b in bands:
         assert all(math.isfinite(v) for v in (b.point, b.lower, b.upper))
@@ -147,9 +147,9 @@ def test_bands_are_ordered_and_finite_up_to_288_steps() -> None:
 def test_times_not_after_the_last_are_ignored() -> None:
     f = _trained(100)
     state = json.dumps(f.to_dict())
-    f.learn_one(T0 + 99 * 300, 5.0)  # same time as the last sample
-    f.learn_one(T0, 5.0)  # the past
-    f.learn_one(T0 + 100 * 300, float("nan"))  # missing value
+    f.learn_at(T0 + 99 * 300, 5.0)  # same time as the last sample
+    f.learn_at(T0, 5.0)  # the past
+    f.learn_at(T0 + 100 * 300, float("nan"))  # missing value
     assert json.dumps(f.to_dict()) == state
 
 
@@ -159,9 +159,9 @@ def test_gaps_are_handled() -> None:
     for i, (t, y) in enumerate(data):
         if 400 <= i < 405 or 800 <= i < 900:  # a 25-minute and an 8-hour outage
             continue
-        f.learn_one(t, y)
+        f.learn_at(t, y)
     assert f.n_seen == 1200 - 105
-    nxt = f.forecast(12)
+    nxt = f.intervals(12)
     assert all(math.isfinite(b.point) for b in nxt)
     # Scored forecasts only ever compare a forecast with the value it aimed at: accuracy stays sane.
     for h, (mae, cover) in f.accuracy().items():
@@ -183,9 +183,9 @@ def test_first_day_zero_then_seasonal() -> None:
         t = T0 + i * step
         y = 0.0 if i < n_day else 0.5 + 0.2 * math.sin(2 * math.pi * t / DAY) + 0.02 * rng.standard_normal()
         if i >= 5 * n_day:
-            errs_late.append(abs(f.forecast(1)[0].point - y))
-        f.learn_one(t, y)
-    bands = f.forecast(12)
+            errs_late.append(abs(f.intervals(1)[0].point - y))
+        f.learn_at(t, y)
+    bands = f.intervals(12)
     assert all(math.isfinite(b.lower) and math.isfinite(b.upper) for b in bands)
     # After the switch the forecaster tracks the new regime: errors near the noise level, far from 0.5.
     assert float(np.mean(errs_late)) < 0.05
@@ -194,16 +194,16 @@ def test_first_day_zero_then_seasonal() -> None:
 def test_flat_series() -> None:
     f = OnlineForecaster(step_seconds=60)
     for i in range(500):
-        f.learn_one(T0 + 60 * i, 0.25)
-    for b in f.forecast(288):
+        f.learn_at(T0 + 60 * i, 0.25)
+    for b in f.intervals(288):
         assert b.point == pytest.approx(0.25, abs=1e-9)
         assert b.upper - b.lower == pytest.approx(0.0, abs=1e-9)
     assert all(mae == pytest.approx(0.0, abs=1e-9) and cover == 1.0 for mae, cover in f.accuracy().values())
     # The first change after a flat stretch reopens the band instead of leaving it stuck at zero width.
     rng = np.random.default_rng(1)
     for i in range(500, 900):
-        f.learn_one(T0 + 60 * i, 0.25 + 0.05 * rng.standard_normal())
-    b = f.forecast(1)[0]
+        f.learn_at(T0 + 60 * i, 0.25 + 0.05 * rng.standard_normal())
+    b = f.intervals(1)[0]
     assert b.upper - b.lower > 0.05
 
 
@@ -226,8 +226,8 @@ def _h12_mae_on_day_7(season_seconds: int) -> float:
         y = 0.5 + 0.2 * math.sin(2 * math.pi * t / DAY)
         if i in made and i >= 6 * DAY // step:
             errs.append(abs(made.pop(i) - y))
-        f.learn_one(t, y)
-        made[i + 12] = f.forecast(12)[-1].point
+        f.learn_at(t, y)
+        made[i + 12] = f.intervals(12)[-1].point
     return float(np.mean(errs))
 
 
@@ -273,8 +273,8 @@ def test_score_before_learn_order() -> None:
     # The forecast for a step is fixed before that step's value is learned: a huge value at t
     # cannot have influenced what was forecast for t.
     f = _trained(300)
-    before = f.forecast(1)[0]
+    before = f.intervals(1)[0]
     g = OnlineForecaster.from_dict(f.to_dict())
-    g.learn_one(T0 + 300 * 300, 100.0)
-    assert f.forecast(1)[0] == before
-    assert g.forecast(1)[0].point > before.point
+    g.learn_at(T0 + 300 * 300, 100.0)
+    assert f.intervals(1)[0] == before
+    assert g.intervals(1)[0].point > before.point

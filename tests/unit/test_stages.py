@@ -91,3 +91,104 @@ def test_the_pipeline_learns_recurring_load_from_closed_windows_and_keeps_it() -
     assert copy.recurrence.forecast(t, 1) == pipe.recurrence.forecast(t, 1) == pytest.approx(2.85, rel=1e-6)
     legacy = {k: v for k, v in pipe.to_dict().items() if k != "recur"}  # saved before the model existed
     assert DeploymentPipeline.from_dict(legacy, CONFIG).recurrence.forecast(t, 1) is None
+
+
+RIVER_HW = "river.time_series.HoltWinters(alpha=0.3, beta=0.01, gamma=0.1, seasonality=6)"
+RIVER_CONFIG = PipelineConfig.from_settings(
+    load_settings(
+        {
+            "HELIOS_FORECASTER": RIVER_HW,
+            "HELIOS_DETECTOR": "river.anomaly.GaussianScorer()",
+        }
+    )
+)
+
+
+def test_river_models_named_in_the_settings_run_the_stages() -> None:
+    from models.river_adapters import RiverDetector, RiverForecaster
+
+    pipe = DeploymentPipeline("saleor", "saleor-api", RIVER_CONFIG)
+    assert isinstance(pipe.detector, RiverDetector)
+    assert all(isinstance(f, RiverForecaster) for f in pipe.forecasters.values())
+    for i in range(400):
+        out = pipe.finish(pipe.prepare(sample(i, 0.4 + 0.05 * math.sin(i / 9))), None)
+    band = out.forecast.horizons[0].cpu_utilization
+    assert band is not None and band.lower < band.point < band.upper
+    assert out.anomaly.anomaly_score < 2.5
+    spike = pipe.finish(pipe.prepare(sample(400, 0.95)), None)
+    assert spike.anomaly.is_anomaly and spike.anomaly.anomaly_score >= 2.5
+
+
+def test_a_river_detector_gets_no_xgboost_probability() -> None:
+    from pathlib import Path
+
+    from models.anomaly import xgb_feature_names
+    from models.artifacts import load_latest
+    from models.features import FEATURES
+    from pipeline.stages import score_batch
+
+    xgb = load_latest(
+        Path(__file__).resolve().parents[2] / "models" / "artifacts",
+        expected_features=xgb_feature_names(FEATURES),
+    )
+    helios = DeploymentPipeline("saleor", "a", CONFIG)
+    river = DeploymentPipeline("saleor", "b", RIVER_CONFIG)
+    for i in range(30):
+        batch = [helios.prepare(sample(i, 0.4)), river.prepare(sample(i, 0.4))]
+        helios_p, river_p = score_batch(xgb.model, batch)
+        helios.finish(batch[0], helios_p)
+        river.finish(batch[1], river_p)
+    assert isinstance(helios_p, float) and river_p is None
+
+
+def test_state_saved_under_another_model_name_starts_afresh() -> None:
+    from models.river_adapters import RiverForecaster
+
+    helios = DeploymentPipeline("saleor", "saleor-api", CONFIG)
+    for i in range(30):
+        run(helios, i, 0.4)
+    moved = DeploymentPipeline.from_dict(helios.to_dict(), RIVER_CONFIG)
+    assert isinstance(moved.forecasters["cpu_utilization"], RiverForecaster)
+    assert moved.forecasters["cpu_utilization"].n_seen == 0
+    back = DeploymentPipeline.from_dict(helios.to_dict(), CONFIG)
+    assert back.forecasters["cpu_utilization"].n_seen == 29
+    river = DeploymentPipeline("saleor", "saleor-api", RIVER_CONFIG)
+    again = DeploymentPipeline.from_dict(river.to_dict(), RIVER_CONFIG)
+    assert again.detector.to_dict() == river.detector.to_dict()
+
+
+def test_horizons_between_steps_are_interpolated_and_labelled_with_their_own_time() -> None:
+    from models.forecast import Interval, interpolate_interval
+
+    config = PipelineConfig.from_settings(load_settings({"HELIOS_SCORING_INTERVAL": "1800"}))
+    pipe = DeploymentPipeline("saleor", "saleor-api", config)
+    t0 = 1_700_000_000 // 1800 * 1800
+    for i in range(100):
+        s = MetricSample(
+            namespace="saleor",
+            deployment="saleor-api",
+            timestamp=datetime.fromtimestamp(t0 + 1800 * i, tz=UTC),
+            metrics=Metrics(cpu_utilization=0.4 + 0.1 * math.sin(i / 4), memory_utilization=0.5),
+            replicas=3,
+        )
+        prepared = pipe.prepare(s)
+    out = pipe.finish(prepared, None)
+    by_label = {h.horizon: h for h in out.forecast.horizons}
+    start = prepared.window.start
+    assert [by_label[k].timestamp.timestamp() - start for k in ("5m", "15m", "30m", "60m")] == [
+        300,
+        900,
+        1800,
+        3600,
+    ]
+    cpu = prepared.window.values["cpu_utilization"]
+    one, two = pipe.forecasters["cpu_utilization"].forecast_at([1, 2], current=(start, cpu))
+    now = Interval(cpu, cpu, cpu)
+    five = by_label["5m"].cpu_utilization
+    assert five is not None
+    want = interpolate_interval(now, one, 300 / 1800)
+    assert (five.point, five.lower, five.upper) == pytest.approx((want.point, want.lower, want.upper))
+    sixty = by_label["60m"].cpu_utilization
+    assert sixty is not None and (sixty.point, sixty.lower, sixty.upper) == pytest.approx(
+        (two.point, two.lower, two.upper)
+    )
