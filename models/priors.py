@@ -35,8 +35,9 @@ import math
 import statistics
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
-from models.anomaly import DetectorScore, StreamingDetector, _score_from
+from models.anomaly import DetectorScore, _score_from
 from models.features import UTILISATION_FEATURES
 
 #: Smallest headroom the saturation prior resolves (a utilisation of 1 scores log2(1e6) ~ 20 sigma).
@@ -67,7 +68,20 @@ def saturation_sigma(u: float) -> float:
     return 0.0 - math.log2(headroom) if headroom < 1.0 else 0.0
 
 
-def points(detector: StreamingDetector, feature: str) -> int:
+class LearnedDetector(Protocol):
+    """What the priors read of a live detector (Helios' own, or a River model behind its adapter)."""
+
+    @property
+    def features(self) -> tuple[str, ...]: ...
+
+    def n_learned(self, feature: str) -> int: ...
+
+    def learned_normal(self, feature: str) -> tuple[float, float] | None: ...
+
+    def score_detail(self, x: Mapping[str, float]) -> DetectorScore: ...
+
+
+def points(detector: LearnedDetector, feature: str) -> int:
     """Points the detector has learned for ``feature`` (0 if never seen).
 
     Examples
@@ -81,7 +95,7 @@ def points(detector: StreamingDetector, feature: str) -> int:
     return int(detector.n_learned(feature))
 
 
-def learned_normal(detector: StreamingDetector, feature: str) -> tuple[float, float] | None:
+def learned_normal(detector: LearnedDetector, feature: str) -> tuple[float, float] | None:
     """(level, spread) the detector learned for ``feature``: slow mean and slow deviation as a sigma.
 
     Examples
@@ -127,7 +141,7 @@ class Prior:
     fleet: Mapping[str, FleetNormal] = field(default_factory=dict)
 
     @classmethod
-    def from_fleet(cls, detectors: Iterable[StreamingDetector], min_points: int) -> Prior:
+    def from_fleet(cls, detectors: Iterable[LearnedDetector], min_points: int) -> Prior:
         """Pool every feature the detectors have learned for at least ``min_points`` points.
 
         Examples
@@ -193,7 +207,7 @@ def credible_sigma(n: int) -> float:
 
 
 def blend(
-    detector: StreamingDetector | None, prior: Prior, x: Mapping[str, float], maturity: float
+    detector: LearnedDetector | None, prior: Prior, x: Mapping[str, float], maturity: float
 ) -> tuple[DetectorScore, float]:
     """Each feature's live sigma (capped at :func:`credible_sigma` while young) weighted
     ``min(1, n / maturity)`` against the prior's; and the prior's largest weight (1 without a

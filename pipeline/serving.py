@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from models.anomaly import StreamingDetector, combine
+from models.anomaly import combine
 from models.features import CPU, MEMORY
 from models.forecast import Interval
-from models.priors import Prior, blend, points
+from models.priors import LearnedDetector, Prior, blend, points
 from models.recommender import RecommenderState, ScalingInputs
 from models.xgb import XGBAnomalyModel
 from pipeline.api import (
@@ -112,7 +112,7 @@ def detect(
     config: PipelineConfig,
     xgb: XGBAnomalyModel | None,
     key: str,
-    fleet: Iterable[StreamingDetector] = (),
+    fleet: Iterable[LearnedDetector] = (),
 ) -> DetectResponse:
     """Score the request against the live state, blended toward priors while it is young.
 
