@@ -37,7 +37,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from models.anomaly import DetectorScore, _score_from
+from models.anomaly import DetectorScore, StreamingDetector, _score_from  # noqa: F401  (the examples use it)
 from models.features import UTILISATION_FEATURES
 
 #: Smallest headroom the saturation prior resolves (a utilisation of 1 scores log2(1e6) ~ 20 sigma).
