@@ -30,6 +30,7 @@ _DELEGATES: dict[str, tuple[str, str]] = {
 _EVALS: dict[str, tuple[str, str]] = {
     "nab": ("pipeline.evaluation.nab", "Run the anomaly detector over NAB data and score it"),
     "forecast": ("pipeline.evaluation.forecast_eval", "Stream a series through the forecaster and score it"),
+    "kinds": ("pipeline.evaluation.kinds", "Write a labelled corpus of counts, latencies, temperatures, ..."),
 }
 
 
