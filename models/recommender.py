@@ -20,8 +20,10 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    drives the anticipation of rule 3.
 2. **Reactive floor.** Never below what a reactive autoscaler at the same target asks for now:
    ``ceil(replicas * cpu_now / cpu_scale_up)``. Prediction can only add headroom.
-3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds (the
-   next decisions and the start-up lead fall inside it); up-scaling has no cooldown. A crossing the
+3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds, or up
+   to the next decision plus a pod start-up (``step_seconds + startup_seconds``) when that is longer: a
+   decision must cover the time until the next one's pods can be ready, so at a 30-minute step it sizes
+   on the next step's band. Up-scaling has no cooldown. A crossing the
    *point* forecast expects at any horizon up to ``scale_down_horizon`` is also acted on now
    (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
    2 replicas with 85 % predicted in 15 min scale up to 3. So is load that came at the same minute in
@@ -173,9 +175,10 @@ class Recommender:
     band_level
         Nominal two-sided level of the bands the forecaster hands over (for confidences).
     scale_up_horizon
-        Horizons up to this many seconds ahead drive scale-up.
+        Horizons up to this many seconds ahead drive scale-up; at least ``step_seconds +
+        startup_seconds`` (the next decision's pods are ready no sooner).
     scale_down_horizon
-        Horizons up to this many seconds ahead must all allow a scale-down.
+        Horizons up to this many seconds ahead (at least the scale-up one) must all allow a scale-down.
     scale_down_margin
         Scale down only to a count whose predicted upper CPU stays below ``margin * cpu_scale_up``.
     quantile
@@ -184,6 +187,9 @@ class Recommender:
     center_on_current
         Size on the bands moved to centre on the current CPU (their half-widths kept); ``False``: on the
         bands as forecast.
+    step_seconds
+        Seconds between decisions (the aligned step): with a step longer than ``scale_up_horizon`` a
+        decision covers the whole next step, sized on that step's band.
 
     Examples
     --------
@@ -220,6 +226,7 @@ class Recommender:
         scale_down_margin: float = 0.9,
         quantile: float | None = 0.8,
         center_on_current: bool = True,
+        step_seconds: float = 60.0,
     ) -> None:
         if not 0 < cpu_scale_up <= 1:
             raise ValueError(f"cpu_scale_up must be in (0, 1], got {cpu_scale_up}")
@@ -251,6 +258,8 @@ class Recommender:
             raise ValueError(f"quantile must be in [0.5, 1) or None, got {quantile}")
         if not 0 < scale_down_margin <= 1:
             raise ValueError(f"scale_down_margin must be in (0, 1], got {scale_down_margin}")
+        if step_seconds <= 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds}")
         self.cpu_scale_up = cpu_scale_up
         self.cpu_scale_down = cpu_scale_down
         self.memory_warning = memory_warning
@@ -266,6 +275,11 @@ class Recommender:
         self.scale_down_margin = scale_down_margin
         self.quantile = quantile
         self.center_on_current = center_on_current
+        self.step_seconds = step_seconds
+        # What one decision must cover: until the next decision's pods can be ready. When the step is
+        # longer than the scale-up horizon, that is the whole next step and its band.
+        self.up_horizon = max(scale_up_horizon, step_seconds + startup_seconds)
+        self.down_horizon = max(scale_down_horizon, self.up_horizon)
         self._z = NormalDist().inv_cdf(0.5 + band_level / 2)
         # Where the sizing quantile sits between the point (0) and the band's upper end (1).
         self._q_frac = 1.0 if quantile is None else NormalDist().inv_cdf(quantile) / self._z
@@ -322,8 +336,8 @@ class Recommender:
         thr = self.cpu_scale_up
         replicas = x.current_replicas
         cpu_now = x.cpu_now if _finite(x.cpu_now) else None
-        up_bands = self._usable(x.cpu_forecast, self.scale_up_horizon)
-        down_bands = self._usable(x.cpu_forecast, self.scale_down_horizon)
+        up_bands = self._usable(x.cpu_forecast, self.up_horizon)
+        down_bands = self._usable(x.cpu_forecast, self.down_horizon)
         # The point forecasts as issued: rule 3's anticipation and the evidence use them.
         forecast_bands = down_bands
         centred = self.center_on_current and cpu_now is not None
@@ -520,7 +534,7 @@ class Recommender:
             after = top * replicas / target
             reason = (
                 f"Predicted CPU at most {_pct(top)} ({level}, next "
-                f"{self.scale_down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "
+                f"{self.down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "
                 f"on {target} replicas ({_pct(after)})"
             )
             return Advice("scaling", "scale_down", target, reason, 0.8, "low", x.now)

@@ -327,10 +327,6 @@ def make_helios(
     step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
 ) -> Callable[[float, int, float], HeliosStep]:
     """A function ``(t, ready_replicas, cpu_utilisation) -> HeliosStep`` running the stream's stages."""
-    try:
-        import pipeline.stages  # noqa: F401
-    except ImportError:
-        return make_models_only_helios(step_seconds, startup_seconds, cpu_scale_up, max_replicas)
     from pipeline.records import Metrics, MetricSample
     from pipeline.settings import load_settings
     from pipeline.stages import DeploymentPipeline, PipelineConfig, score_batch
@@ -363,54 +359,6 @@ def make_helios(
             forecast_upper=None if first is None else first.upper,
             action=out.decision.action,
             rule=str(out.decision.evidence.get("rule", "")),
-        )
-
-    return step
-
-
-def make_models_only_helios(
-    step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
-) -> Callable[[float, int, float], HeliosStep]:
-    """The forecaster and the recommender the stages use, without the aligner and the anomaly stage.
-
-    A fallback for when :mod:`pipeline.stages` cannot be imported; never scales down on anomalies
-    because it sees none.
-    """
-    from models.forecast import OnlineForecaster
-    from models.recommender import Recommender, RecommenderState, ScalingInputs
-
-    steps = {300: 1, 900: 3, 1800: 6, 3600: 12}
-    steps = {sec: max(1, round(sec / step_seconds)) for sec in steps}
-    fc = OnlineForecaster(
-        step_seconds=step_seconds, level=0.9, calibrated_steps=sorted(set(steps.values()) | {1})
-    )
-    rec = Recommender(cpu_scale_up=cpu_scale_up, startup_seconds=startup_seconds, max_replicas=max_replicas)
-    state = RecommenderState()
-    last: list[float] = []
-
-    def step(t: float, replicas: int, cpu: float) -> HeliosStep:
-        cpu = min(1.0, max(0.0, cpu))
-        if last:
-            fc.learn_one(last[0], last[1])
-        bands = fc.forecast(max(steps.values()), current=(t, cpu))
-        last[:] = [t, cpu]
-        x = ScalingInputs(
-            now=t,
-            current_replicas=replicas,
-            cpu_now=cpu,
-            memory_now=None,
-            cpu_forecast={n * step_seconds: bands[n - 1] for n in steps.values()},
-            memory_forecast={},
-        )
-        d = rec.recommend(state, x)
-        first = bands[0]
-        return HeliosStep(
-            d.target_replicas,
-            first.point,
-            first.lower,
-            first.upper,
-            d.action,
-            str(d.evidence.get("rule", "")),
         )
 
     return step

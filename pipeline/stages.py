@@ -80,6 +80,9 @@ class PipelineConfig:
                 max_replicas=settings.max_replicas,
                 cooldown_seconds=settings.cooldown_seconds,
                 startup_seconds=settings.startup_seconds,
+                band_level=settings.risk_level,
+                quantile=settings.sizing_quantile,
+                step_seconds=settings.scoring_interval,
             ),
         )
 

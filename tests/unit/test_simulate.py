@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 
 from pipeline import simulate as sim
+from pipeline import stages
+from pipeline.records import Metrics, MetricSample
+from pipeline.settings import load_settings
 
 
 def _trace(values: list[float], step: int = 300) -> pd.DataFrame:
@@ -123,10 +126,7 @@ def test_cli_writes_csv_summary_and_plot(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_simulate_and_the_stream_stages_make_the_same_decisions(tmp_path: Path) -> None:
-    stages = pytest.importorskip("pipeline.stages")
-    from pipeline.records import Metrics, MetricSample
-    from pipeline.settings import load_settings
-
+    # Imported at module level: if the stage wiring cannot be imported this file fails, it does not skip.
     trace = sim.load_trace(_write_trace(tmp_path / "ec2_cpu_utilization_same.csv", n=60))
     demand = sim.demand_cores(trace["value"].to_numpy(), "percent", 4, 0.7)
     res = sim.simulate(trace, demand)
