@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ import pandas as pd
 
 from models.autoscalers import HPASimulator, KEDASimulator, Policy
 from models.features import CPU
+from pipeline.equal_cost import HPA_SWEEP, CurvePoint, at_equal_cost, hpa_family, plot_equal_cost
 
 #: Filename fragments that mark a utilisation trace (the rest are counts).
 _UTILISATION_HINTS = ("cpu", "utiliz", "utilis")
@@ -178,6 +179,8 @@ class SimResult:
     hpa: Totals
     helios: Totals
     config: dict[str, Any] = field(default_factory=dict)
+    #: The HPA at each target of the sweep, on the same demand (empty: no sweep was run).
+    family: list[CurvePoint] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         h, k = self.hpa.as_dict(), self.helios.as_dict()
@@ -187,7 +190,7 @@ class SimResult:
                 return None if a else 1.0
             return round(a / b, 4)
 
-        return {
+        out: dict[str, Any] = {
             "config": self.config,
             "hpa": h,
             "helios": k,
@@ -197,6 +200,11 @@ class SimResult:
                 "scaling_actions": ratio(k["scaling_actions"], h["scaling_actions"]),
             },
         }
+        if self.family:
+            out["equal_cost"] = at_equal_cost(
+                self.family, self.helios.replica_seconds / 3600, self.helios.under_seconds / 60
+            )
+        return out
 
 
 # -- traces and demand ---------------------------------------------------------------------------------
@@ -382,12 +390,15 @@ def simulate(
     publish_delay: float = 15.0,
     helios: Callable[[float, int, float], HeliosStep] | None = None,
     scaled_object: ScaledObjectSpec | None = None,
+    sweep: Sequence[float] = HPA_SWEEP,
 ) -> SimResult:
     """Run both policies over ``demand`` (cores per trace step) and score them.
 
     Helios' workload is scaled as ``scaled_object`` says (default: the project's ScaledObject): its
     polling interval, threshold, CPU trigger (``floor_target`` overrides it; with ``shadow`` the HPA's
     target), bounds (``min_replicas``/``max_replicas`` override them, for both policies) and HPA behavior.
+    The HPA is also run at each CPU target of ``sweep`` (none: ``()``), the yardstick at equal cost
+    (:mod:`pipeline.equal_cost`).
     """
     so = scaled_object if scaled_object is not None else ScaledObjectSpec.from_manifest()
     min_replicas = so.min_replicas if min_replicas is None else min_replicas
@@ -487,7 +498,10 @@ def simulate(
         "trace_step_seconds": step_seconds,
         "scaled_object": so.as_dict(),
     }
-    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config)
+    family = hpa_family(
+        ts, demand, sweep, step_seconds=step_seconds, tick=tick, threshold=cpu_scale_up, **common
+    )
+    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config, family)
 
 
 def _under(demand: float, ready: int, capacity: float, threshold: float) -> bool:
@@ -607,6 +621,16 @@ def format_table(name: str, summary: dict[str, Any]) -> str:
         f"  {'scaling actions':28s}{h['scaling_actions']:>10d}{k['scaling_actions']:>10d}"
         f"{f(r['scaling_actions']):>8s}",
     ]
+    eq = summary.get("equal_cost")
+    if eq is not None:
+        targets = [p["target"] for p in eq["curve"]]
+        outside = "" if eq["within_range"] else " (outside the swept range)"
+        lines.append(
+            f"  at equal cost ({eq['replica_hours']:.1f} replica-hours, the HPA at CPU targets "
+            f"{min(targets):.0%}-{max(targets):.0%}): HPA family short "
+            f"{eq['hpa_under_provisioned_minutes']:.1f} min, "
+            f"Helios {eq['helios_under_provisioned_minutes']:.1f} min, ratio {f(eq['ratio'])}{outside}"
+        )
     return "\n".join(lines)
 
 
@@ -647,6 +671,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=15.0,
         help="seconds from Helios' decision to Prometheus holding it",
     )
+    parser.add_argument(
+        "--hpa-sweep",
+        type=_targets,
+        default=HPA_SWEEP,
+        help="CPU targets of the HPA family Helios is compared with at equal cost (default 0.40,...,0.95; "
+        "empty: no sweep)",
+    )
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    try:
+        targets = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hpa-sweep: comma-separated fractions, got {text!r}") from None
+    if any(not 0 < t <= 1 for t in targets):
+        raise argparse.ArgumentTypeError(f"--hpa-sweep: every target must be in (0, 1], got {text!r}")
+    return targets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -674,6 +715,7 @@ def run(args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         publish_delay=args.publish_delay,
         scaled_object=ScaledObjectSpec.from_manifest(args.scaled_object),
+        sweep=args.hpa_sweep,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     result.steps.to_csv(args.out / f"{name}.csv", index=False)
@@ -682,5 +724,7 @@ def run(args: argparse.Namespace) -> int:
     summary["kind"] = kind
     (args.out / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(result, args.out / f"{name}.png", name)
+    if "equal_cost" in summary:
+        plot_equal_cost(summary, args.out / f"{name}.equal-cost.png", name)
     print(format_table(f"{name} ({kind})", summary))
     return 0
