@@ -28,7 +28,11 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
    2 replicas with 85 % predicted in 15 min scale up to 3. So is load that came at the same minute in
    each of the last hours (``recurring_load``, :mod:`models.recurrence`): ``ceil(load / cpu_scale_up)``
-   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it. On such a schedule the
+   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it. So is a ramp that came at
+   this time of each of the last days (weeks, hours) (``periodic_growth``, the load's rise over the
+   coming steps, :class:`models.recurrence.PeriodicLoad`): each band is centred on ``cpu_now * growth``
+   instead of ``cpu_now`` and sized at the quantile, rule ``periodic_ramp``; after the ramp the growth is
+   gone and the usual scale-down releases the replicas. On such a schedule the
    band-driven needs are capped at what the coming steps brought in those hours (``recurring_ceiling``),
    never below the reactive floor: the band, widened by spikes the forecaster could not foresee, would
    otherwise keep pods for errors the schedule explains.
@@ -84,6 +88,9 @@ class ScalingInputs:
     #: On such a schedule (a recurring jump in the last hour or coming up): the most load the next steps
     #: brought in any of those hours; None off a schedule.
     recurring_ceiling: float | None = None
+    #: How much the load rose over the next decisions and the start-up lead at this time of each of the
+    #: last few days (weeks, hours) (``models.recurrence.PeriodicLoad``); None: no rise recurs.
+    periodic_growth: float | None = None
 
 
 @dataclass
@@ -321,6 +328,26 @@ class Recommender:
             if 0 < h <= limit and _finite(b.point) and _finite(b.lower) and _finite(b.upper)
         )
 
+    def _ramp_need(
+        self,
+        replicas: int,
+        cpu_now: float | None,
+        bands: list[tuple[int, Interval]],
+        growth: float | None,
+    ) -> tuple[int, Interval | None, int | None]:
+        """The replicas for a ramp that recurs at this time of the period: each scale-up band centred on
+        the current CPU times the rise the period brought (its half-widths kept), sized at the quantile."""
+        if growth is None or cpu_now is None or not _finite(growth) or growth <= 1.0:
+            return 0, None, None
+        best: tuple[int, Interval | None, int | None] = (0, None, None)
+        for h, b in bands:
+            centre = max(cpu_now * growth, b.point)
+            moved = Interval(centre, centre - (b.point - b.lower), centre + (b.upper - b.point))
+            n = self._need(replicas, self._q(moved), self.cpu_scale_up)
+            if n > best[0]:
+                best = (n, moved, h)
+        return best
+
     def _urgency(self, seconds_left: float, saturated: bool, anomaly: bool) -> UrgencyName:
         if saturated:
             return "critical"
@@ -405,9 +432,15 @@ class Recommender:
         scheduled = self._need(1, ceiling, thr) if ceiling is not None and _finite(ceiling) else None
         if scheduled is not None:
             up_need = min(up_need, max(floor, scheduled))
-        from_recurrence = recurring > up_need
+        ramp, ramp_band, ramp_h = self._ramp_need(replicas, cpu_now, up_bands, x.periodic_growth)
+        if scheduled is not None:  # the schedule knows its peaks: no band headroom on a ramp to them
+            ramp = min(ramp, max(floor, scheduled))
+        from_recurrence = recurring > up_need and recurring >= ramp
+        from_ramp = not from_recurrence and ramp > up_need
         if from_recurrence:
             up_need, up_band, up_h = recurring, None, None
+        elif from_ramp:
+            up_need, up_band, up_h = ramp, ramp_band, ramp_h
         deep_idle = (cpu_now is not None and cpu_now < self.cpu_scale_down) and all(
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
@@ -417,14 +450,16 @@ class Recommender:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
         if scheduled is not None:
             down_need = min(down_need, scheduled)
-        down_need = max(down_need, floor, recurring)
+        down_need = max(down_need, floor, recurring, ramp)
         evidence["needs"] = {
             "reactive_floor": floor,
             "predicted": up_need,
             "scale_down": down_need,
             "recurring": recurring,
+            "periodic_ramp": ramp,
         }
         evidence["recurring_load"] = x.recurring_load
+        evidence["periodic_growth"] = x.periodic_growth
 
         cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
         predictive_up = up_need if not db_saturated else floor
@@ -434,7 +469,13 @@ class Recommender:
             if predictive_up == floor and floor > previous:
                 rule = "reactive_floor"
             else:
-                rule = "recurring_peak" if from_recurrence else "scale_up_on_upper_band"
+                rule = (
+                    "recurring_peak"
+                    if from_recurrence
+                    else "periodic_ramp"
+                    if from_ramp
+                    else "scale_up_on_upper_band"
+                )
         elif down_need < previous:
             if x.is_anomaly:
                 rule = "no_scale_down_during_anomaly"
@@ -499,7 +540,14 @@ class Recommender:
                 break
         saturated = cpu_now is not None and cpu_now > thr
         if action == "scale_up":
-            if rule == "recurring_peak":
+            if rule == "periodic_ramp" and up_band is not None and up_h is not None:
+                reason = (
+                    f"Load rose {x.periodic_growth or 1.0:.2f}x at this time in each of the last periods: "
+                    f"predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) on "
+                    f"{replicas} replicas; {target} keep it under threshold {_pct(thr)}"
+                )
+                confidence, when = 0.9, max(x.now, x.now + up_h - self.startup_seconds)
+            elif rule == "recurring_peak":
                 reason = (
                     f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
                     f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"

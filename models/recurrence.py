@@ -23,7 +23,7 @@ import base64
 from array import array
 from typing import Any
 
-__all__ = ["RecurringLoad"]
+__all__ = ["PeriodicLoad", "RecurringLoad"]
 
 _STATE_VERSION = 1
 
@@ -205,4 +205,175 @@ class RecurringLoad:
             raise ValueError(f"recurring-load state field 'values' has {len(raw) // 4} values")
         m._values = array("f")
         m._values.frombytes(raw)
+        return m
+
+
+class PeriodicLoad:
+    """How much the load rose over the coming steps at this time of each of the last ``cycles`` periods.
+
+    A daily (weekly, hourly) ramp comes back at the same time of its period. Per period, the load is kept
+    in phase bins (at most ``max_bins`` per period, at least one step wide; a bin holds the largest load
+    seen in it) for the last ``cycles`` periods. :meth:`growth` compares, in each of those periods, the bins
+    of the coming steps with the bin of the current one: when the load rose by at least ``min_growth`` in
+    *every* one of them (the smallest rise of the cycles), that rise is expected again, and the deployment
+    can be sized for it a start-up ahead instead of a start-up late.
+
+    Why a ratio and not the load itself: a ramp keeps its shape while the level drifts from day to day
+    (a busier Monday, a slow leak), so the rise is what recurs. Why "every cycle": a rise seen once is not
+    a schedule, and replicas held for it cost more than the reactive start-up they save. Why a model of its
+    own next to the forecaster's daily profile: the forecaster learns per-pod utilisation, which Helios'
+    own scaling changes (a ramp met by more pods shows no rise per pod), and the recommender centres its
+    bands on the current CPU for that reason; the load here is utilisation x replicas, free of it.
+
+    Parameters
+    ----------
+    step_seconds
+        The aligned step of the samples.
+    periods
+        The periods to look for, in seconds. A period shorter than two steps is skipped.
+    cycles
+        How many consecutive periods a rise must have shown in.
+    max_bins
+        Most phase bins per period (the state's size: ``sum(bins) * (cycles + 1)`` values).
+    min_growth
+        The smallest rise (coming load over current load) that counts; smaller ones are noise.
+
+    Examples
+    --------
+    Four days of a 30-minute series: 1 pod's worth of load, 3 from 09:00 to 17:00. On the fourth day,
+    at 08:30 the next step is expected to bring three times the load:
+
+    >>> m = PeriodicLoad(step_seconds=1800)
+    >>> day = [3.0 if 18 <= s < 34 else 1.0 for s in range(48)]
+    >>> for i in range(3 * 48 + 17):
+    ...     m.learn_one(i * 1800.0, day[i % 48])
+    >>> m.growth(3 * 86400 + 17 * 1800.0, steps=1)   # 08:30: the step after it rose to 3x
+    3.0
+    >>> m.growth(3 * 86400 + 20 * 1800.0, steps=1) is None   # 10:00: no rise ahead
+    True
+    >>> PeriodicLoad.from_dict(m.to_dict()).growth(3 * 86400 + 17 * 1800.0, steps=1)
+    3.0
+    """
+
+    __slots__ = ("_bins", "_cycle", "_value", "cycles", "max_bins", "min_growth", "periods", "step_seconds")
+
+    def __init__(
+        self,
+        step_seconds: int,
+        periods: tuple[int, ...] = (3600, 86400, 604800),
+        cycles: int = 3,
+        max_bins: int = 168,
+        min_growth: float = 1.1,
+    ) -> None:
+        if step_seconds <= 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds!r}")
+        if not periods or any(p <= 0 for p in periods):
+            raise ValueError(f"periods must be positive seconds, got {periods!r}")
+        if not 1 <= cycles <= 24:
+            raise ValueError(f"cycles must be in [1, 24], got {cycles!r}")
+        if max_bins < 2:
+            raise ValueError(f"max_bins must be >= 2, got {max_bins!r}")
+        if not min_growth > 1.0:
+            raise ValueError(f"min_growth must be > 1, got {min_growth!r}")
+        self.step_seconds = step_seconds
+        self.periods = tuple(int(p) for p in periods)
+        self.cycles = cycles
+        self.max_bins = max_bins
+        self.min_growth = min_growth
+        #: Bins per period (0: the period is shorter than two steps and skipped).
+        self._bins = [min(max_bins, p // step_seconds) if p >= 2 * step_seconds else 0 for p in self.periods]
+        size = sum(self._bins) * (cycles + 1)
+        #: Per period, bin and slot (cycle modulo cycles + 1): the cycle the value is from (-1: none).
+        self._cycle = array("q", [-1]) * size
+        self._value = array("f", [0.0]) * size
+
+    def _slot(self, k: int, absolute_bin: int) -> tuple[int, int]:
+        """Index into the arrays of period ``k``'s absolute bin, and the cycle it belongs to."""
+        bins = self._bins[k]
+        offset = sum(self._bins[:k]) * (self.cycles + 1)
+        cycle = absolute_bin // bins
+        return offset + (absolute_bin % bins) * (self.cycles + 1) + cycle % (self.cycles + 1), cycle
+
+    def _bin(self, k: int, t: float) -> int:
+        return int((t + 1e-6) // (self.periods[k] / self._bins[k]))
+
+    def learn_one(self, t: float, load: float) -> None:
+        """Note the load of the step starting at ``t`` (seconds since the epoch)."""
+        if load != load or load < 0:  # NaN or impossible
+            return
+        for k, bins in enumerate(self._bins):
+            if not bins:
+                continue
+            i, cycle = self._slot(k, self._bin(k, t))
+            if self._cycle[i] == cycle:
+                self._value[i] = max(self._value[i], load)
+            elif self._cycle[i] < cycle:
+                self._cycle[i], self._value[i] = cycle, load
+
+    def _seen(self, k: int, absolute_bin: int) -> float | None:
+        i, cycle = self._slot(k, absolute_bin)
+        return float(self._value[i]) if self._cycle[i] == cycle else None
+
+    def _period_growth(self, k: int, t: float, steps: int) -> float | None:
+        bins = self._bins[k]
+        now = self._bin(k, t)
+        ahead = {self._bin(k, t + j * self.step_seconds) for j in range(1, steps + 1)} - {now}
+        if not ahead:
+            return None
+        low = None
+        for back in range(1, self.cycles + 1):
+            then = self._seen(k, now - back * bins)
+            coming = [self._seen(k, b - back * bins) for b in ahead]
+            if then is None or not then > 0 or any(c is None for c in coming):
+                return None
+            rise = max(c for c in coming if c is not None) / then
+            low = rise if low is None else min(low, rise)
+        return low
+
+    def growth(self, t: float, steps: int) -> float | None:
+        """The rise the ``steps`` steps after the one starting at ``t`` brought over it, in every one of the
+        last ``cycles`` periods (the largest such rise over the periods), or None below ``min_growth``."""
+        found = [g for k, b in enumerate(self._bins) if b and (g := self._period_growth(k, t, steps))]
+        best = max(found, default=None)
+        return round(best, 6) if best is not None and best >= self.min_growth else None
+
+    # -- persistence ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        base = max(self._cycle, default=-1)
+        return {
+            "v": _STATE_VERSION,
+            "step": self.step_seconds,
+            "periods": list(self.periods),
+            "cycles": self.cycles,
+            "max_bins": self.max_bins,
+            "min_growth": self.min_growth,
+            "base": base,
+            # Cycles as offsets from the newest one: small numbers, one byte each after base64.
+            "cycle": base64.b64encode(
+                array("H", [min(65535, base - c) if c >= 0 else 65535 for c in self._cycle]).tobytes()
+            ).decode("ascii"),
+            "values": base64.b64encode(self._value.tobytes()).decode("ascii"),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PeriodicLoad:
+        """Restore a model; raises ``ValueError`` naming the field that does not fit."""
+        if d.get("v") != _STATE_VERSION:
+            raise ValueError(f"periodic-load state version {d.get('v')!r}, expected {_STATE_VERSION}")
+        m = cls(
+            int(d["step"]),
+            tuple(int(p) for p in d["periods"]),
+            int(d["cycles"]),
+            int(d["max_bins"]),
+            float(d["min_growth"]),
+        )
+        base = int(d["base"])
+        offsets = array("H")
+        offsets.frombytes(base64.b64decode(d["cycle"]))
+        values = array("f")
+        values.frombytes(base64.b64decode(d["values"]))
+        if len(offsets) != len(m._cycle) or len(values) != len(m._value):
+            raise ValueError(f"periodic-load state fields 'cycle'/'values' have {len(values)} values")
+        m._cycle = array("q", [base - o if o != 65535 else -1 for o in offsets])
+        m._value = values
         return m

@@ -228,6 +228,31 @@ def load_trace(path: Path) -> pd.DataFrame:
     return out
 
 
+def resample(trace: pd.DataFrame, step_seconds: int) -> pd.DataFrame:
+    """``trace`` at another step: the mean over each longer step, or each value held over the shorter
+    steps it spans (a CloudWatch point is the average of its period, so holding it is all that is known).
+
+    >>> t = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=4, freq="5min", tz="UTC"),
+    ...                   "value": [1.0, 3.0, 5.0, 7.0]})
+    >>> resample(t, 600)["value"].tolist()
+    [2.0, 6.0]
+    >>> resample(t, 150)["value"].tolist()
+    [1.0, 1.0, 3.0, 3.0, 5.0, 5.0, 7.0, 7.0]
+    """
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds}")
+    series = trace.set_index("timestamp")["value"]
+    own = float(np.median(series.index.to_series().diff().dt.total_seconds().dropna()))
+    rule = pd.Timedelta(seconds=step_seconds)
+    if step_seconds >= own:
+        out = series.resample(rule).mean().dropna()
+    else:
+        end = series.index[-1] + pd.Timedelta(seconds=own) - rule
+        grid = pd.date_range(series.index[0], end, freq=rule)
+        out = series.reindex(series.index.union(grid)).ffill().reindex(grid)
+    return pd.DataFrame({"timestamp": out.index, "value": out.to_numpy()}).reset_index(drop=True)
+
+
 def trace_kind(path: Path, values: np.ndarray) -> str:
     """``fraction``, ``percent`` or ``count``: utilisation traces are named so (``cpu``, ``utilization``)."""
     name = path.name.lower()

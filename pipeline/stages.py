@@ -27,7 +27,7 @@ from models.anomaly import CombinedScore, DetectorScore, Severity, StreamingDete
 from models.features import CPU, DB_CONNECTIONS, DB_CPU, FEATURES, FORECAST_FEATURES, HORIZONS, MEMORY
 from models.forecast import Interval, OnlineForecaster
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
-from models.recurrence import RecurringLoad
+from models.recurrence import PeriodicLoad, RecurringLoad
 from models.xgb import XGBAnomalyModel
 from pipeline.align import AlignedWindow, TumblingAligner
 from pipeline.records import (
@@ -98,6 +98,9 @@ class PipelineConfig:
     def new_recurrence(self) -> RecurringLoad:
         return RecurringLoad(step_seconds=self.step_seconds)
 
+    def new_periodic(self) -> PeriodicLoad:
+        return PeriodicLoad(step_seconds=self.step_seconds)
+
     @property
     def lookahead_steps(self) -> int:
         """Steps ahead whose recurring load a decision covers: the next one, and as many more as a pod's
@@ -151,6 +154,7 @@ class DeploymentPipeline:
         self.detector = config.new_detector()
         self.recommender_state = RecommenderState()
         self.recurrence = config.new_recurrence()
+        self.periodic = config.new_periodic()
         self.replicas: int | None = None
         #: Until when (event time) the last detected anomaly is held, and at which severity.
         self.alarm_until = -math.inf
@@ -196,6 +200,7 @@ class DeploymentPipeline:
         cpu = closed.values.get(CPU)
         if cpu is not None and replicas:
             self.recurrence.learn_one(closed.start, cpu * replicas)
+            self.periodic.learn_one(closed.start, cpu * replicas)
 
     # -- phase 3 ---------------------------------------------------------------------------
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
@@ -256,6 +261,7 @@ class DeploymentPipeline:
             db_connections=values.get(DB_CONNECTIONS),
             recurring_load=self.recurrence.forecast(window.start, self.config.lookahead_steps),
             recurring_ceiling=self.recurrence.ceiling(window.start, self.config.lookahead_steps),
+            periodic_growth=self.periodic.growth(window.start, self.config.lookahead_steps),
         )
 
     def _forecast_record(
@@ -323,6 +329,7 @@ class DeploymentPipeline:
             "det": self.detector.to_dict(),
             "rec": self.recommender_state.to_dict(),
             "recur": self.recurrence.to_dict(),
+            "periodic": self.periodic.to_dict(),
             "replicas": self.replicas,
             "alarm": [self.alarm_until if math.isfinite(self.alarm_until) else None, self.alarm_severity],
         }
@@ -341,6 +348,8 @@ class DeploymentPipeline:
         pipe.recommender_state = RecommenderState.from_dict(d["rec"])
         if "recur" in d:  # state saved before the recurring-load model starts it afresh
             pipe.recurrence = RecurringLoad.from_dict(d["recur"])
+        if "periodic" in d:  # state saved before the periodic-load model starts it afresh
+            pipe.periodic = PeriodicLoad.from_dict(d["periodic"])
         pipe.replicas = d.get("replicas")
         until, severity = d.get("alarm") or (None, "normal")
         pipe.alarm_until = -math.inf if until is None else float(until)
