@@ -257,3 +257,45 @@ def test_a_bad_hpa_sweep_is_refused_naming_the_flag() -> None:
     with pytest.raises(SystemExit):
         parser.parse_args(["--out", "x", "--hpa-sweep", "0.5,1.5"])
     assert parser.parse_args(["--out", "x", "--hpa-sweep", "0.5,0.6"]).hpa_sweep == (0.5, 0.6)
+
+
+def _daily_counts(days: int, step: int = 1800, seed: int = 3) -> pd.DataFrame:
+    """Requests per step: a quiet night, a ramp from 08:00 to 10:00 to three times the level, a plateau
+    until 18:00 and a fall until 21:00, with 5 % noise."""
+    rng = np.random.default_rng(seed)
+    n = days * 86400 // step
+    hours = (np.arange(n) * step % 86400) / 3600
+    shape = 1 + 2 * np.clip(np.minimum((hours - 8) / 2, (21 - hours) / 3), 0, 1)
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "timestamp": start + pd.to_timedelta(np.arange(n) * step, unit="s"),
+            "value": 1000 * shape * np.exp(rng.normal(0, 0.05, n)),
+        }
+    )
+
+
+def test_helios_scales_before_each_daily_ramp_once_it_has_recurred() -> None:
+    trace = _daily_counts(7)
+    demand = sim.demand_cores(trace["value"].to_numpy(), "count", 4, 0.7)
+    res = sim.simulate(trace, demand, sweep=())
+    steps = res.steps
+    per_day = 48
+    rose = 0
+    for day in range(3, 7):  # after three days the ramp has come in every one of the last three
+        ramp = range(day * per_day + 16, day * per_day + 20)  # 08:00-10:00
+        for i in ramp:
+            need = math.ceil(round(steps.loc[i, "demand"] / 0.8, 9))
+            if need > steps.loc[i - 1, "helios_replicas"]:
+                rose += 1
+                # Ready when the step's demand arrives: raised the step before, not after.
+                assert steps.loc[i, "helios_replicas"] >= need, (day, i)
+                assert steps.loc[i - 1, "helios_recommended"] >= need, (day, i)
+        assert steps.loc[list(ramp), "helios_under_seconds"].sum() == 0
+        assert "periodic_ramp" in set(steps.loc[[i - 1 for i in ramp], "helios_rule"])
+    assert rose >= 4
+    # The HPA, reacting, is short at those ramps; Helios releases the replicas after them.
+    late = [i for d in range(3, 7) for i in range(d * per_day + 16, d * per_day + 20)]
+    assert steps.loc[late, "hpa_under_seconds"].sum() > 0
+    night = [d * per_day + 2 * 2 for d in range(4, 7)]  # 02:00, long after the evening fall
+    assert (steps.loc[night, "helios_replicas"] <= steps.loc[night, "hpa_replicas"] + 1).all()
