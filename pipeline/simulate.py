@@ -330,16 +330,25 @@ def meets_targets(name: str, policy: dict[str, Any], hpa: dict[str, Any]) -> boo
     )
 
 
-def saleor_trace(days: float = 14.0, step_seconds: int = 300, seed: int = 7) -> pd.DataFrame:
+def saleor_trace(
+    days: float = 14.0,
+    step_seconds: int = 300,
+    seed: int = 7,
+    incident_at: int | None = None,
+    incident_length: int = 15,
+) -> pd.DataFrame:
     """The synthetic Saleor workload as a ``timestamp,value`` trace of its CPU demand (pod-cores).
 
     The value is ``cpu_utilization * replicas`` of :func:`pipeline.sources.synthetic.synthetic_trace`,
-    i.e. load independent of that generator's own replica count; it is a count-like trace here.
+    i.e. load independent of that generator's own replica count; it is a count-like trace here. An
+    incident (``incident_at``, a step index) adds CPU that is not load, with its memory leak.
     """
     from pipeline.sources.synthetic import synthetic_trace
 
     n = int(days * 86400 // step_seconds)
-    df = synthetic_trace(n, float(step_seconds), seed=seed)
+    df = synthetic_trace(
+        n, float(step_seconds), seed=seed, incident_at=incident_at, incident_length=incident_length
+    )
     return pd.DataFrame({"timestamp": df["timestamp"], "value": df[CPU] * df["replicas"]})
 
 
