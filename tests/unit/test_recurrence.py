@@ -22,7 +22,7 @@ def hours(m: RecurringLoad, n: int, spikes: dict[int, float], base: float = 0.5,
 def test_a_spike_in_every_one_of_the_last_hours_is_expected_again() -> None:
     m = RecurringLoad(step_seconds=60, periods=3)
     hours(m, 3, {59: 3.0})
-    assert m.forecast(3 * HOUR + 58 * 60.0, steps=1) == pytest.approx(3.0, rel=2e-3)  # at :58, the next step is :59
+    assert m.forecast(3 * HOUR + 58 * 60.0, steps=1) == 3.0  # at :58, the next step is :59
     assert m.forecast(3 * HOUR + 57 * 60.0, steps=1) is None  # :58 brought the base load
     assert m.forecast(3 * HOUR + 57 * 60.0, steps=2) == 3.0  # two steps ahead reaches :59
 
@@ -59,7 +59,7 @@ def test_a_gap_in_the_samples_restarts_the_count() -> None:
     hours(m, 2, {20: 3.0}, start=3)  # hour 2 never reported
     assert m.forecast(5 * HOUR + 19 * 60.0, steps=1) is None  # only two consecutive hours before hour 5
     hours(m, 1, {20: 3.0}, start=5)
-    assert m.forecast(6 * HOUR + 19 * 60.0, steps=1) == pytest.approx(3.0, rel=2e-3)
+    assert m.forecast(6 * HOUR + 19 * 60.0, steps=1) == 3.0
 
 
 def test_nothing_is_expected_before_the_periods_are_seen_or_when_the_period_has_no_phases() -> None:
@@ -112,8 +112,8 @@ def test_on_a_schedule_the_ceiling_is_the_most_the_next_steps_brought_and_elsewh
         learned = minute
         return m.ceiling(minute * 60.0, steps)
 
-    assert ceiling_at(3 * 60 + 58, steps=1) == pytest.approx(3.0, rel=2e-3)  # :59 is due
-    assert ceiling_at(3 * 60 + 59, steps=1) == pytest.approx(2.0, rel=2e-3)  # during it: :00 brought at most 2
+    assert ceiling_at(3 * 60 + 58, steps=1) == 3.0  # :59 is due
+    assert ceiling_at(3 * 60 + 59, steps=1) == 2.0  # during it: :00 brought at most 2
     assert ceiling_at(4 * 60, steps=2) == 0.5  # after it: back to the base load every hour
     off = RecurringLoad(step_seconds=60, periods=3)
     hours(off, 3, {})  # no jump anywhere: no schedule
