@@ -259,24 +259,8 @@ def test_a_bad_hpa_sweep_is_refused_naming_the_flag() -> None:
     assert parser.parse_args(["--out", "x", "--hpa-sweep", "0.5,0.6"]).hpa_sweep == (0.5, 0.6)
 
 
-def _daily_counts(days: int, step: int = 1800, seed: int = 3) -> pd.DataFrame:
-    """Requests per step: a quiet night, a ramp from 08:00 to 10:00 to three times the level, a plateau
-    until 18:00 and a fall until 21:00, with 5 % noise."""
-    rng = np.random.default_rng(seed)
-    n = days * 86400 // step
-    hours = (np.arange(n) * step % 86400) / 3600
-    shape = 1 + 2 * np.clip(np.minimum((hours - 8) / 2, (21 - hours) / 3), 0, 1)
-    start = pd.Timestamp("2024-01-01", tz="UTC")
-    return pd.DataFrame(
-        {
-            "timestamp": start + pd.to_timedelta(np.arange(n) * step, unit="s"),
-            "value": 1000 * shape * np.exp(rng.normal(0, 0.05, n)),
-        }
-    )
-
-
 def test_helios_scales_before_each_daily_ramp_once_it_has_recurred() -> None:
-    trace = _daily_counts(7)
+    trace = sim.daily_trace(7, 1800)
     demand = sim.demand_cores(trace["value"].to_numpy(), "count", 4, 0.7)
     res = sim.simulate(trace, demand, sweep=())
     steps = res.steps
