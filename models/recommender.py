@@ -20,13 +20,19 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    drives the anticipation of rule 3.
 2. **Reactive floor.** Never below what a reactive autoscaler at the same target asks for now:
    ``ceil(replicas * cpu_now / cpu_scale_up)``. Prediction can only add headroom.
-3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds (the
-   next decisions and the start-up lead fall inside it); up-scaling has no cooldown. A crossing the
+3. **Scale up at once** to the largest need over the horizons up to ``scale_up_horizon`` seconds, or up
+   to the next decision plus a pod start-up (``step_seconds + startup_seconds``) when that is longer: a
+   decision must cover the time until the next one's pods can be ready, so at a 30-minute step it sizes
+   on the next step's band. Up-scaling has no cooldown. A crossing the
    *point* forecast expects at any horizon up to ``scale_down_horizon`` is also acted on now
    (``need = ceil(replicas * point / cpu_scale_up)``): with a zero-width band, as ``/recommend`` may send,
    2 replicas with 85 % predicted in 15 min scale up to 3. So is load that came at the same minute in
    each of the last hours (``recurring_load``, :mod:`models.recurrence`): ``ceil(load / cpu_scale_up)``
-   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it. On such a schedule the
+   replicas, rule ``recurring_peak``, and no scale-down below that ahead of it. So is a ramp that came at
+   this time of each of the last days (weeks, hours) (``periodic_growth``, the load's rise over the
+   coming steps, :class:`models.recurrence.PeriodicLoad`): each band is centred on ``cpu_now * growth``
+   instead of ``cpu_now`` and sized at the quantile, rule ``periodic_ramp``; after the ramp the growth is
+   gone and the usual scale-down releases the replicas. On such a schedule the
    band-driven needs are capped at what the coming steps brought in those hours (``recurring_ceiling``),
    never below the reactive floor: the band, widened by spikes the forecaster could not foresee, would
    otherwise keep pods for errors the schedule explains.
@@ -82,6 +88,9 @@ class ScalingInputs:
     #: On such a schedule (a recurring jump in the last hour or coming up): the most load the next steps
     #: brought in any of those hours; None off a schedule.
     recurring_ceiling: float | None = None
+    #: How much the load rose over the next decisions and the start-up lead at this time of each of the
+    #: last few days (weeks, hours) (``models.recurrence.PeriodicLoad``); None: no rise recurs.
+    periodic_growth: float | None = None
 
 
 @dataclass
@@ -173,9 +182,10 @@ class Recommender:
     band_level
         Nominal two-sided level of the bands the forecaster hands over (for confidences).
     scale_up_horizon
-        Horizons up to this many seconds ahead drive scale-up.
+        Horizons up to this many seconds ahead drive scale-up; at least ``step_seconds +
+        startup_seconds`` (the next decision's pods are ready no sooner).
     scale_down_horizon
-        Horizons up to this many seconds ahead must all allow a scale-down.
+        Horizons up to this many seconds ahead (at least the scale-up one) must all allow a scale-down.
     scale_down_margin
         Scale down only to a count whose predicted upper CPU stays below ``margin * cpu_scale_up``.
     quantile
@@ -184,6 +194,9 @@ class Recommender:
     center_on_current
         Size on the bands moved to centre on the current CPU (their half-widths kept); ``False``: on the
         bands as forecast.
+    step_seconds
+        Seconds between decisions (the aligned step): with a step longer than ``scale_up_horizon`` a
+        decision covers the whole next step, sized on that step's band.
 
     Examples
     --------
@@ -220,6 +233,7 @@ class Recommender:
         scale_down_margin: float = 0.9,
         quantile: float | None = 0.8,
         center_on_current: bool = True,
+        step_seconds: float = 60.0,
     ) -> None:
         if not 0 < cpu_scale_up <= 1:
             raise ValueError(f"cpu_scale_up must be in (0, 1], got {cpu_scale_up}")
@@ -251,6 +265,8 @@ class Recommender:
             raise ValueError(f"quantile must be in [0.5, 1) or None, got {quantile}")
         if not 0 < scale_down_margin <= 1:
             raise ValueError(f"scale_down_margin must be in (0, 1], got {scale_down_margin}")
+        if step_seconds <= 0:
+            raise ValueError(f"step_seconds must be positive, got {step_seconds}")
         self.cpu_scale_up = cpu_scale_up
         self.cpu_scale_down = cpu_scale_down
         self.memory_warning = memory_warning
@@ -266,6 +282,11 @@ class Recommender:
         self.scale_down_margin = scale_down_margin
         self.quantile = quantile
         self.center_on_current = center_on_current
+        self.step_seconds = step_seconds
+        # What one decision must cover: until the next decision's pods can be ready. When the step is
+        # longer than the scale-up horizon, that is the whole next step and its band.
+        self.up_horizon = max(scale_up_horizon, step_seconds + startup_seconds)
+        self.down_horizon = max(scale_down_horizon, self.up_horizon)
         self._z = NormalDist().inv_cdf(0.5 + band_level / 2)
         # Where the sizing quantile sits between the point (0) and the band's upper end (1).
         self._q_frac = 1.0 if quantile is None else NormalDist().inv_cdf(quantile) / self._z
@@ -307,6 +328,26 @@ class Recommender:
             if 0 < h <= limit and _finite(b.point) and _finite(b.lower) and _finite(b.upper)
         )
 
+    def _ramp_need(
+        self,
+        replicas: int,
+        cpu_now: float | None,
+        bands: list[tuple[int, Interval]],
+        growth: float | None,
+    ) -> tuple[int, Interval | None, int | None]:
+        """The replicas for a ramp that recurs at this time of the period: each scale-up band centred on
+        the current CPU times the rise the period brought (its half-widths kept), sized at the quantile."""
+        if growth is None or cpu_now is None or not _finite(growth) or growth <= 1.0:
+            return 0, None, None
+        best: tuple[int, Interval | None, int | None] = (0, None, None)
+        for h, b in bands:
+            centre = max(cpu_now * growth, b.point)
+            moved = Interval(centre, centre - (b.point - b.lower), centre + (b.upper - b.point))
+            n = self._need(replicas, self._q(moved), self.cpu_scale_up)
+            if n > best[0]:
+                best = (n, moved, h)
+        return best
+
     def _urgency(self, seconds_left: float, saturated: bool, anomaly: bool) -> UrgencyName:
         if saturated:
             return "critical"
@@ -322,8 +363,8 @@ class Recommender:
         thr = self.cpu_scale_up
         replicas = x.current_replicas
         cpu_now = x.cpu_now if _finite(x.cpu_now) else None
-        up_bands = self._usable(x.cpu_forecast, self.scale_up_horizon)
-        down_bands = self._usable(x.cpu_forecast, self.scale_down_horizon)
+        up_bands = self._usable(x.cpu_forecast, self.up_horizon)
+        down_bands = self._usable(x.cpu_forecast, self.down_horizon)
         # The point forecasts as issued: rule 3's anticipation and the evidence use them.
         forecast_bands = down_bands
         centred = self.center_on_current and cpu_now is not None
@@ -391,9 +432,15 @@ class Recommender:
         scheduled = self._need(1, ceiling, thr) if ceiling is not None and _finite(ceiling) else None
         if scheduled is not None:
             up_need = min(up_need, max(floor, scheduled))
-        from_recurrence = recurring > up_need
+        ramp, ramp_band, ramp_h = self._ramp_need(replicas, cpu_now, up_bands, x.periodic_growth)
+        if scheduled is not None:  # the schedule knows its peaks: no band headroom on a ramp to them
+            ramp = min(ramp, max(floor, scheduled))
+        from_recurrence = recurring > up_need and recurring >= ramp
+        from_ramp = not from_recurrence and ramp > up_need
         if from_recurrence:
             up_need, up_band, up_h = recurring, None, None
+        elif from_ramp:
+            up_need, up_band, up_h = ramp, ramp_band, ramp_h
         deep_idle = (cpu_now is not None and cpu_now < self.cpu_scale_down) and all(
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
@@ -403,14 +450,16 @@ class Recommender:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
         if scheduled is not None:
             down_need = min(down_need, scheduled)
-        down_need = max(down_need, floor, recurring)
+        down_need = max(down_need, floor, recurring, ramp)
         evidence["needs"] = {
             "reactive_floor": floor,
             "predicted": up_need,
             "scale_down": down_need,
             "recurring": recurring,
+            "periodic_ramp": ramp,
         }
         evidence["recurring_load"] = x.recurring_load
+        evidence["periodic_growth"] = x.periodic_growth
 
         cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
         predictive_up = up_need if not db_saturated else floor
@@ -420,7 +469,13 @@ class Recommender:
             if predictive_up == floor and floor > previous:
                 rule = "reactive_floor"
             else:
-                rule = "recurring_peak" if from_recurrence else "scale_up_on_upper_band"
+                rule = (
+                    "recurring_peak"
+                    if from_recurrence
+                    else "periodic_ramp"
+                    if from_ramp
+                    else "scale_up_on_upper_band"
+                )
         elif down_need < previous:
             if x.is_anomaly:
                 rule = "no_scale_down_during_anomaly"
@@ -485,7 +540,14 @@ class Recommender:
                 break
         saturated = cpu_now is not None and cpu_now > thr
         if action == "scale_up":
-            if rule == "recurring_peak":
+            if rule == "periodic_ramp" and up_band is not None and up_h is not None:
+                reason = (
+                    f"Load rose {x.periodic_growth or 1.0:.2f}x at this time in each of the last periods: "
+                    f"predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) on "
+                    f"{replicas} replicas; {target} keep it under threshold {_pct(thr)}"
+                )
+                confidence, when = 0.9, max(x.now, x.now + up_h - self.startup_seconds)
+            elif rule == "recurring_peak":
                 reason = (
                     f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
                     f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"
@@ -520,7 +582,7 @@ class Recommender:
             after = top * replicas / target
             reason = (
                 f"Predicted CPU at most {_pct(top)} ({level}, next "
-                f"{self.scale_down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "
+                f"{self.down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "
                 f"on {target} replicas ({_pct(after)})"
             )
             return Advice("scaling", "scale_down", target, reason, 0.8, "low", x.now)

@@ -97,7 +97,8 @@ class Settings(BaseModel):
     max_replicas: int = Field(10, ge=1, le=10_000, validation_alias="HELIOS_MAX_REPLICAS")
     cooldown_seconds: float = Field(300.0, ge=0.0, le=86400.0, validation_alias="HELIOS_COOLDOWN_SECONDS")
     startup_seconds: float = Field(60.0, ge=0.0, le=3600.0, validation_alias="HELIOS_POD_STARTUP_SECONDS")
-    risk_level: float = Field(0.9, gt=0.5, lt=1.0, validation_alias="HELIOS_RISK_LEVEL")
+    #: The bands' nominal two-sided coverage and, through :attr:`sizing_quantile`, the recommender's.
+    risk_level: float = Field(0.9, ge=0.75, lt=1.0, validation_alias="HELIOS_RISK_LEVEL")
 
     # Stream hygiene
     stale_after: float = Field(600.0, ge=1.0, le=7 * 86400, validation_alias="HELIOS_STALE_AFTER")
@@ -193,6 +194,18 @@ class Settings(BaseModel):
     def grace_seconds(self) -> float:
         """How late a sample may be and still be merged into its window (default: one interval)."""
         return float(self.scoring_interval) if self.late_grace is None else self.late_grace
+
+    @property
+    def sizing_quantile(self) -> float:
+        """The one-sided forecast quantile the recommender sizes on: ``2 * risk_level - 1``.
+
+        A deployment then runs above the threshold after scaling with twice the chance that an outcome
+        falls outside the band (0.9 -> the 80th percentile, 0.95 -> the 90th).
+
+        >>> load_settings({"HELIOS_RISK_LEVEL": "0.95"}).sizing_quantile
+        0.9
+        """
+        return round(2 * self.risk_level - 1, 9)
 
     @property
     def horizon_steps(self) -> dict[str, int]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +39,7 @@ import pandas as pd
 
 from models.autoscalers import HPASimulator, KEDASimulator, Policy
 from models.features import CPU
+from pipeline.equal_cost import HPA_SWEEP, CurvePoint, at_equal_cost, hpa_family, plot_equal_cost
 
 #: Filename fragments that mark a utilisation trace (the rest are counts).
 _UTILISATION_HINTS = ("cpu", "utiliz", "utilis")
@@ -178,6 +179,8 @@ class SimResult:
     hpa: Totals
     helios: Totals
     config: dict[str, Any] = field(default_factory=dict)
+    #: The HPA at each target of the sweep, on the same demand (empty: no sweep was run).
+    family: list[CurvePoint] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         h, k = self.hpa.as_dict(), self.helios.as_dict()
@@ -187,7 +190,7 @@ class SimResult:
                 return None if a else 1.0
             return round(a / b, 4)
 
-        return {
+        out: dict[str, Any] = {
             "config": self.config,
             "hpa": h,
             "helios": k,
@@ -197,6 +200,11 @@ class SimResult:
                 "scaling_actions": ratio(k["scaling_actions"], h["scaling_actions"]),
             },
         }
+        if self.family:
+            out["equal_cost"] = at_equal_cost(
+                self.family, self.helios.replica_seconds / 3600, self.helios.under_seconds / 60
+            )
+        return out
 
 
 # -- traces and demand ---------------------------------------------------------------------------------
@@ -218,6 +226,31 @@ def load_trace(path: Path) -> pd.DataFrame:
     if len(out) < 3:
         raise ValueError(f"{path}: need at least 3 rows, got {len(out)}")
     return out
+
+
+def resample(trace: pd.DataFrame, step_seconds: int) -> pd.DataFrame:
+    """``trace`` at another step: the mean over each longer step, or each value held over the shorter
+    steps it spans (a CloudWatch point is the average of its period, so holding it is all that is known).
+
+    >>> t = pd.DataFrame({"timestamp": pd.date_range("2024-01-01", periods=4, freq="5min", tz="UTC"),
+    ...                   "value": [1.0, 3.0, 5.0, 7.0]})
+    >>> resample(t, 600)["value"].tolist()
+    [2.0, 6.0]
+    >>> resample(t, 150)["value"].tolist()
+    [1.0, 1.0, 3.0, 3.0, 5.0, 5.0, 7.0, 7.0]
+    """
+    if step_seconds <= 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds}")
+    series = trace.set_index("timestamp")["value"]
+    own = float(np.median(series.index.to_series().diff().dt.total_seconds().dropna()))
+    rule = pd.Timedelta(seconds=step_seconds)
+    if step_seconds >= own:
+        out = series.resample(rule).mean().dropna()
+    else:
+        end = series.index[-1] + pd.Timedelta(seconds=own) - rule
+        grid = pd.date_range(series.index[0], end, freq=rule)
+        out = series.reindex(series.index.union(grid)).ffill().reindex(grid)
+    return pd.DataFrame({"timestamp": out.index, "value": out.to_numpy()}).reset_index(drop=True)
 
 
 def trace_kind(path: Path, values: np.ndarray) -> str:
@@ -297,17 +330,47 @@ def meets_targets(name: str, policy: dict[str, Any], hpa: dict[str, Any]) -> boo
     )
 
 
-def saleor_trace(days: float = 14.0, step_seconds: int = 300, seed: int = 7) -> pd.DataFrame:
+def saleor_trace(
+    days: float = 14.0,
+    step_seconds: int = 300,
+    seed: int = 7,
+    incident_at: int | None = None,
+    incident_length: int = 15,
+) -> pd.DataFrame:
     """The synthetic Saleor workload as a ``timestamp,value`` trace of its CPU demand (pod-cores).
 
     The value is ``cpu_utilization * replicas`` of :func:`pipeline.sources.synthetic.synthetic_trace`,
-    i.e. load independent of that generator's own replica count; it is a count-like trace here.
+    i.e. load independent of that generator's own replica count; it is a count-like trace here. An
+    incident (``incident_at``, a step index) adds CPU that is not load, with its memory leak.
     """
     from pipeline.sources.synthetic import synthetic_trace
 
     n = int(days * 86400 // step_seconds)
-    df = synthetic_trace(n, float(step_seconds), seed=seed)
+    df = synthetic_trace(
+        n, float(step_seconds), seed=seed, incident_at=incident_at, incident_length=incident_length
+    )
     return pd.DataFrame({"timestamp": df["timestamp"], "value": df[CPU] * df["replicas"]})
+
+
+def daily_trace(days: float = 14.0, step_seconds: int = 1800, seed: int = 3) -> pd.DataFrame:
+    """A strongly daily request-count trace: a quiet night, a ramp from 08:00 to 10:00 to three times the
+    night's level, a plateau and a fall from 18:00 to 21:00, with 5 % log-normal noise per step.
+
+    >>> t = daily_trace(2, 1800)
+    >>> len(t), round(float(t["value"].iloc[30] / t["value"].iloc[4]), 1)   # 15:00 over 02:00, noisy
+    (96, 2.9)
+    """
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 // step_seconds)
+    hours = (np.arange(n) * step_seconds % 86400) / 3600
+    shape = 1 + 2 * np.clip(np.minimum((hours - 8) / 2, (21 - hours) / 3), 0, 1)
+    start = pd.Timestamp("2024-01-01", tz="UTC")
+    return pd.DataFrame(
+        {
+            "timestamp": start + pd.to_timedelta(np.arange(n) * step_seconds, unit="s"),
+            "value": 1000 * shape * np.exp(rng.normal(0, 0.05, n)),
+        }
+    )
 
 
 # -- Helios, one call per step -------------------------------------------------------------------------
@@ -327,10 +390,6 @@ def make_helios(
     step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
 ) -> Callable[[float, int, float], HeliosStep]:
     """A function ``(t, ready_replicas, cpu_utilisation) -> HeliosStep`` running the stream's stages."""
-    try:
-        import pipeline.stages  # noqa: F401
-    except ImportError:
-        return make_models_only_helios(step_seconds, startup_seconds, cpu_scale_up, max_replicas)
     from pipeline.records import Metrics, MetricSample
     from pipeline.settings import load_settings
     from pipeline.stages import DeploymentPipeline, PipelineConfig, score_batch
@@ -368,54 +427,6 @@ def make_helios(
     return step
 
 
-def make_models_only_helios(
-    step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
-) -> Callable[[float, int, float], HeliosStep]:
-    """The forecaster and the recommender the stages use, without the aligner and the anomaly stage.
-
-    A fallback for when :mod:`pipeline.stages` cannot be imported; never scales down on anomalies
-    because it sees none.
-    """
-    from models.forecast import OnlineForecaster
-    from models.recommender import Recommender, RecommenderState, ScalingInputs
-
-    steps = {300: 1, 900: 3, 1800: 6, 3600: 12}
-    steps = {sec: max(1, round(sec / step_seconds)) for sec in steps}
-    fc = OnlineForecaster(
-        step_seconds=step_seconds, level=0.9, calibrated_steps=sorted(set(steps.values()) | {1})
-    )
-    rec = Recommender(cpu_scale_up=cpu_scale_up, startup_seconds=startup_seconds, max_replicas=max_replicas)
-    state = RecommenderState()
-    last: list[float] = []
-
-    def step(t: float, replicas: int, cpu: float) -> HeliosStep:
-        cpu = min(1.0, max(0.0, cpu))
-        if last:
-            fc.learn_at(last[0], last[1])
-        bands = fc.intervals(max(steps.values()), current=(t, cpu))
-        last[:] = [t, cpu]
-        x = ScalingInputs(
-            now=t,
-            current_replicas=replicas,
-            cpu_now=cpu,
-            memory_now=None,
-            cpu_forecast={n * step_seconds: bands[n - 1] for n in steps.values()},
-            memory_forecast={},
-        )
-        d = rec.recommend(state, x)
-        first = bands[0]
-        return HeliosStep(
-            d.target_replicas,
-            first.point,
-            first.lower,
-            first.upper,
-            d.action,
-            str(d.evidence.get("rule", "")),
-        )
-
-    return step
-
-
 # -- the replay ----------------------------------------------------------------------------------------
 def simulate(
     trace: pd.DataFrame,
@@ -434,12 +445,15 @@ def simulate(
     publish_delay: float = 15.0,
     helios: Callable[[float, int, float], HeliosStep] | None = None,
     scaled_object: ScaledObjectSpec | None = None,
+    sweep: Sequence[float] = HPA_SWEEP,
 ) -> SimResult:
     """Run both policies over ``demand`` (cores per trace step) and score them.
 
     Helios' workload is scaled as ``scaled_object`` says (default: the project's ScaledObject): its
     polling interval, threshold, CPU trigger (``floor_target`` overrides it; with ``shadow`` the HPA's
     target), bounds (``min_replicas``/``max_replicas`` override them, for both policies) and HPA behavior.
+    The HPA is also run at each CPU target of ``sweep`` (none: ``()``), the yardstick at equal cost
+    (:mod:`pipeline.equal_cost`).
     """
     so = scaled_object if scaled_object is not None else ScaledObjectSpec.from_manifest()
     min_replicas = so.min_replicas if min_replicas is None else min_replicas
@@ -539,7 +553,10 @@ def simulate(
         "trace_step_seconds": step_seconds,
         "scaled_object": so.as_dict(),
     }
-    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config)
+    family = hpa_family(
+        ts, demand, sweep, step_seconds=step_seconds, tick=tick, threshold=cpu_scale_up, **common
+    )
+    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config, family)
 
 
 def _under(demand: float, ready: int, capacity: float, threshold: float) -> bool:
@@ -659,6 +676,16 @@ def format_table(name: str, summary: dict[str, Any]) -> str:
         f"  {'scaling actions':28s}{h['scaling_actions']:>10d}{k['scaling_actions']:>10d}"
         f"{f(r['scaling_actions']):>8s}",
     ]
+    eq = summary.get("equal_cost")
+    if eq is not None:
+        targets = [p["target"] for p in eq["curve"]]
+        outside = "" if eq["within_range"] else " (outside the swept range)"
+        lines.append(
+            f"  at equal cost ({eq['replica_hours']:.1f} replica-hours, the HPA at CPU targets "
+            f"{min(targets):.0%}-{max(targets):.0%}): HPA family short "
+            f"{eq['hpa_under_provisioned_minutes']:.1f} min, "
+            f"Helios {eq['helios_under_provisioned_minutes']:.1f} min, ratio {f(eq['ratio'])}{outside}"
+        )
     return "\n".join(lines)
 
 
@@ -699,6 +726,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=15.0,
         help="seconds from Helios' decision to Prometheus holding it",
     )
+    parser.add_argument(
+        "--hpa-sweep",
+        type=_targets,
+        default=HPA_SWEEP,
+        help="CPU targets of the HPA family Helios is compared with at equal cost (default 0.40,...,0.95; "
+        "empty: no sweep)",
+    )
+
+
+def _targets(text: str) -> tuple[float, ...]:
+    try:
+        targets = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--hpa-sweep: comma-separated fractions, got {text!r}") from None
+    if any(not 0 < t <= 1 for t in targets):
+        raise argparse.ArgumentTypeError(f"--hpa-sweep: every target must be in (0, 1], got {text!r}")
+    return targets
 
 
 def run(args: argparse.Namespace) -> int:
@@ -726,6 +770,7 @@ def run(args: argparse.Namespace) -> int:
         max_replicas=args.max_replicas,
         publish_delay=args.publish_delay,
         scaled_object=ScaledObjectSpec.from_manifest(args.scaled_object),
+        sweep=args.hpa_sweep,
     )
     args.out.mkdir(parents=True, exist_ok=True)
     result.steps.to_csv(args.out / f"{name}.csv", index=False)
@@ -734,5 +779,7 @@ def run(args: argparse.Namespace) -> int:
     summary["kind"] = kind
     (args.out / f"{name}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(result, args.out / f"{name}.png", name)
+    if "equal_cost" in summary:
+        plot_equal_cost(summary, args.out / f"{name}.equal-cost.png", name)
     print(format_table(f"{name} ({kind})", summary))
     return 0

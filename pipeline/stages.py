@@ -29,7 +29,7 @@ from models.forecast import Interval, OnlineForecaster, calibrated_steps_for
 from models.incident import IncidentTracker
 from models.priors import learned_normal
 from models.recommender import Decision, Recommender, RecommenderState, ScalingInputs
-from models.recurrence import RecurringLoad
+from models.recurrence import PeriodicLoad, RecurringLoad
 from models.river_adapters import RiverDetector, RiverForecaster
 from models.spec import (
     ModelSpec,
@@ -104,6 +104,9 @@ class PipelineConfig:
                 max_replicas=settings.max_replicas,
                 cooldown_seconds=settings.cooldown_seconds,
                 startup_seconds=settings.startup_seconds,
+                band_level=settings.risk_level,
+                quantile=settings.sizing_quantile,
+                step_seconds=settings.scoring_interval,
             ),
         )
 
@@ -125,6 +128,9 @@ class PipelineConfig:
 
     def new_recurrence(self) -> RecurringLoad:
         return RecurringLoad(step_seconds=self.step_seconds)
+
+    def new_periodic(self) -> PeriodicLoad:
+        return PeriodicLoad(step_seconds=self.step_seconds)
 
     @property
     def lookahead_steps(self) -> int:
@@ -180,6 +186,7 @@ class DeploymentPipeline:
         self.detector = config.new_detector()
         self.recommender_state = RecommenderState()
         self.recurrence = config.new_recurrence()
+        self.periodic = config.new_periodic()
         self.replicas: int | None = None
         #: Until when (event time) the last detected anomaly is held, and at which severity.
         self.alarm_until = -math.inf
@@ -233,6 +240,7 @@ class DeploymentPipeline:
         cpu = closed.values.get(CPU)
         if cpu is not None and replicas:
             self.recurrence.learn_one(closed.start, cpu * replicas)
+            self.periodic.learn_one(closed.start, cpu * replicas)
 
     # -- phase 3 ---------------------------------------------------------------------------
     def finish(self, prepared: Prepared, xgb_probability: float | None) -> StageOutput:
@@ -297,6 +305,7 @@ class DeploymentPipeline:
             db_connections=values.get(DB_CONNECTIONS),
             recurring_load=self.recurrence.forecast(window.start, self.config.lookahead_steps),
             recurring_ceiling=self.recurrence.ceiling(window.start, self.config.lookahead_steps),
+            periodic_growth=self.periodic.growth(window.start, self.config.lookahead_steps),
         )
 
     def _forecast_record(
@@ -364,6 +373,7 @@ class DeploymentPipeline:
             "det": self.detector.to_dict(),
             "rec": self.recommender_state.to_dict(),
             "recur": self.recurrence.to_dict(),
+            "periodic": self.periodic.to_dict(),
             "replicas": self.replicas,
             "alarm": [self.alarm_until if math.isfinite(self.alarm_until) else None, self.alarm_severity],
             "incident": self.incident.to_dict(),
@@ -391,6 +401,8 @@ class DeploymentPipeline:
         pipe.recommender_state = RecommenderState.from_dict(d["rec"])
         if "recur" in d:  # state saved before the recurring-load model starts it afresh
             pipe.recurrence = RecurringLoad.from_dict(d["recur"])
+        if "periodic" in d:  # state saved before the periodic-load model starts it afresh
+            pipe.periodic = PeriodicLoad.from_dict(d["periodic"])
         pipe.replicas = d.get("replicas")
         until, severity = d.get("alarm") or (None, "normal")
         pipe.alarm_until = -math.inf if until is None else float(until)

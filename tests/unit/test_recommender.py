@@ -290,3 +290,51 @@ def test_on_a_schedule_its_ceiling_caps_the_band_but_never_the_reactive_floor() 
     busy = inputs(replicas=4, cpu=0.71, bands={300: (0.71, 0.3, 1.0)})
     d = Recommender().recommend(RecommenderState(), dataclasses.replace(busy, recurring_ceiling=0.2))
     assert d.target_replicas == 4 and d.evidence["needs"]["reactive_floor"] == 4
+
+
+def test_a_step_longer_than_the_start_up_is_sized_on_the_next_steps_band() -> None:
+    # At a 30-minute step the nearest band is one step (1800 s) ahead, beyond the 300 s scale-up horizon:
+    # the pods asked for now are all there is until the next decision's are ready, 1860 s from now.
+    x = ScalingInputs(
+        now=0.0,
+        current_replicas=2,
+        cpu_now=0.6,
+        memory_now=None,
+        cpu_forecast={1800: Interval(0.6, 0.3, 1.0), 3600: Interval(0.6, 0.2, 1.2)},
+        memory_forecast={},
+    )
+    half_hourly = Recommender(step_seconds=1800).recommend(RecommenderState(), x)
+    # 0.6 + 0.4 * z(0.8) / z(0.95) = 0.805 per pod on 2 pods: ceil(2 * 0.805 / 0.8) = 3
+    assert (half_hourly.target_replicas, half_hourly.evidence["rule"]) == (3, "scale_up_on_upper_band")
+    minutely = Recommender(step_seconds=60).recommend(RecommenderState(), x)
+    assert (minutely.target_replicas, minutely.evidence["rule"]) == (2, "within_hysteresis")
+
+
+def test_the_step_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="step_seconds"):
+        Recommender(step_seconds=0)
+
+
+def test_a_recurring_ramp_is_sized_a_start_up_ahead_on_the_band_and_holds_off_scale_down() -> None:
+    def inputs(growth: float | None, cpu: float = 0.5) -> ScalingInputs:
+        return ScalingInputs(
+            now=1000.0,
+            current_replicas=2,
+            cpu_now=cpu,
+            memory_now=None,
+            cpu_forecast={300: Interval(0.5, 0.4, 0.6), 900: Interval(0.5, 0.35, 0.65)},
+            memory_forecast={},
+            periodic_growth=growth,
+        )
+
+    ramp = Recommender().recommend(RecommenderState(), inputs(2.0))
+    # centre 0.5 x 2.0 = 1.0, + 0.1 x z(0.8) / z(0.95) = 1.051 per pod on 2 pods: ceil(2 x 1.051 / 0.8) = 3
+    assert (ramp.action, ramp.target_replicas, ramp.evidence["rule"]) == ("scale_up", 3, "periodic_ramp")
+    assert "rose 2.00x" in ramp.advice[0].reason
+    assert ramp.advice[0].execute_by == 1000.0 + 300 - 60
+    assert Recommender().recommend(RecommenderState(), inputs(None)).target_replicas == 2
+    # At 4 pods, 20 % each, no ramp lets it go down; a ramp due next keeps them.
+    calm = dataclasses.replace(inputs(None, 0.2), current_replicas=4)
+    assert Recommender().recommend(RecommenderState(), calm).action == "scale_down"
+    due = dataclasses.replace(calm, periodic_growth=4.0)
+    assert Recommender().recommend(RecommenderState(), due).target_replicas >= 4

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
+from typing import Any
 
+import numpy as np
 import pytest
 
-from models.recurrence import RecurringLoad
+from models.recurrence import PeriodicLoad, RecurringLoad
 
 HOUR = 3600
 
@@ -115,3 +118,82 @@ def test_on_a_schedule_the_ceiling_is_the_most_the_next_steps_brought_and_elsewh
     off = RecurringLoad(step_seconds=60, periods=3)
     hours(off, 3, {})  # no jump anywhere: no schedule
     assert off.ceiling(3 * HOUR, steps=2) is None
+
+
+# -- PeriodicLoad ----------------------------------------------------------------------------------
+def _days(model: PeriodicLoad, days: int, shape: list[float], step: int = 1800) -> None:
+    for i in range(days * len(shape)):
+        model.learn_one(i * float(step), shape[i % len(shape)])
+
+
+DAY = [3.0 if 18 <= s < 34 else 1.0 for s in range(48)]  # 30-min steps: busy 09:00-17:00
+
+
+def test_a_daily_rise_is_expected_only_after_it_came_in_every_one_of_the_last_cycles() -> None:
+    m = PeriodicLoad(step_seconds=1800)
+    _days(m, 2, DAY)
+    assert m.growth(2 * 86400 + 17 * 1800.0, steps=1) is None  # two days: not yet three
+    _days(m, 3, DAY)
+    assert m.growth(3 * 86400 + 17 * 1800.0, steps=1) == pytest.approx(3.0, rel=2e-3)
+    assert m.growth(3 * 86400 + 33 * 1800.0, steps=1) is None  # 16:30: the load falls next
+
+
+def test_a_rise_missing_from_one_cycle_is_not_a_schedule() -> None:
+    m = PeriodicLoad(step_seconds=1800)
+    flat = [1.0] * 48
+    for day, shape in enumerate((DAY, flat, DAY)):
+        for s, v in enumerate(shape):
+            m.learn_one((day * 48 + s) * 1800.0, v)
+    assert m.growth(3 * 86400 + 17 * 1800.0, steps=1) is None
+
+
+def test_the_smallest_rise_of_the_cycles_is_expected_and_noise_is_not() -> None:
+    m = PeriodicLoad(step_seconds=1800)
+    for day, top in enumerate((3.0, 2.0, 4.0)):
+        for s in range(48):
+            m.learn_one((day * 48 + s) * 1800.0, top if 18 <= s < 34 else 1.0)
+    assert m.growth(3 * 86400 + 17 * 1800.0, steps=1) == pytest.approx(2.0, rel=2e-3)
+    rng = np.random.default_rng(0)
+    noisy = PeriodicLoad(step_seconds=300)
+    for i in range(4 * 288):
+        noisy.learn_one(i * 300.0, float(rng.normal(1.0, 0.02)))
+    assert all(noisy.growth(4 * 86400 + j * 300.0, steps=1) is None for j in range(288))
+
+
+def test_periodic_load_state_round_trips_and_refuses_another_layout() -> None:
+    m = PeriodicLoad(step_seconds=1800)
+    _days(m, 4, DAY)
+    d = json.loads(json.dumps(m.to_dict()))
+    copy = PeriodicLoad.from_dict(d)
+    for j in range(48):
+        t = 4 * 86400 + j * 1800.0
+        assert copy.growth(t, 1) == m.growth(t, 1)
+    with pytest.raises(ValueError, match="version"):
+        PeriodicLoad.from_dict({**d, "v": 99})
+    with pytest.raises(ValueError, match="values"):
+        PeriodicLoad.from_dict({**d, "values": ""})
+    # Loads are kept to 0.1 %, whatever their magnitude.
+    for load in (1e-4, 0.37, 3.0, 250.0, 1e6):
+        assert PeriodicLoad._load(PeriodicLoad._code(load)) == pytest.approx(load, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "name"),
+    [
+        ({"step_seconds": 0}, "step_seconds"),
+        ({"step_seconds": 60, "periods": ()}, "periods"),
+        ({"step_seconds": 60, "cycles": 0}, "cycles"),
+        ({"step_seconds": 60, "max_bins": 1}, "max_bins"),
+        ({"step_seconds": 60, "min_growth": 1.0}, "min_growth"),
+    ],
+)
+def test_periodic_load_refuses_impossible_parameters_by_name(kwargs: dict[str, Any], name: str) -> None:
+    with pytest.raises(ValueError, match=name):
+        PeriodicLoad(**kwargs)
+
+
+def test_a_period_shorter_than_two_steps_is_skipped() -> None:
+    m = PeriodicLoad(step_seconds=3600, periods=(3600, 86400))
+    assert m._bins == [0, 24]
+    _days(m, 4, [3.0 if 9 <= h < 17 else 1.0 for h in range(24)], step=3600)
+    assert m.growth(4 * 86400 + 8 * 3600.0, steps=1) == pytest.approx(3.0, rel=2e-3)

@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 
 from pipeline import simulate as sim
+from pipeline import stages
+from pipeline.records import Metrics, MetricSample
+from pipeline.settings import load_settings
 
 
 def _trace(values: list[float], step: int = 300) -> pd.DataFrame:
@@ -116,6 +119,8 @@ def test_cli_writes_csv_summary_and_plot(tmp_path: Path, capsys: pytest.CaptureF
     assert summary["kind"] == "percent"
     assert summary["hpa"]["under_provisioned_minutes"] == pytest.approx(steps["hpa_under_seconds"].sum() / 60)
     assert (out / "ec2_cpu_utilization_test.png").read_bytes()[:4] == b"\x89PNG"
+    assert (out / "ec2_cpu_utilization_test.equal-cost.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(summary["equal_cost"]["curve"]) == 12
     assert "under-provisioned minutes" in capsys.readouterr().out
     # forecasts were issued by the pipeline and are in cores, around the demand
     f = steps["forecast"].dropna()
@@ -123,10 +128,7 @@ def test_cli_writes_csv_summary_and_plot(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_simulate_and_the_stream_stages_make_the_same_decisions(tmp_path: Path) -> None:
-    stages = pytest.importorskip("pipeline.stages")
-    from pipeline.records import Metrics, MetricSample
-    from pipeline.settings import load_settings
-
+    # Imported at module level: if the stage wiring cannot be imported this file fails, it does not skip.
     trace = sim.load_trace(_write_trace(tmp_path / "ec2_cpu_utilization_same.csv", n=60))
     demand = sim.demand_cores(trace["value"].to_numpy(), "percent", 4, 0.7)
     res = sim.simulate(trace, demand)
@@ -213,3 +215,71 @@ def test_the_cpu_trigger_catches_what_is_under_provisioned() -> None:
     fast = sim.simulate(tr, d, helios=lambda t, r, u: _fixed(1), floor_target=0.72)
     assert slow.helios.under_seconds == pytest.approx(3 * 300)
     assert fast.helios.under_seconds == pytest.approx(60.0)  # one start-up
+
+
+def test_the_hpa_family_at_equal_cost_is_read_off_the_same_simulator(tmp_path: Path) -> None:
+    trace = sim.load_trace(_write_trace(tmp_path / "ec2_cpu_utilization_eq.csv", n=120))
+    demand = sim.demand_cores(trace["value"].to_numpy(), "percent", 4, 0.7)
+    res = sim.simulate(trace, demand, sweep=(0.5, 0.7, 0.9))
+    eq = res.summary()["equal_cost"]
+    by_target = {p["target"]: p for p in eq["curve"]}
+    # The family's 70 % member is the reference HPA itself.
+    assert by_target[0.7]["replica_hours"] == pytest.approx(res.hpa.replica_seconds / 3600, abs=1e-3)
+    assert by_target[0.7]["under_provisioned_minutes"] == pytest.approx(res.hpa.under_seconds / 60)
+    assert by_target[0.7]["scaling_actions"] == res.hpa.actions
+    # Less headroom costs less and is short at least as long.
+    assert by_target[0.5]["replica_hours"] > by_target[0.7]["replica_hours"] > by_target[0.9]["replica_hours"]
+    assert by_target[0.5]["under_provisioned_minutes"] <= by_target[0.9]["under_provisioned_minutes"]
+    assert eq["replica_hours"] == pytest.approx(res.helios.replica_seconds / 3600, abs=1e-3)
+    if eq["hpa_under_provisioned_minutes"]:
+        assert eq["ratio"] == pytest.approx(
+            eq["helios_under_provisioned_minutes"] / eq["hpa_under_provisioned_minutes"], abs=1e-3
+        )
+    assert "equal_cost" not in sim.simulate(trace, demand, sweep=()).summary()
+
+
+def test_equal_cost_reads_the_best_of_the_family_within_the_budget() -> None:
+    from pipeline.equal_cost import CurvePoint, at_equal_cost
+
+    curve = [CurvePoint(0.4, 30.0, 0.0, 9), CurvePoint(0.7, 20.0, 60.0, 5), CurvePoint(0.95, 10.0, 100.0, 2)]
+    assert at_equal_cost(curve, 15.0, 40.0)["hpa_under_provisioned_minutes"] == 80.0
+    assert at_equal_cost(curve, 15.0, 40.0)["ratio"] == 0.5
+    clamped = at_equal_cost(curve, 5.0, 40.0)  # cheaper than the cheapest target: its shortfall, flagged
+    assert (clamped["hpa_under_provisioned_minutes"], clamped["within_range"]) == (100.0, False)
+    never_short = at_equal_cost(curve, 30.0, 0.0)
+    assert never_short["ratio"] == 1.0
+    assert at_equal_cost(curve, 30.0, 3.0)["ratio"] is None
+
+
+def test_a_bad_hpa_sweep_is_refused_naming_the_flag() -> None:
+    parser = argparse.ArgumentParser()
+    sim.add_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "x", "--hpa-sweep", "0.5,1.5"])
+    assert parser.parse_args(["--out", "x", "--hpa-sweep", "0.5,0.6"]).hpa_sweep == (0.5, 0.6)
+
+
+def test_helios_scales_before_each_daily_ramp_once_it_has_recurred() -> None:
+    trace = sim.daily_trace(7, 1800)
+    demand = sim.demand_cores(trace["value"].to_numpy(), "count", 4, 0.7)
+    res = sim.simulate(trace, demand, sweep=())
+    steps = res.steps
+    per_day = 48
+    rose = 0
+    for day in range(3, 7):  # after three days the ramp has come in every one of the last three
+        ramp = range(day * per_day + 16, day * per_day + 20)  # 08:00-10:00
+        for i in ramp:
+            need = math.ceil(round(steps.loc[i, "demand"] / 0.8, 9))
+            if need > steps.loc[i - 1, "helios_replicas"]:
+                rose += 1
+                # Ready when the step's demand arrives: raised the step before, not after.
+                assert steps.loc[i, "helios_replicas"] >= need, (day, i)
+                assert steps.loc[i - 1, "helios_recommended"] >= need, (day, i)
+        assert steps.loc[list(ramp), "helios_under_seconds"].sum() == 0
+        assert "periodic_ramp" in set(steps.loc[[i - 1 for i in ramp], "helios_rule"])
+    assert rose >= 4
+    # The HPA, reacting, is short at those ramps; Helios releases the replicas after them.
+    late = [i for d in range(3, 7) for i in range(d * per_day + 16, d * per_day + 20)]
+    assert steps.loc[late, "hpa_under_seconds"].sum() > 0
+    night = [d * per_day + 2 * 2 for d in range(4, 7)]  # 02:00, long after the evening fall
+    assert (steps.loc[night, "helios_replicas"] <= steps.loc[night, "hpa_replicas"] + 1).all()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models.anomaly import CombinedScore
+from pipeline.errors import ConfigError
 from pipeline.records import Metrics, MetricSample
 from pipeline.settings import load_settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig
@@ -192,3 +193,30 @@ def test_horizons_between_steps_are_interpolated_and_labelled_with_their_own_tim
     assert sixty is not None and (sixty.point, sixty.lower, sixty.upper) == pytest.approx(
         (two.point, two.lower, two.upper)
     )
+
+
+def test_the_risk_level_sets_the_band_level_and_the_sizing_quantile_together() -> None:
+    configs = {
+        r: PipelineConfig.from_settings(load_settings({"HELIOS_RISK_LEVEL": r})) for r in ("0.9", "0.95")
+    }
+    for r, config in configs.items():
+        assert config.new_forecaster().level == float(r)
+        assert config.recommender.band_level == float(r)
+    assert configs["0.9"].recommender.quantile == pytest.approx(0.8)
+    assert configs["0.95"].recommender.quantile == pytest.approx(0.9)
+    # The same stream sized at the higher risk level asks for at least as many replicas, and its
+    # evidence names the quantile it sized on.
+    decisions = {}
+    for r, config in configs.items():
+        pipe = DeploymentPipeline("saleor", "saleor-api", config)
+        for i in range(200):
+            out = pipe.finish(pipe.prepare(sample(i, 0.55 + 0.15 * math.sin(i / 3))), None)
+        decisions[r] = out.decision
+    assert decisions["0.9"].evidence["sizing_quantile"] == pytest.approx(0.8)
+    assert decisions["0.95"].evidence["sizing_quantile"] == pytest.approx(0.9)
+    assert decisions["0.95"].evidence["band_level"] == 0.95
+
+
+def test_a_risk_level_the_sizing_quantile_cannot_follow_is_refused_by_name() -> None:
+    with pytest.raises(ConfigError, match="HELIOS_RISK_LEVEL"):
+        load_settings({"HELIOS_RISK_LEVEL": "0.7"})
