@@ -18,7 +18,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from pipeline import web
+from pipeline import status_page, web
 from pipeline.kafka_config import kafka_client_kwargs
 from pipeline.logs import quiet_client_loggers
 from pipeline.metrics import HeliosMetrics
@@ -199,4 +199,5 @@ def create_app(
 
     wire(app, helios)
     web.register(app, helios)
+    status_page.register(app, helios)
     return app

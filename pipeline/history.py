@@ -14,8 +14,10 @@ What one byte holds:
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
-The latest recommendation (the bytes already sent to Kafka) and the last few that did something
-(scale up or down, new resource or database advice, zlib-compressed) are kept for the audit table.
+The latest recommendation (the bytes already sent to Kafka) and, zlib-compressed, the last two episodes
+of each kind of decision that did something (scale up, scale down, resource or database advice; an
+episode keeps the decision that started it) are kept for the audit table, so a scale-up stays listed however
+many scale-downs follow it.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
 """
 
@@ -53,6 +55,9 @@ _SEVERITY_NAME = ("normal", "warning", "critical", "critical")
 _ACTION_CODE = {"hold": 0, "scale_up": 1, "scale_down": 2}
 _ACTION_NAME = ("hold", "scale_up", "scale_down", "hold")
 _ABSENT_BAND = (MISSING, MISSING, MISSING)
+_ADVICE_KIND = 3
+_SERIES = ("cpu_utilization", "memory_utilization", "anomaly_score", "is_anomaly", "severity", "action")
+_REPLICAS = ("current", "recommended", "reactive_hpa")
 
 
 def _frac(v: float | None) -> int:
@@ -72,8 +77,8 @@ class HistoryConfig:
     horizons: tuple[tuple[str, int], ...]
     threshold: float
     replica_dtype: Any = np.uint8
-    #: Recommendations that did something, kept besides the latest one.
-    decisions: int = 5
+    #: Episodes kept per kind of decision that did something (scale up, scale down, advice).
+    decisions: int = 2
     #: Derived: the score's quantum, and the replica matrix's "absent" value (its dtype's largest).
     score_unit: float = field(init=False)
     replica_missing: int = field(init=False)
@@ -104,7 +109,7 @@ class HistoryConfig:
 class DeploymentHistory:
     """The ring of one deployment (see the module docstring)."""
 
-    __slots__ = ("_adv", "_last", "_latest", "_notable", "_q", "_r", "config")
+    __slots__ = ("_kind", "_last", "_latest", "_notable", "_q", "_r", "config")
 
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
@@ -113,8 +118,9 @@ class DeploymentHistory:
         #: Slot (window start / step) of the newest row, None before the first.
         self._last: int | None = None
         self._latest: bytes | None = None
-        self._notable: list[bytes] = []
-        self._adv = 0
+        #: (kind, zlib-compressed record) of the decisions that did something (see :meth:`_keep`).
+        self._notable: list[tuple[int, bytes]] = []
+        self._kind = 0
 
     @property
     def nbytes(self) -> int:
@@ -165,11 +171,20 @@ class DeploymentHistory:
             missing if reactive is None else min(missing - 1, int(reactive)),
         )
         self._latest = recommendation
-        if action or (adv and adv != self._adv):
-            self._notable.append(zlib.compress(recommendation, 1))
-            if len(self._notable) > cfg.decisions:
-                del self._notable[0]
-        self._adv = adv
+        kind = action or (_ADVICE_KIND if adv else 0)
+        if kind:
+            self._keep(kind, recommendation)
+        self._kind = kind
+
+    def _keep(self, kind: int, recommendation: bytes) -> None:
+        """Keep the decision that starts an episode (the same kind window after window: the one that says
+        why it started), and of each kind the last ``decisions`` episodes."""
+        if self._kind == kind:
+            return
+        mine = [i for i, (k, _) in enumerate(self._notable) if k == kind]
+        self._notable.append((kind, zlib.compress(recommendation, 1)))
+        if len(mine) >= self.config.decisions:
+            del self._notable[mine[0]]
 
     def _clear(self, first: int, end: int) -> None:
         """Mark the rows of slots ``first`` .. ``end - 1`` absent (windows nothing arrived in)."""
@@ -197,14 +212,12 @@ class DeploymentHistory:
         }
 
     def recommendations(self) -> list[Any]:
-        """The latest recommendation and the last few that did something, newest first."""
-        out: list[Any] = []
-        seen: set[bytes] = set()
-        for raw in [self._latest, *(zlib.decompress(z) for z in reversed(self._notable))]:
-            if raw is not None and raw not in seen:
-                seen.add(raw)
-                out.append(orjson.loads(raw))
-        return out
+        """The latest recommendation and the last ones that did something, newest first."""
+        raws = {zlib.decompress(z) for _, z in self._notable}
+        if self._latest is not None:
+            raws.add(self._latest)
+        records = [orjson.loads(raw) for raw in raws]
+        return sorted(records, key=lambda r: str(r.get("timestamp", "")), reverse=True)
 
     def to_json(self, window: float | None = None) -> dict[str, Any]:
         """The ring (or its last ``window`` seconds) as the history endpoint's arrays.
@@ -215,13 +228,23 @@ class DeploymentHistory:
         cfg = self.config
         step = cfg.step_seconds
         if self._last is None:
-            return {"t": [], "series": {}, "forecast": {}, "replicas": {}}
+            empty: list[Any] = []
+            return {
+                "t": empty,
+                "series": {name: empty for name in _SERIES},
+                "forecast": {
+                    label: {"seconds": steps * step, **{f: {p: empty for p in PARTS} for f in FEATURES}}
+                    for label, steps in cfg.horizons
+                },
+                "replicas": {name: empty for name in _REPLICAS},
+                "score_ceiling": _TOP * cfg.score_unit,
+            }
         n = cfg.capacity if window is None else max(1, min(cfg.capacity, int(window // step)))
         first = self._last - n + 1
         idx = np.arange(first, self._last + 1) % cfg.capacity
         q, r = self._q[idx], self._r[idx]
         ahead = max((steps for _, steps in cfg.horizons), default=0)
-        pad: list[None] = [None] * ahead
+        pad: list[Any] = [None] * ahead
         flags = q[:, FLAGS_COL].astype(np.int64)
         present = (flags & PRESENT) != 0
         sev = (flags >> _SEVERITY_SHIFT) & 3
@@ -238,7 +261,8 @@ class DeploymentHistory:
         forecast: dict[str, Any] = {}
         col = _FIRST_FORECAST_COL
         for label, steps in cfg.horizons:
-            lead, tail = [None] * steps, [None] * (ahead - steps)
+            lead: list[float | None] = [None] * steps
+            tail: list[float | None] = [None] * (ahead - steps)
             per_feature: dict[str, dict[str, list[float | None]]] = {}
             for feature in FEATURES:
                 per_feature[feature] = {
@@ -249,7 +273,7 @@ class DeploymentHistory:
         missing = cfg.replica_missing
         replicas = {
             name: [None if v == missing else int(v) for v in r[:, k]] + pad
-            for k, name in enumerate(("current", "recommended", "reactive_hpa"))
+            for k, name in enumerate(_REPLICAS)
         }
         return {
             "t": [(first + k) * step for k in range(n + ahead)],

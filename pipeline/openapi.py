@@ -27,9 +27,39 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token (only when HELIOS_API_TOKEN is set)",
         409: "The requested model is not available for this deployment",
         413: "Body larger than HELIOS_MAX_BODY_BYTES",
-        422: "The body does not match the schema; `details` names each field",
+        422: "The body or a parameter does not match the schema; the error names the field",
     }
     return {str(c): {"description": text[c], "content": _json(api.ErrorResponse)} for c in codes}
+
+
+def _history_path() -> dict[str, Any]:
+    """The status page's data; the HTML pages themselves (``/``, ``/deployments/{ns}/{dep}``) are not API."""
+    name = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"}
+    return {
+        "get": {
+            "summary": "A deployment's recent windows (HELIOS_HISTORY), forwarded to its owner",
+            "security": [{"bearer": []}, {"cookie": []}, {}],
+            "parameters": [
+                {"name": "namespace", "in": "path", "required": True, "schema": name},
+                {"name": "deployment", "in": "path", "required": True, "schema": name},
+                {
+                    "name": "window",
+                    "in": "query",
+                    "required": False,
+                    "description": "How far back: seconds or 15m, 1h, 6h (default: the whole ring)",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": {"description": "OK", "content": _json(api.HistoryResponse)},
+                "404": {
+                    "description": "No such deployment on this worker or its owner",
+                    "content": _json(api.ErrorResponse),
+                },
+                **_errors(401, 422),
+            },
+        }
+    }
 
 
 def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
@@ -44,6 +74,7 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
         api.ReadyResponse,
         api.ModelsResponse,
         api.ErrorResponse,
+        api.HistoryResponse,
     ]
     modes = [(m, "validation" if m.__name__.endswith("Request") else "serialization") for m in models]
     _, schema = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
@@ -81,7 +112,15 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
         "info": {"title": "Helios worker", "version": "1.0.0"},
         "components": {
             "schemas": schema.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "cookie": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "helios_session",
+                    "description": "Set by the status page after ?token=HELIOS_API_TOKEN",
+                },
+            },
         },
         "paths": {
             "/health": get("Liveness", api.HealthResponse),
@@ -99,6 +138,7 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
             ),
             "/detect": post("Score metrics for anomalies", api.DetectRequest, api.DetectResponse, ()),
             "/recommend": post("Recommend scaling", api.RecommendRequest, api.RecommendResponse, ()),
+            "/deployments/{namespace}/{deployment}/history": _history_path(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus exposition",
