@@ -106,6 +106,7 @@
       const scaling = items.find((i) => i.type === "scaling") || {};
       const action = scaling.action || "hold";
       row.dataset.action = action;
+      row.dataset.t = String(Date.parse(rec.timestamp) / 1000);
       cell(row, stamp(rec.timestamp));
       cell(row, action, "act-" + action);
       cell(row, (rec.current_replicas == null ? "?" : rec.current_replicas) + " → " + rec.recommended_replicas);
