@@ -114,6 +114,7 @@ class DeploymentHistory:
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
         self._q = np.full((config.capacity, config.columns), MISSING, dtype=np.uint8)
+        self._q[:, FLAGS_COL] = 0  # no row present yet
         self._r = np.full((config.capacity, 3), config.replica_missing, dtype=config.replica_dtype)
         #: Slot (window start / step) of the newest row, None before the first.
         self._last: int | None = None
@@ -191,6 +192,7 @@ class DeploymentHistory:
         cap = self.config.capacity
         rows = slice(None) if end - first >= cap else np.arange(first, end) % cap
         self._q[rows] = MISSING
+        self._q[rows, FLAGS_COL] = 0
         self._r[rows] = self.config.replica_missing
 
     # -- reading --------------------------------------------------------------------------------
