@@ -7,12 +7,18 @@ Runs the real Runtime (with the shipped XGBoost model) twice over the same sampl
 per deployment is what the ring adds, after 2 samples (what the RSS phase of ``make bench`` holds) and
 after ``--steps`` samples (the ring full). Then the record hook alone (µs per sample, timed on the outputs
 the stages produced) and ``to_json`` of a full ring (ms, bytes of JSON).
+
+``--rss`` instead runs ``make bench``'s memory phase (a real worker on the broker of
+``HELIOS_KAFKA_BOOTSTRAP``, its RSS at 10 / 1,000 / 10,000 deployments of 2 samples each) twice, without
+and with the ring, and prints the RSS slope per deployment of each.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import gc
+import os
 import time
 import tracemalloc
 
@@ -63,11 +69,31 @@ def hook_cost(rt: Runtime, steps: int) -> tuple[float, DeploymentHistory]:
     return best * 1e6, ring
 
 
+def rss_slopes() -> None:
+    from bench import Run, phase_memory
+
+    bootstrap = os.environ.get("HELIOS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    for history in ("0", "6h"):
+        os.environ["HELIOS_HISTORY"] = history  # the bench's worker inherits the environment
+        run = Run(bootstrap, quick=False)
+        try:
+            mem = asyncio.run(phase_memory(run, quick=False))
+        finally:
+            run.close()
+        levels = ", ".join(f"{lv['deployments']}: {lv['rss'] / 2**20:.1f} MiB" for lv in mem["levels"])
+        slope = mem["per_deployment_bytes"] / 1024
+        print(f"HELIOS_HISTORY={history}: RSS {levels}; slope {slope:.1f} KB/deployment")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--rss", action="store_true", help="the RSS slope of a real worker, without and with")
     args = parser.parse_args()
+    if args.rss:
+        rss_slopes()
+        return
     ages = [2, args.steps]
     without = heap_per_deployment("0", args.deployments, ages)
     with_ring = heap_per_deployment("6h", args.deployments, ages)
