@@ -5,7 +5,11 @@ from __future__ import annotations
 import re
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-_PART = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_NUMBER = r"\d+(?:\.\d+)?"
+#: Exactly what :func:`parse_duration` accepts (the OpenAPI spec publishes it).
+DURATION_PATTERN = rf"^(?:{_NUMBER}|(?:{_NUMBER}[smhd])+)$"
+_WHOLE = re.compile(DURATION_PATTERN)
+_PART = re.compile(rf"({_NUMBER})([smhd])")
 
 
 def parse_duration(text: str | float | int) -> float:
@@ -18,16 +22,12 @@ def parse_duration(text: str | float | int) -> float:
     ...
     ValueError: '6 hours' is not a duration: write seconds or parts like 6h, 90m, 1h30m
     """
-    if isinstance(text, bool):
-        raise ValueError(f"{text!r} is not a duration")
-    if isinstance(text, int | float):
+    if isinstance(text, bool) or (not isinstance(text, str) and not 0 <= text < float("inf")):
+        raise ValueError(f"{text!r} is not a duration: a number of seconds >= 0")
+    if not isinstance(text, str):
         return float(text)
-    cleaned = text.strip().lower()
-    try:
-        return float(cleaned)
-    except ValueError:
-        pass
-    parts = _PART.findall(cleaned)
-    if not parts or "".join(n + u for n, u in parts) != cleaned:
+    if not _WHOLE.match(text):
         raise ValueError(f"{text!r} is not a duration: write seconds or parts like 6h, 90m, 1h30m")
-    return float(sum(float(n) * _UNITS[u] for n, u in parts))
+    if re.fullmatch(_NUMBER, text):
+        return float(text)
+    return float(sum(float(n) * _UNITS[u] for n, u in _PART.findall(text)))

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pipeline import api
+from pipeline.durations import DURATION_PATTERN
 from pipeline.settings import Settings
 
 _REF = "#/components/schemas/{model}"
@@ -46,8 +47,8 @@ def _history_path() -> dict[str, Any]:
                     "name": "window",
                     "in": "query",
                     "required": False,
-                    "description": "How far back: seconds or 15m, 1h, 6h (default: the whole ring)",
-                    "schema": {"type": "string"},
+                    "description": "How far back: seconds or 15m, 1h, 6h (default and most: the whole ring)",
+                    "schema": {"type": "string", "pattern": DURATION_PATTERN},
                 },
             ],
             "responses": {

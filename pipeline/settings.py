@@ -151,7 +151,7 @@ class Settings(BaseModel):
     @field_validator("history", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        return parse_duration(value)
+        return parse_duration(value.strip() if isinstance(value, str) else value)
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
