@@ -15,9 +15,9 @@ What one byte holds:
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
 The latest recommendation (the bytes already sent to Kafka) and, zlib-compressed, the last two episodes
-of each kind of decision that did something (scale up, scale down, resource or database advice; an
-episode keeps the decision that started it) are kept for the audit table, so a scale-up stays listed however
-many scale-downs follow it.
+of each kind of decision that did something (scale up during an anomaly, other scale-ups, scale down,
+resource or database advice; an episode keeps the decision that started it) are kept for the audit
+table, so an incident's scale-up stays listed however many routine decisions follow it.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
 """
 
@@ -55,7 +55,7 @@ _SEVERITY_NAME = ("normal", "warning", "critical", "critical")
 _ACTION_CODE = {"hold": 0, "scale_up": 1, "scale_down": 2}
 _ACTION_NAME = ("hold", "scale_up", "scale_down", "hold")
 _ABSENT_BAND = (MISSING, MISSING, MISSING)
-_ADVICE_KIND = 3
+_ADVICE_KIND, _ANOMALY_UP_KIND = 3, 4
 _SERIES = ("cpu_utilization", "memory_utilization", "anomaly_score", "is_anomaly", "severity", "action")
 _REPLICAS = ("current", "recommended", "reactive_hpa")
 
@@ -77,7 +77,7 @@ class HistoryConfig:
     horizons: tuple[tuple[str, int], ...]
     threshold: float
     replica_dtype: Any = np.uint8
-    #: Episodes kept per kind of decision that did something (scale up, scale down, advice).
+    #: Episodes kept per kind of decision that did something (see :meth:`DeploymentHistory._keep`).
     decisions: int = 2
     #: Derived: the score's quantum, and the replica matrix's "absent" value (its dtype's largest).
     score_unit: float = field(init=False)
@@ -173,6 +173,10 @@ class DeploymentHistory:
         )
         self._latest = recommendation
         kind = action or (_ADVICE_KIND if adv else 0)
+        if kind == _ACTION_CODE["scale_up"] and anomaly.is_anomaly:
+            # Scale-ups during an anomaly are what an SRE audits after an incident: routine ones later
+            # in the day must not push them out.
+            kind = _ANOMALY_UP_KIND
         if kind:
             self._keep(kind, recommendation)
         self._kind = kind
