@@ -3,11 +3,13 @@
     HELIOS_KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python scripts/bench_status_poll.py [--deployments 100]
         [--steps 400] [--every 5]
 
-Pre-produces ``deployments x steps`` samples (``make bench``'s generator), then twice starts a fresh
-worker on them (its own consumer group) with ``bench_health.py`` polling ``/health`` every 50 ms: once
-alone, once with Debian's chromium (Playwright) reloading the page of the first deployment every
-``--every`` seconds (page, static files and history; the page's own 5 s poll of the history on top).
-``/health`` counts between the first and the last output, as in ``make bench``.
+Pre-produces ``deployments x steps`` samples (``make bench``'s generator), then three times starts a
+fresh worker on them (its own consumer group) with ``bench_health.py`` polling ``/health`` every 50 ms:
+alone; with a plain HTTP client fetching what the page loads (page, static files, history) every
+``--every`` seconds (the worker's own cost of the page); and with Debian's chromium (Playwright)
+reloading the page of the first deployment every ``--every`` seconds (the page's own 5 s poll of the
+history on top). The browser runs on the same cores as the worker here, which a user's browser does
+not. ``/health`` counts between the first and the last output, as in ``make bench``.
 """
 
 from __future__ import annotations
@@ -51,6 +53,36 @@ def browse(url: str, every: float, duration: float) -> None:
     print(f"browser: {loads} page loads, {ok} answered 200 (before: 404, no sample yet), {errors} errors")
 
 
+def fetch(url: str, every: float, duration: float) -> None:
+    """What the browser asks the worker for, without the browser: the page, its static files, the history."""
+    import urllib.error
+    import urllib.request
+
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    base = url.split("/deployments/")[0]
+    paths = [
+        url,
+        *(f"{base}/static/{f}" for f in ("uPlot.iife.min.js", "uPlot.min.css", "status.css", "status.js")),
+    ]
+    paths.append(url + "/history?window=21600")
+    rounds, ok = 0, 0
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline and not stop:
+        started = time.monotonic()
+        for path in paths:
+            try:
+                with urllib.request.urlopen(path, timeout=30) as resp:
+                    resp.read()
+                    ok += resp.status == 200
+            except (urllib.error.URLError, OSError):
+                pass
+        rounds += 1
+        while not stop and time.monotonic() - started < every:
+            time.sleep(0.1)
+    print(f"fetcher: {rounds} rounds of {len(paths)} requests, {ok} answered 200", flush=True)
+
+
 async def one_run(run: Run, source: str, n: int, name: str, browser_every: float | None) -> dict[str, Any]:
     env = run.worker_env(name, source)
     await create_topics(run.bootstrap, [env["HELIOS_TOPIC_RECOMMENDATIONS"]], PARTITIONS)
@@ -61,7 +93,14 @@ async def one_run(run: Run, source: str, n: int, name: str, browser_every: float
     browser = None
     if browser_every is not None:
         url = f"http://127.0.0.1:{worker.port}/deployments/bench/svc-00000"
-        cmd = [PY, __file__, "--browse", url, "--every", str(browser_every)]
+        cmd = [
+            PY,
+            __file__,
+            "--fetch" if name == "fetcher" else "--browse",
+            url,
+            "--every",
+            str(browser_every),
+        ]
         browser = subprocess.Popen(cmd)
         run.procs.append(browser)
     try:
@@ -99,7 +138,7 @@ async def bench(deployments: int, steps: int, every: float) -> None:
         await create_topics(run.bootstrap, [source], PARTITIONS)
         samples = make_samples(deployments, steps, STEP, seed=11)
         await produce_all(run.bootstrap, source, samples)
-        for name, browser_every in (("alone", None), ("browser", every)):
+        for name, browser_every in (("alone", None), ("fetcher", every), ("browser", every)):
             await one_run(run, source, len(samples), name, browser_every)
     finally:
         run.close()
@@ -111,9 +150,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--every", type=float, default=5.0)
     p.add_argument("--browse", help=argparse.SUPPRESS)
+    p.add_argument("--fetch", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.browse:
         browse(a.browse, a.every, duration=3600)
+        return
+    if a.fetch:
+        fetch(a.fetch, a.every, duration=3600)
         return
     asyncio.run(bench(a.deployments, a.steps, a.every))
     sys.exit(0)
