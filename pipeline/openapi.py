@@ -33,6 +33,31 @@ def _errors(*codes: int) -> dict[str, Any]:
     return {str(c): {"description": text[c], "content": _json(api.ErrorResponse)} for c in codes}
 
 
+_MODELS: list[type[BaseModel]] = [
+    api.PredictRequest,
+    api.PredictResponse,
+    api.DetectRequest,
+    api.DetectResponse,
+    api.RecommendRequest,
+    api.RecommendResponse,
+    api.HealthResponse,
+    api.ReadyResponse,
+    api.ModelsResponse,
+    api.ErrorResponse,
+    api.HistoryResponse,
+]
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "cookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "helios_session",
+        "description": "Set by the status page after ?token=HELIOS_API_TOKEN",
+    },
+}
+
+
 def _history_path() -> dict[str, Any]:
     """The status page's data; the HTML pages themselves (``/``, ``/deployments/{ns}/{dep}``) are not API."""
     name = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"}
@@ -64,19 +89,7 @@ def _history_path() -> dict[str, Any]:
 
 
 def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        api.PredictRequest,
-        api.PredictResponse,
-        api.DetectRequest,
-        api.DetectResponse,
-        api.RecommendRequest,
-        api.RecommendResponse,
-        api.HealthResponse,
-        api.ReadyResponse,
-        api.ModelsResponse,
-        api.ErrorResponse,
-        api.HistoryResponse,
-    ]
+    models = _MODELS
     modes = [(m, "validation" if m.__name__.endswith("Request") else "serialization") for m in models]
     _, schema = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
     if settings is not None:
@@ -113,15 +126,7 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
         "info": {"title": "Helios worker", "version": "1.0.0"},
         "components": {
             "schemas": schema.get("$defs", {}),
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "cookie": {
-                    "type": "apiKey",
-                    "in": "cookie",
-                    "name": "helios_session",
-                    "description": "Set by the status page after ?token=HELIOS_API_TOKEN",
-                },
-            },
+            "securitySchemes": _SECURITY_SCHEMES,
         },
         "paths": {
             "/health": get("Liveness", api.HealthResponse),
