@@ -159,3 +159,67 @@ class ErrorDetail(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     details: list[ErrorDetail] = Field(default_factory=list)
+
+
+# -- the status page's history (GET /deployments/{namespace}/{deployment}/history) -------------------
+
+Values = list[float | None]
+
+
+class HistorySeries(BaseModel):
+    """What was observed and decided in each window of ``t`` (null: no sample, or a future window)."""
+
+    cpu_utilization: Values
+    memory_utilization: Values
+    anomaly_score: Values = Field(description="σ, at most `score_ceiling` (higher scores are shown there)")
+    is_anomaly: list[bool | None] = Field(description="Declared anomaly (held for HELIOS_ANOMALY_HOLD)")
+    severity: list[Severity | None]
+    action: list[Literal["hold", "scale_up", "scale_down"] | None]
+
+
+class BandHistory(BaseModel):
+    point: Values
+    lower: Values
+    upper: Values
+
+
+class HorizonHistory(BaseModel):
+    """One horizon's forecasts, each at the window it forecasts (made `seconds` earlier)."""
+
+    seconds: int
+    cpu_utilization: BandHistory
+    memory_utilization: BandHistory
+
+
+class ReplicaHistory(BaseModel):
+    current: list[int | None]
+    recommended: list[int | None]
+    reactive_hpa: list[int | None] = Field(description="What a reactive HPA at the same target asks for")
+
+
+class HorizonAccuracy(BaseModel):
+    mae: float = Field(description="Recent mean absolute error (exponentially weighted)")
+    coverage: float = Field(description="Recent share of outcomes inside the band")
+
+
+class HistoryResponse(BaseModel):
+    """A deployment's recent windows from its in-memory ring (``HELIOS_HISTORY``); all arrays share `t`."""
+
+    namespace: str
+    deployment: str
+    generated_at: UtcDatetime
+    step_seconds: int
+    level: float = Field(description="Nominal coverage of the bands")
+    threshold: float = Field(description="Anomaly threshold (σ)")
+    score_ceiling: float
+    cpu_scale_up: float
+    memory_warning: float
+    t: list[int] = Field(description="Window starts, epoch seconds; the last ones are future windows")
+    series: HistorySeries
+    forecast: dict[str, HorizonHistory]
+    replicas: ReplicaHistory
+    recommendations: list[dict[str, Any]] = Field(
+        description="RecommendationRecord: the latest, then the last that scaled or advised, newest first"
+    )
+    accuracy: dict[str, dict[str, HorizonAccuracy]]
+    models: list[ModelInfo]

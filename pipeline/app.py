@@ -19,7 +19,7 @@ from typing import Any
 import faust
 from prometheus_client import CollectorRegistry
 
-from pipeline import web
+from pipeline import status_page, web
 from pipeline.kafka_config import kafka_client_kwargs
 from pipeline.logs import quiet_client_loggers
 from pipeline.metrics import HeliosMetrics
@@ -219,4 +219,5 @@ def create_app(
     if wire is not None:
         wire(app, helios)
     web.register(app, helios)
+    status_page.register(app, helios)
     return app

@@ -8,6 +8,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from pipeline import api
+from pipeline.durations import DURATION_PATTERN
 from pipeline.settings import Settings
 
 _REF = "#/components/schemas/{model}"
@@ -27,24 +28,68 @@ def _errors(*codes: int) -> dict[str, Any]:
         401: "Missing or wrong bearer token (only when HELIOS_API_TOKEN is set)",
         409: "The requested model is not available for this deployment",
         413: "Body larger than HELIOS_MAX_BODY_BYTES",
-        422: "The body does not match the schema; `details` names each field",
+        422: "The body or a parameter does not match the schema; the error names the field",
     }
     return {str(c): {"description": text[c], "content": _json(api.ErrorResponse)} for c in codes}
 
 
+_MODELS: list[type[BaseModel]] = [
+    api.PredictRequest,
+    api.PredictResponse,
+    api.DetectRequest,
+    api.DetectResponse,
+    api.RecommendRequest,
+    api.RecommendResponse,
+    api.HealthResponse,
+    api.ReadyResponse,
+    api.ModelsResponse,
+    api.ErrorResponse,
+    api.HistoryResponse,
+]
+
+_SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer"},
+    "cookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "helios_session",
+        "description": "Set by the status page after ?token=HELIOS_API_TOKEN",
+    },
+}
+
+
+def _history_path() -> dict[str, Any]:
+    """The status page's data; the HTML pages themselves (``/``, ``/deployments/{ns}/{dep}``) are not API."""
+    name = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$"}
+    return {
+        "get": {
+            "summary": "A deployment's recent windows (HELIOS_HISTORY), forwarded to its owner",
+            "security": [{"bearer": []}, {"cookie": []}, {}],
+            "parameters": [
+                {"name": "namespace", "in": "path", "required": True, "schema": name},
+                {"name": "deployment", "in": "path", "required": True, "schema": name},
+                {
+                    "name": "window",
+                    "in": "query",
+                    "required": False,
+                    "description": "How far back: seconds or 15m, 1h, 6h (default and most: the whole ring)",
+                    "schema": {"type": "string", "pattern": DURATION_PATTERN},
+                },
+            ],
+            "responses": {
+                "200": {"description": "OK", "content": _json(api.HistoryResponse)},
+                "404": {
+                    "description": "No such deployment on this worker or its owner",
+                    "content": _json(api.ErrorResponse),
+                },
+                **_errors(401, 422),
+            },
+        }
+    }
+
+
 def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        api.PredictRequest,
-        api.PredictResponse,
-        api.DetectRequest,
-        api.DetectResponse,
-        api.RecommendRequest,
-        api.RecommendResponse,
-        api.HealthResponse,
-        api.ReadyResponse,
-        api.ModelsResponse,
-        api.ErrorResponse,
-    ]
+    models = _MODELS
     modes = [(m, "validation" if m.__name__.endswith("Request") else "serialization") for m in models]
     _, schema = models_json_schema(modes, ref_template=_REF)  # type: ignore[arg-type]
     if settings is not None:
@@ -81,7 +126,7 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
         "info": {"title": "Helios worker", "version": "1.0.0"},
         "components": {
             "schemas": schema.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": _SECURITY_SCHEMES,
         },
         "paths": {
             "/health": get("Liveness", api.HealthResponse),
@@ -104,6 +149,7 @@ def openapi_spec(settings: Settings | None = None) -> dict[str, Any]:
                 (),
             ),
             "/recommend": post("Recommend scaling", api.RecommendRequest, api.RecommendResponse, ()),
+            "/deployments/{namespace}/{deployment}/history": _history_path(),
             "/metrics": {
                 "get": {
                     "summary": "Prometheus exposition",

@@ -20,6 +20,7 @@ import orjson
 from pydantic import ValidationError
 
 from pipeline.errors import BadSample
+from pipeline.history import DeploymentHistory, HistoryConfig
 from pipeline.metrics import HeliosMetrics
 from pipeline.model_store import ModelStore
 from pipeline.offsets import marker_key
@@ -71,6 +72,8 @@ class Entry:
     unsaved_at: float = 0.0
     #: The state is written when ``unsaved`` reaches this (see :func:`first_write_after`).
     write_after: int = 1
+    #: Recent outputs for the status page (``HELIOS_HISTORY``; not persisted).
+    history: DeploymentHistory | None = None
 
 
 def first_write_after(key: str, every: int) -> int:
@@ -132,6 +135,7 @@ class Runtime:
         self.models = models
         self.clock = clock
         self.config = PipelineConfig.from_settings(settings)
+        self.history = HistoryConfig.from_settings(settings)
         self.entries: dict[str, Entry] = {}
         #: partition -> the entries with samples applied since their state was last written, in the order
         #: of their first unsaved sample (records of a partition come in offset order): the first one
@@ -229,6 +233,7 @@ class Runtime:
             last_seen=self.clock(),
             applied_offset=applied,
             write_after=first_write_after(key, self.settings.snapshot_every),
+            history=self.history.new(),
         )
         self.entries[key] = entry
         self.metrics.tracked_deployments.set(len(self.entries))
@@ -275,10 +280,11 @@ class Runtime:
             stream_latency.observe(prepare_seconds + xgb_share + time.perf_counter() - started)
             result.outputs.append(out)
             kafka_key = prep.sample.key.encode()
-            for topic, record in zip(
-                self._topics, (out.forecast, out.anomaly, out.recommendation), strict=True
-            ):
-                result.emits.append(Emit(topic, kafka_key, record.model_dump_json().encode()))
+            values = [r.model_dump_json().encode() for r in (out.forecast, out.anomaly, out.recommendation)]
+            for topic, value in zip(self._topics, values, strict=True):
+                result.emits.append(Emit(topic, kafka_key, value))
+            if entry.history is not None:
+                entry.history.record(prep.window.start, out, values[2])
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.durations import parse_duration
 from pipeline.errors import ConfigError
 
 #: Where the trained default model ships inside the package.
@@ -67,6 +68,8 @@ class Settings(BaseModel):
     api_token: SecretStr | None = Field(None, validation_alias="HELIOS_API_TOKEN")
     max_body_bytes: int = Field(65536, ge=1024, le=16 * 2**20, validation_alias="HELIOS_MAX_BODY_BYTES")
     max_periods: int = Field(288, ge=1, le=10_000, validation_alias="HELIOS_MAX_PERIODS")
+    #: How far back the status page's per-deployment ring reaches (a duration: ``6h``, ``90m``, seconds).
+    history: float = Field(6 * 3600.0, ge=0.0, le=7 * 86400.0, validation_alias="HELIOS_HISTORY")
 
     # Models
     model_path: Path = Field(DEFAULT_MODEL_PATH, validation_alias="HELIOS_MODEL_PATH")
@@ -168,8 +171,18 @@ class Settings(BaseModel):
 
         return detector_spec(value).text
 
+    @field_validator("history", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        return parse_duration(value.strip() if isinstance(value, str) else value)
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
+        if self.history and self.history < self.scoring_interval:
+            raise ValueError(
+                f"HELIOS_HISTORY ({self.history:g} s) must be 0 (no history) or at least "
+                f"HELIOS_SCORING_INTERVAL ({self.scoring_interval} s)"
+            )
         if self.cpu_scale_down >= self.cpu_scale_up:
             raise ValueError(
                 f"HELIOS_CPU_SCALE_DOWN ({self.cpu_scale_down}) must be below "

@@ -87,6 +87,23 @@ def _validation_details(exc: ValidationError) -> list[ErrorDetail]:
     ]
 
 
+def owner_url(app: faust.App, helios: Helios, request: Any, key: str) -> Any:
+    """``request``'s URL on the worker that owns ``key``'s partition, or None to answer here."""
+    if request.headers.get(FORWARDED) or key in helios.runtime.entries:
+        return None
+    try:
+        # The worker that consumes the key's partition of the metrics topic holds its state
+        # (the table is co-partitioned with it). Faust's table router hashes the table's own
+        # key encoding, which differs from the ingesters' bytes, so route on the source topic.
+        owner = app.router.external_topic_key_store(helios.metrics_topic, key.encode())
+    except Exception as exc:
+        log.info("no owner known for %s (%s: %s); answering here", key, type(exc).__name__, exc)
+        return None
+    if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
+        return None
+    return request.url.with_host(str(owner.host)).with_port(owner.port)
+
+
 def register(app: faust.App, helios: Helios) -> None:
     settings = helios.settings
     runtime = helios.runtime
@@ -143,19 +160,9 @@ def register(app: faust.App, helios: Helios) -> None:
 
         async def forward(self, request: Any, key: str, body: bytes) -> web.Response | None:
             """Answer from the worker that owns ``key``'s partition (Faust's table routing)."""
-            if request.headers.get(FORWARDED) or key in runtime.entries:
+            url = owner_url(app, helios, request, key)
+            if url is None:
                 return None
-            try:
-                # The worker that consumes the key's partition of the metrics topic holds its state
-                # (the table is co-partitioned with it). Faust's table router hashes the table's own
-                # key encoding, which differs from the ingesters' bytes, so route on the source topic.
-                owner = app.router.external_topic_key_store(helios.metrics_topic, key.encode())
-            except Exception as exc:
-                log.info("no owner known for %s (%s: %s); answering here", key, type(exc).__name__, exc)
-                return None
-            if (owner.host, owner.port) == (app.conf.canonical_url.host, app.conf.canonical_url.port):
-                return None
-            url = request.url.with_host(str(owner.host)).with_port(owner.port)
             headers = {"Content-Type": "application/json", FORWARDED: "1"}
             if "Authorization" in request.headers:
                 headers["Authorization"] = request.headers["Authorization"]

@@ -194,6 +194,7 @@ def test_the_fuzzer_ran_every_operation(fuzz: FuzzRun, worker: Worker) -> None:
         "POST /detect",
         "POST /recommend",
         "GET /metrics",
+        "GET /deployments/{namespace}/{deployment}/history",
     }
     assert set(fuzz.requests) == operations
     for op in ("POST /predict", "POST /detect", "POST /recommend"):

@@ -1,4 +1,5 @@
-"""With two workers, /predict and /detect for a deployment the other worker owns are answered by the owner."""
+"""With two workers, /predict, /detect and the status page for a deployment the other worker owns are answered
+by the owner."""
 
 from __future__ import annotations
 
@@ -78,6 +79,17 @@ def test_requests_for_another_workers_deployment_are_answered_by_the_owner(
             )
             assert status == 200, data
             assert f"live state of shop/{dep}" in data["model_used"]
+            # The status page's history and page too: from the owner, whichever worker is asked.
+            status, body = a.get(f"/deployments/shop/{dep}/history?window=1h")
+            assert status == 200, body[:200]
+            history = json.loads(body)
+            assert history["deployment"] == dep and any(
+                c is not None for c in history["series"]["cpu_utilization"]
+            )
+            status, body = a.get(f"/deployments/shop/{dep}")
+            assert status == 200 and b"data-history=" in body, body[:200]
+        status, _ = a.get("/deployments/shop/no-such-app/history")
+        assert status == 404
     finally:
         a.kill(signal.SIGTERM)
         b.kill(signal.SIGTERM)

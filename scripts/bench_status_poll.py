@@ -1,0 +1,166 @@
+"""``/health`` p99 while a worker runs flat out, without and with a browser polling the status page.
+
+    HELIOS_KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python scripts/bench_status_poll.py [--deployments 100]
+        [--steps 400] [--every 5]
+
+Pre-produces ``deployments x steps`` samples (``make bench``'s generator), then three times starts a
+fresh worker on them (its own consumer group) with ``bench_health.py`` polling ``/health`` every 50 ms:
+alone; with a plain HTTP client fetching what the page loads (page, static files, history) every
+``--every`` seconds (the worker's own cost of the page); and with Debian's chromium (Playwright)
+reloading the page of the first deployment every ``--every`` seconds (the page's own 5 s poll of the
+history on top). The browser runs on the same cores as the worker here, which a user's browser does
+not. ``/health`` counts between the first and the last output, as in ``make bench``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench import PARTITIONS, PY, STEP, Run, health_poller, log, stop_poller
+from bench_common import OutputCounter, create_topics, make_samples, percentile, produce_all, sustained_rate
+
+
+def browse(url: str, every: float, duration: float) -> None:
+    """The browser: load ``url`` every ``every`` seconds for ``duration`` seconds; print what it saw."""
+    from playwright.sync_api import sync_playwright
+
+    loads, errors, statuses = 0, 0, []
+    stop = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda m: None)
+        deadline = time.monotonic() + duration
+        while time.monotonic() < deadline and not stop:
+            started = time.monotonic()
+            try:
+                response = page.goto(url, timeout=30_000)
+                statuses.append(response.status if response else -1)
+                loads += 1
+            except Exception:
+                errors += 1
+            while not stop and time.monotonic() - started < every:
+                time.sleep(0.1)
+        browser.close()
+    ok = statuses.count(200)
+    print(f"browser: {loads} page loads, {ok} answered 200 (before: 404, no sample yet), {errors} errors")
+
+
+def fetch(url: str, every: float, duration: float) -> None:
+    """What the browser asks the worker for, without the browser: the page, its static files, the history."""
+    import urllib.error
+    import urllib.request
+
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
+    base = url.split("/deployments/")[0]
+    paths = [
+        url,
+        *(f"{base}/static/{f}" for f in ("uPlot.iife.min.js", "uPlot.min.css", "status.css", "status.js")),
+    ]
+    paths.append(url + "/history?window=21600")
+    rounds, ok = 0, 0
+    deadline = time.monotonic() + duration
+    while time.monotonic() < deadline and not stop:
+        started = time.monotonic()
+        for path in paths:
+            try:
+                with urllib.request.urlopen(path, timeout=30) as resp:
+                    resp.read()
+                    ok += resp.status == 200
+            except (urllib.error.URLError, OSError):
+                pass
+        rounds += 1
+        while not stop and time.monotonic() - started < every:
+            time.sleep(0.1)
+    print(f"fetcher: {rounds} rounds of {len(paths)} requests, {ok} answered 200", flush=True)
+
+
+async def one_run(run: Run, source: str, n: int, name: str, browser_every: float | None) -> dict[str, Any]:
+    env = run.worker_env(name, source)
+    await create_topics(run.bootstrap, [env["HELIOS_TOPIC_RECOMMENDATIONS"]], PARTITIONS)
+    counter = OutputCounter(run.bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"])
+    await counter.start()
+    worker = run.start_worker(env, name, wait_ready=False)
+    poller, poller_out = health_poller(run, worker.port, name)
+    browser = None
+    if browser_every is not None:
+        url = f"http://127.0.0.1:{worker.port}/deployments/bench/svc-00000"
+        cmd = [
+            PY,
+            __file__,
+            "--fetch" if name == "fetcher" else "--browse",
+            url,
+            "--every",
+            str(browser_every),
+        ]
+        browser = subprocess.Popen(cmd)
+        run.procs.append(browser)
+    try:
+        ok = await counter.run_until(n, timeout=900)
+        health = stop_poller(poller, poller_out)
+        t_first, t_last = counter.marks[0][0], counter.marks[-1][0]
+        busy = [ms for t, ms, st in health if t_first <= t <= t_last]
+        res = {
+            "complete": ok,
+            "sustained": sustained_rate(counter.marks, n),
+            "health_requests": len(busy),
+            "health_p50_ms": percentile(busy, 50),
+            "health_p99_ms": percentile(busy, 99),
+            "health_max_ms": max(busy) if busy else float("nan"),
+        }
+    finally:
+        if browser is not None:
+            browser.terminate()
+            browser.wait(timeout=30)
+        await counter.stop()
+        worker.kill()
+    log(
+        f"{name}: {res['sustained']:.0f} samples/s, /health p50 {res['health_p50_ms']:.1f} ms, "
+        f"p99 {res['health_p99_ms']:.1f} ms, max {res['health_max_ms']:.0f} ms over {res['health_requests']}"
+    )
+    return res
+
+
+async def bench(deployments: int, steps: int, every: float) -> None:
+    import os
+
+    run = Run(os.environ.get("HELIOS_KAFKA_BOOTSTRAP", "127.0.0.1:9092"), quick=False)
+    try:
+        source = run.topic("poll.metrics")
+        await create_topics(run.bootstrap, [source], PARTITIONS)
+        samples = make_samples(deployments, steps, STEP, seed=11)
+        await produce_all(run.bootstrap, source, samples)
+        for name, browser_every in (("alone", None), ("fetcher", every), ("browser", every)):
+            await one_run(run, source, len(samples), name, browser_every)
+    finally:
+        run.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--deployments", type=int, default=100)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--every", type=float, default=5.0)
+    p.add_argument("--browse", help=argparse.SUPPRESS)
+    p.add_argument("--fetch", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.browse:
+        browse(a.browse, a.every, duration=3600)
+        return
+    if a.fetch:
+        fetch(a.fetch, a.every, duration=3600)
+        return
+    asyncio.run(bench(a.deployments, a.steps, a.every))
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

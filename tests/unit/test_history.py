@@ -1,0 +1,125 @@
+"""The status page's history ring (:mod:`pipeline.history`), filled by the real Runtime from real stages."""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+
+import pytest
+
+from pipeline.errors import ConfigError
+from pipeline.history import FRACTION_SCALE, DeploymentHistory, HistoryConfig
+from pipeline.runtime import RawRecord
+from pipeline.settings import load_settings
+from pipeline.status_page import checked_key, deployment_html, session_cookie
+from tests.unit.test_runtime_rules import KEY, STEP, T0, TOPIC, Clock, make_runtime
+
+QUANTUM = 1 / FRACTION_SCALE
+
+
+def cpu_at(i: int) -> float:
+    return 0.45 + 0.2 * math.sin(i / 9)
+
+
+def run(n: int, skip: range = range(0), **env: str) -> tuple[list, DeploymentHistory | None]:
+    """``n`` windows of one deployment through the Runtime (windows in ``skip`` get no sample)."""
+    clock = Clock(T0 + n * STEP)
+    rt, _ = make_runtime(clock, HELIOS_SNAPSHOT_EVERY="1000", **env)
+    outputs = []
+    for i in range(n):
+        if i in skip:
+            continue
+        body = {
+            "namespace": "saleor",
+            "deployment": "saleor-api",
+            "timestamp": T0 + i * STEP + 5,
+            "replicas": 3,
+            "metrics": {"cpu_utilization": cpu_at(i), "memory_utilization": 0.4},
+        }
+        result = rt.process([RawRecord(KEY, json.dumps(body).encode(), TOPIC, 0, i)], lambda key: None)
+        outputs += result.outputs
+    return outputs, rt.entries["saleor/saleor-api"].history
+
+
+def test_history_setting_takes_durations_and_names_itself_when_wrong() -> None:
+    assert load_settings({}).history == 6 * 3600
+    assert load_settings({"HELIOS_HISTORY": "90m"}).history == 5400
+    assert load_settings({"HELIOS_HISTORY": "0"}).history == 0
+    with pytest.raises(ConfigError, match="HELIOS_HISTORY=six hours: 'six hours' is not a duration"):
+        load_settings({"HELIOS_HISTORY": "six hours"})
+    with pytest.raises(ConfigError, match=r"HELIOS_HISTORY \(30 s\) must be 0 .* HELIOS_SCORING_INTERVAL"):
+        load_settings({"HELIOS_HISTORY": "30s"})
+    with pytest.raises(ConfigError, match="HELIOS_HISTORY=30d"):
+        load_settings({"HELIOS_HISTORY": "30d"})
+
+
+def test_the_ring_holds_the_last_windows_with_each_forecast_at_the_window_it_forecasts() -> None:
+    outputs, history = run(150, HELIOS_HISTORY="1h")
+    assert history is not None
+    body = history.to_json()
+    ahead = max(h["seconds"] for h in body["forecast"].values()) // STEP
+    assert len(body["t"]) == 60 + ahead  # one hour of windows, then the future ones forecasts reach
+    assert body["t"][0] == T0 + 90 * STEP and body["t"][59] == T0 + 149 * STEP
+    cpu = body["series"]["cpu_utilization"]
+    for k in range(60):
+        assert cpu[k] == pytest.approx(cpu_at(90 + k), abs=QUANTUM / 2 + 1e-9)
+    assert cpu[60:] == [None] * ahead
+    # The 15m forecast made in window 120 is drawn at window 135, equal to the record sent on Kafka.
+    made = next(o for o in outputs if o.forecast.timestamp.timestamp() == T0 + 120 * STEP)
+    band = next(h for h in made.forecast.horizons if h.horizon == "15m").cpu_utilization
+    assert band is not None
+    at = body["t"].index(T0 + 135 * STEP)
+    drawn = body["forecast"]["15m"]["cpu_utilization"]
+    assert drawn["upper"][at] == pytest.approx(min(band.upper, 254 * QUANTUM), abs=QUANTUM / 2 + 1e-9)
+    assert drawn["lower"][at] == pytest.approx(max(band.lower, 0.0), abs=QUANTUM / 2 + 1e-9)
+    assert drawn["point"][:15] == [None] * 15  # made before the ring's first window
+    assert body["replicas"]["current"][:60] == [3] * 60
+    last = outputs[-1]
+    assert body["replicas"]["recommended"][59] == last.recommendation.recommended_replicas
+    assert body["series"]["action"][59] == last.decision.action
+    assert history.nbytes == 60 * (history.config.columns + 3)
+
+
+def test_windows_without_a_sample_are_gaps_and_a_narrower_window_is_the_tail() -> None:
+    _, history = run(40, skip=range(30, 33), HELIOS_HISTORY="1h")
+    assert history is not None
+    body = history.to_json(window=15 * 60)
+    assert len(body["t"]) == 15 + 60
+    assert body["t"][0] == T0 + 25 * STEP
+    cpu = body["series"]["cpu_utilization"]
+    assert cpu[5:8] == [None, None, None] and None not in cpu[:5] + cpu[8:15]
+    assert body["series"]["action"][5] is None and body["replicas"]["current"][5] is None
+    assert history.latest() is not None and history.latest()["t"] == T0 + 39 * STEP  # type: ignore[index]
+
+
+def test_no_history_when_the_setting_is_zero() -> None:
+    outputs, history = run(5, HELIOS_HISTORY="0")
+    assert history is None and len(outputs) == 5
+
+
+def test_a_scale_up_stays_listed_however_many_scale_downs_follow() -> None:
+    config = HistoryConfig(capacity=10, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5)
+    history = DeploymentHistory(config)
+
+    def keep(kind: int, n: int) -> None:
+        history._keep(kind, json.dumps({"timestamp": f"2026-01-01T00:{n:02d}:00Z", "n": n}).encode())
+        history._kind = kind
+
+    for n, kind in enumerate([1, 1, 1, 0, 2, 0, 2, 0, 2, 0, 2, 3, 3]):
+        if kind:
+            keep(kind, n)
+        else:
+            history._kind = 0
+    kept = sorted(json.loads(zlib.decompress(z))["n"] for _, z in history._notable)
+    # The scale-up episode by its first decision; the last two scale-downs; the advice episode's first.
+    assert kept == [0, 8, 10, 11]
+
+
+def test_pages_escape_names_and_check_them() -> None:
+    page = deployment_html("ns", '"><script>alert(1)</script>', 6 * 3600, ["5m", "15m"])
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+    assert 'data-history="/deployments/ns/%22%3E%3Cscript%3Ealert%281%29%3C%2Fscript%3E/history"' in page
+    assert checked_key("shop", "api-1") == "shop/api-1"
+    assert checked_key("shop", "../x") is None and checked_key("a" * 64, "api") is None
+    assert session_cookie("secret") != "secret" and len(session_cookie("secret")) == 64
