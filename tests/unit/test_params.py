@@ -6,6 +6,7 @@ import dataclasses
 import json
 import math
 from array import array
+from pathlib import Path
 
 import pytest
 
@@ -108,3 +109,14 @@ def test_a_saved_state_of_the_wrong_size_names_its_field() -> None:
     d["count"] = [1]
     with pytest.raises(ValueError, match="'count' has 1 values, expected 3"):
         OnlineForecaster.from_dict(d)
+
+
+def test_states_saved_before_the_declarations_load_and_save_unchanged() -> None:
+    # states_b961780.json: a forecaster and a detector saved by the models of commit b961780.
+    saved = json.loads((Path(__file__).parent / "states_b961780.json").read_text())
+    f = OnlineForecaster.from_dict(saved["forecaster"])
+    d = StreamingDetector.from_dict(saved["detector"])
+    assert f.to_dict() == saved["forecaster"]
+    assert d.to_dict() == saved["detector"]
+    assert f.n_seen == 300 and d.n_learned("cpu_utilization") == 300
+    assert f.params is OnlineForecaster(**saved["forecaster"]["params"]).params
