@@ -66,6 +66,18 @@ def _sample(rng: random.Random, i: int, step: int) -> dict[str, float]:
     return x
 
 
+def _saved(state: dict[str, Any], saved: _Digest) -> dict[str, Any]:
+    """``state`` after a trip through JSON, its digest added to ``saved``."""
+    saved.add(state)
+    loaded: dict[str, Any] = json.loads(json.dumps(state))
+    return loaded
+
+
+def _result(outputs: _Digest, saved: _Digest, clone_state: dict[str, Any]) -> dict[str, Any]:
+    saved.add(clone_state)
+    return {"outputs": outputs.hexdigest(), "saved": saved.hexdigest(), "steps": outputs.count}
+
+
 def _detector_run(det: StreamingDetector, n: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     scores, saved = _Digest(), _Digest()
@@ -75,11 +87,8 @@ def _detector_run(det: StreamingDetector, n: int, seed: int) -> dict[str, Any]:
         scores.add([score, row, det.score_one(x), det.explain_one(x)])
         det.learn_one(x)
         if i % 250 == 249:
-            state = det.to_dict()
-            saved.add(state)
-            det = StreamingDetector.from_dict(json.loads(json.dumps(state)))
-    saved.add(det.clone().to_dict())
-    return {"outputs": scores.hexdigest(), "saved": saved.hexdigest(), "steps": scores.count}
+            det = StreamingDetector.from_dict(_saved(det.to_dict(), saved))
+    return _result(scores, saved, det.clone().to_dict())
 
 
 def _forecaster_run(f: OnlineForecaster, n: int, seed: int) -> dict[str, Any]:
@@ -100,11 +109,8 @@ def _forecaster_run(f: OnlineForecaster, n: int, seed: int) -> dict[str, Any]:
             ]
         )
         if i % 300 == 299:
-            state = f.to_dict()
-            saved.add(state)
-            f = OnlineForecaster.from_dict(json.loads(json.dumps(state)))
-    saved.add(f.clone().to_dict())
-    return {"outputs": outputs.hexdigest(), "saved": saved.hexdigest(), "steps": outputs.count}
+            f = OnlineForecaster.from_dict(_saved(f.to_dict(), saved))
+    return _result(outputs, saved, f.clone().to_dict())
 
 
 def run() -> dict[str, Any]:
