@@ -39,12 +39,12 @@ import math
 from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from river import base as river_base
 
 from models.features import CPU, FEATURES, MEMORY
-from models.params import Param, arguments
+from models.params import arguments, given, reads_params, shared
 
 # Layout of one feature's state, an array('d') (8 bytes a number); kept flat so a step costs a few
 # dozen float operations.
@@ -105,141 +105,108 @@ def _new_state(v: float, length: int) -> array:
 
 @dataclass(frozen=True, slots=True)
 class DetectorParams:
-    """The arguments of a :class:`StreamingDetector`, validated (documented there).
+    """The arguments of a :class:`StreamingDetector` with their defaults (documented there), validated.
 
-    Immutable and shared: detectors built with the same arguments hold the same object, so a detector
-    itself only holds its per-feature state.
+    The one declaration of the detector's parameters: its constructor, attributes, clone and saved
+    form are derived from these fields (see :mod:`models.params`). Immutable and shared: detectors built
+    with the same arguments hold the same object, so a detector itself only holds its per-feature state.
+    The values are kept as given (they are saved as given), except that ``threshold`` becomes a float
+    and the counts ints.
     """
 
-    features: tuple[str, ...]
-    threshold: float
-    fast_alpha: float
-    slow_alpha: float
-    trend_alpha: float
-    short_alpha: float
-    long_alpha: float
-    envelope_decay: float
-    peak_decay: float
-    novelty_unit: float
-    likelihood_weight: float
-    likelihood_floor: float
-    surprise_clip: float
-    warmup: int
-    season_length: int
-    season_features: tuple[str, ...]
-    season_bins: int
-    season_alpha: float
-    season_smooth: float
-    season_unit: float
-    season_floor: float
-    maturity: float
+    features: tuple[str, ...] = FEATURES
+    threshold: float = 2.5
+    fast_alpha: float = 0.1
+    slow_alpha: float = 0.01
+    trend_alpha: float = 0.03
+    short_alpha: float = 0.3
+    long_alpha: float = 0.001
+    envelope_decay: float = 1e-5
+    peak_decay: float = 0.98
+    novelty_unit: float = 0.008
+    likelihood_weight: float = 1.25
+    likelihood_floor: float = 3.0
+    surprise_clip: float = 10.0
+    warmup: int = 50
+    season_length: int = 1440
+    season_features: tuple[str, ...] = (CPU, MEMORY)
+    season_bins: int = 24
+    season_alpha: float = 0.2
+    season_smooth: float = 0.03
+    season_unit: float = 0.03
+    season_floor: float = 0.05
+    maturity: float = 200.0
     #: Bins actually used (a profile cannot be finer than one point per bin).
     bins: int = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "bins", min(self.season_bins, self.season_length))  # into a frozen dataclass
+        self._validate()
+        derive = functools.partial(object.__setattr__, self)  # the documented way into a frozen dataclass
+        derive("threshold", float(self.threshold))
+        for name in ("warmup", "season_length", "season_bins"):
+            derive(name, int(getattr(self, name)))
+        derive("bins", min(self.season_bins, self.season_length))
+
+    def _validate(self) -> None:
+        features = self.features
+        if isinstance(features, str) or not features or len(set(features)) != len(features):
+            raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be > 0, got {self.threshold!r}")
+        for name in _UNIT_RATES:
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        if not self.slow_alpha < self.fast_alpha:
+            raise ValueError(
+                f"slow_alpha ({self.slow_alpha}) must be smaller than fast_alpha ({self.fast_alpha})"
+            )
+        if not 0.0 <= self.envelope_decay < 1.0:
+            raise ValueError(f"envelope_decay must be in [0, 1), got {self.envelope_decay!r}")
+        for name in ("novelty_unit", "surprise_clip", "season_unit"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        for name, least in (("likelihood_weight", 0), ("warmup", 1)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)!r}")
+        if self.season_length < 0 or self.season_length == 1:
+            raise ValueError(f"season_length must be 0 (off) or >= 2, got {self.season_length!r}")
+        for name, least in (("season_bins", 2), ("maturity", 0), ("season_floor", 0)):
+            if getattr(self, name) < least:
+                raise ValueError(f"{name} must be >= {least}, got {getattr(self, name)!r}")
+        if isinstance(self.season_features, str):
+            raise ValueError(f"season_features must be a sequence of names, got {self.season_features!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-safe (the ``params`` of :meth:`StreamingDetector.to_dict`)."""
         return arguments(self)
 
 
-# typed: arguments equal across types (1 and 1.0) are kept as given, so they must not share an entry.
-@functools.lru_cache(maxsize=64, typed=True)
-def _shared_params(
-    features: tuple[str, ...] | str,
-    threshold: float,
-    fast_alpha: float,
-    slow_alpha: float,
-    trend_alpha: float,
-    short_alpha: float,
-    long_alpha: float,
-    envelope_decay: float,
-    peak_decay: float,
-    novelty_unit: float,
-    likelihood_weight: float,
-    likelihood_floor: float,
-    surprise_clip: float,
-    warmup: int,
-    season_length: int,
-    season_features: tuple[str, ...] | str,
-    season_bins: int,
-    season_alpha: float,
-    season_smooth: float,
-    season_unit: float,
-    season_floor: float,
-    maturity: float,
-) -> DetectorParams:
-    """Validate the arguments of :class:`StreamingDetector`; equal arguments give the same object."""
-    if isinstance(features, str) or not features or len(set(features)) != len(features):
-        raise ValueError(f"features must be a non-empty sequence of distinct names, got {features!r}")
-    if not threshold > 0:
-        raise ValueError(f"threshold must be > 0, got {threshold!r}")
-    for name, value in (
-        ("fast_alpha", fast_alpha),
-        ("slow_alpha", slow_alpha),
-        ("trend_alpha", trend_alpha),
-        ("short_alpha", short_alpha),
-        ("long_alpha", long_alpha),
-        ("peak_decay", peak_decay),
-        ("season_alpha", season_alpha),
-        ("season_smooth", season_smooth),
-    ):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    if not slow_alpha < fast_alpha:
-        raise ValueError(f"slow_alpha ({slow_alpha}) must be smaller than fast_alpha ({fast_alpha})")
-    if not 0.0 <= envelope_decay < 1.0:
-        raise ValueError(f"envelope_decay must be in [0, 1), got {envelope_decay!r}")
-    for name, value in (
-        ("novelty_unit", novelty_unit),
-        ("surprise_clip", surprise_clip),
-        ("season_unit", season_unit),
-    ):
-        if not value > 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
-    if likelihood_weight < 0:
-        raise ValueError(f"likelihood_weight must be >= 0, got {likelihood_weight!r}")
-    if warmup < 1:
-        raise ValueError(f"warmup must be >= 1, got {warmup!r}")
-    if season_length < 0 or season_length == 1:
-        raise ValueError(f"season_length must be 0 (off) or >= 2, got {season_length!r}")
-    if season_bins < 2:
-        raise ValueError(f"season_bins must be >= 2, got {season_bins!r}")
-    if maturity < 0:
-        raise ValueError(f"maturity must be >= 0, got {maturity!r}")
-    if season_floor < 0:
-        raise ValueError(f"season_floor must be >= 0, got {season_floor!r}")
-    if isinstance(season_features, str):
-        raise ValueError(f"season_features must be a sequence of names, got {season_features!r}")
-    # The values are kept as given (they are saved as given), except these few.
-    return DetectorParams(
-        features=features,
-        threshold=float(threshold),
-        fast_alpha=fast_alpha,
-        slow_alpha=slow_alpha,
-        trend_alpha=trend_alpha,
-        short_alpha=short_alpha,
-        long_alpha=long_alpha,
-        envelope_decay=envelope_decay,
-        peak_decay=peak_decay,
-        novelty_unit=novelty_unit,
-        likelihood_weight=likelihood_weight,
-        likelihood_floor=likelihood_floor,
-        surprise_clip=surprise_clip,
-        warmup=int(warmup),
-        season_length=int(season_length),
-        season_features=season_features,
-        season_bins=int(season_bins),
-        season_alpha=season_alpha,
-        season_smooth=season_smooth,
-        season_unit=season_unit,
-        season_floor=season_floor,
-        maturity=maturity,
-    )
+if TYPE_CHECKING:
+    # To the type checker a detector has its parameters' attributes, which reads_params installs.
+    _DetectorAttributes = DetectorParams
+else:
+
+    class _DetectorAttributes:
+        __slots__ = ()
 
 
-class StreamingDetector(river_base.AnomalyDetector):
+#: Parameters that are rates in (0, 1].
+_UNIT_RATES = (
+    "fast_alpha",
+    "slow_alpha",
+    "trend_alpha",
+    "short_alpha",
+    "long_alpha",
+    "peak_decay",
+    "season_alpha",
+    "season_smooth",
+)
+
+
+@reads_params(DetectorParams)
+class StreamingDetector(_DetectorAttributes, river_base.AnomalyDetector):
     """Per-feature streaming anomaly scorer with compact JSON state.
 
     A River anomaly detector: :meth:`score_one` returns the score as a float (sigma-equivalents) and
@@ -318,29 +285,6 @@ class StreamingDetector(river_base.AnomalyDetector):
 
     __slots__ = ("_state", "params")
 
-    features: Param[tuple[str, ...]] = Param()
-    threshold: Param[float] = Param()
-    fast_alpha: Param[float] = Param()
-    slow_alpha: Param[float] = Param()
-    trend_alpha: Param[float] = Param()
-    short_alpha: Param[float] = Param()
-    long_alpha: Param[float] = Param()
-    envelope_decay: Param[float] = Param()
-    peak_decay: Param[float] = Param()
-    novelty_unit: Param[float] = Param()
-    likelihood_weight: Param[float] = Param()
-    likelihood_floor: Param[float] = Param()
-    surprise_clip: Param[float] = Param()
-    warmup: Param[int] = Param()
-    season_length: Param[int] = Param()
-    season_features: Param[tuple[str, ...]] = Param()
-    season_bins: Param[int] = Param()
-    season_alpha: Param[float] = Param()
-    season_smooth: Param[float] = Param()
-    season_unit: Param[float] = Param()
-    season_floor: Param[float] = Param()
-    maturity: Param[float] = Param()
-
     def __init__(
         self,
         features: Sequence[str] = FEATURES,
@@ -367,30 +311,9 @@ class StreamingDetector(river_base.AnomalyDetector):
         season_floor: float = 0.05,
         maturity: float = 200.0,
     ) -> None:
-        self.params = _shared_params(
-            _names(features),
-            threshold,
-            fast_alpha,
-            slow_alpha,
-            trend_alpha,
-            short_alpha,
-            long_alpha,
-            envelope_decay,
-            peak_decay,
-            novelty_unit,
-            likelihood_weight,
-            likelihood_floor,
-            surprise_clip,
-            warmup,
-            season_length,
-            _names(season_features),
-            season_bins,
-            season_alpha,
-            season_smooth,
-            season_unit,
-            season_floor,
-            maturity,
-        )
+        # The signature is River's (and the type checker's) view of DetectorParams, kept equal to it by
+        # the unit tests; taken first thing, locals() is exactly the arguments.
+        self.params = shared(DetectorParams, given(locals()))
         self._state: dict[str, array] = {}
 
     def _state_len(self, feature: str) -> int:
@@ -717,12 +640,6 @@ def _bounded(ratio: float) -> float:
         return ratio
     log = math.log(ratio) if ratio < math.inf else 710.0  # log of the largest double
     return _LINEAR_WIDTHS * (1.0 + log - math.log(_LINEAR_WIDTHS))
-
-
-def _names(names: Sequence[str]) -> tuple[str, ...] | str:
-    """A sequence of names as a tuple (hashable, for the shared parameters); a lone string as it is,
-    to be rejected there rather than read as its characters."""
-    return names if isinstance(names, str) else tuple(names)
 
 
 _PART_NAMES = (

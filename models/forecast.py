@@ -31,13 +31,13 @@ import itertools
 import math
 import operator
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from river.time_series.base import Forecaster
 
-from models.params import Param, arguments
+from models.params import arguments, given, reads_params, shared
 
 __all__ = [
     "ForecasterParams",
@@ -205,33 +205,40 @@ def _doubles(values: Sequence[float], size: int, name: str) -> array:
 
 @dataclass(frozen=True, slots=True)
 class ForecasterParams:
-    """The arguments of an :class:`OnlineForecaster`, validated, and what is derived from them.
+    """The arguments of an :class:`OnlineForecaster` with their defaults, validated, and what is derived
+    from them.
 
-    Immutable and shared: forecasters built with the same arguments hold the same object, so a
-    forecaster itself only holds what it learned. The fields are the constructor's arguments
-    (documented there); the derived ones follow.
+    The one declaration of the forecaster's parameters: its constructor, attributes, clone and saved
+    form are derived from these fields (see :mod:`models.params`). Immutable and shared: forecasters
+    built with the same arguments hold the same object, so a forecaster itself only holds what it
+    learned. The fields are the constructor's arguments (documented there); the derived ones follow.
     """
 
     step_seconds: int
-    season_seconds: int
-    level: float
-    calibrated_steps: tuple[int, ...]
-    candidates: tuple[tuple[float, bool, float], ...]
-    season_gamma: float
-    season_level_seconds: float
-    season_prior: float
-    max_season_bins: int
-    clip: float
-    error_alpha: float
-    weight_power: float
-    coverage_lr: float
-    max_pending: int
-    width_clip: float
-    spread_alpha: float
-    symmetric: bool
-    step_floor: float
-    prior_center: float
-    prior_half_width: float
+    season_seconds: int = 86400
+    level: float = 0.9
+    calibrated_steps: tuple[int, ...] = (1, 5, 15, 30, 60)
+    candidates: tuple[tuple[float, bool, float], ...] = (
+        (0.2, True, 0.0),
+        (0.2, False, 1.0),
+        (0.05, True, 1.0),
+        (0.6, False, 0.0),
+    )
+    season_gamma: float = 0.1
+    season_level_seconds: float = 28800.0
+    season_prior: float = 1.0
+    max_season_bins: int = 288
+    clip: float = 5.0
+    error_alpha: float = 0.02
+    weight_power: float = 20.0
+    coverage_lr: float = 0.05
+    max_pending: int = 12
+    width_clip: float = 3.0
+    spread_alpha: float = 0.01
+    symmetric: bool = True
+    step_floor: float = 0.1
+    prior_center: float = 0.5
+    prior_half_width: float = 1.0
     #: Per-step smoothing constant of the level the seasonal deviations are measured against.
     season_alpha: float = field(init=False)
     #: Bins of the seasonal profile (0: no profile) and the seconds each covers.
@@ -253,7 +260,62 @@ class ForecasterParams:
     rings: tuple[tuple[int, int, int, int, int], ...] = field(init=False)
 
     def __post_init__(self) -> None:
+        self._validate()
         derive = functools.partial(object.__setattr__, self)  # the documented way into a frozen dataclass
+        # Kept as validated: the saved form holds these, so a restored forecaster is built alike.
+        derive("calibrated_steps", tuple(int(h) for h in self.calibrated_steps))
+        derive("candidates", tuple((float(a), bool(s), float(c)) for a, s, c in self.candidates))
+        for name, kind in _COERCED:
+            derive(name, kind(getattr(self, name)))
+        self._derive(derive)
+
+    def _validate(self) -> None:
+        if not (isinstance(self.step_seconds, int) and self.step_seconds > 0):
+            raise ValueError(f"step_seconds must be a positive integer, got {self.step_seconds!r}")
+        if not (isinstance(self.season_seconds, int) and self.season_seconds >= 0):
+            raise ValueError(f"season_seconds must be a non-negative integer, got {self.season_seconds!r}")
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {self.level!r}")
+        steps = tuple(int(h) for h in self.calibrated_steps)
+        if not steps or any(h < 1 for h in steps) or list(steps) != sorted(set(steps)) or steps[-1] > 1440:
+            raise ValueError(
+                "calibrated_steps must be strictly increasing integers in [1, 1440], "
+                f"got {self.calibrated_steps!r}"
+            )
+        cands = tuple((float(a), bool(s), float(c)) for a, s, c in self.candidates)
+        if not cands or any(not (0.0 < a <= 1.0 and c >= 0.0) for a, _, c in cands):
+            raise ValueError(
+                "candidates must be non-empty (alpha in (0, 1], seasonal, clip >= 0) triples, "
+                f"got {self.candidates!r}"
+            )
+        for name in ("season_gamma", "error_alpha", "coverage_lr", "spread_alpha"):
+            value = getattr(self, name)
+            if not 0.0 < value <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {value!r}")
+        self._validate_scalars()
+
+    def _validate_scalars(self) -> None:
+        for name, top in (("max_season_bins", 2016), ("max_pending", 1440)):
+            if not 1 <= getattr(self, name) <= top:
+                raise ValueError(f"{name} must be in [1, {top}], got {getattr(self, name)!r}")
+        if not self.season_level_seconds > 0.0:
+            raise ValueError(f"season_level_seconds must be positive, got {self.season_level_seconds!r}")
+        if not self.season_prior >= 0.0:
+            raise ValueError(f"season_prior must be non-negative, got {self.season_prior!r}")
+        if not (self.width_clip > 1.0 and self.step_floor >= 0.0):
+            raise ValueError(
+                f"width_clip must exceed 1 and step_floor be >= 0, got {self.width_clip!r} "
+                f"and {self.step_floor!r}"
+            )
+        if not self.clip > 0.0:
+            raise ValueError(f"clip must be positive, got {self.clip!r}")
+        if not self.weight_power >= 0.0:
+            raise ValueError(f"weight_power must be non-negative, got {self.weight_power!r}")
+        w, c = self.prior_half_width, self.prior_center
+        if not (w > 0.0 and math.isfinite(w) and math.isfinite(c)):
+            raise ValueError(f"prior_half_width must be positive and finite, got {w!r} (prior_center {c!r})")
+
+    def _derive(self, derive: Callable[[str, Any], None]) -> None:
         derive("season_alpha", min(1.0, self.step_seconds / self.season_level_seconds))
         # A season shorter than two steps carries no shape: disable it.
         per_season = self.season_seconds / self.step_seconds if self.season_seconds else 0.0
@@ -283,101 +345,138 @@ class ForecasterParams:
         return arguments(self)
 
 
-# typed: 1 and 1.0 (or True) are different arguments (step_seconds must be an int, for one).
-@functools.lru_cache(maxsize=64, typed=True)
-def _shared_params(
-    step_seconds: int,
-    season_seconds: int,
-    level: float,
-    calibrated_steps: tuple[int, ...],
-    candidates: tuple[tuple[float, bool, float], ...],
-    season_gamma: float,
-    season_level_seconds: float,
-    season_prior: float,
-    max_season_bins: int,
-    clip: float,
-    error_alpha: float,
-    weight_power: float,
-    coverage_lr: float,
-    max_pending: int,
-    width_clip: float,
-    spread_alpha: float,
-    symmetric: bool,
-    step_floor: float,
-    prior_center: float,
-    prior_half_width: float,
-) -> ForecasterParams:
-    """Validate the arguments of :class:`OnlineForecaster`; equal arguments give the same object."""
-    if not (isinstance(step_seconds, int) and step_seconds > 0):
-        raise ValueError(f"step_seconds must be a positive integer, got {step_seconds!r}")
-    if not (isinstance(season_seconds, int) and season_seconds >= 0):
-        raise ValueError(f"season_seconds must be a non-negative integer, got {season_seconds!r}")
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
-    steps = tuple(int(h) for h in calibrated_steps)
-    if not steps or any(h < 1 for h in steps) or list(steps) != sorted(set(steps)) or steps[-1] > 1440:
-        raise ValueError(
-            f"calibrated_steps must be strictly increasing integers in [1, 1440], got {calibrated_steps!r}"
-        )
-    cands = tuple((float(a), bool(s), float(c)) for a, s, c in candidates)
-    if not cands or any(not (0.0 < a <= 1.0 and c >= 0.0) for a, _, c in cands):
-        raise ValueError(
-            f"candidates must be non-empty (alpha in (0, 1], seasonal, clip >= 0) triples, got {candidates!r}"
-        )
-    for name, value in (
-        ("season_gamma", season_gamma),
-        ("error_alpha", error_alpha),
-        ("coverage_lr", coverage_lr),
-        ("spread_alpha", spread_alpha),
-    ):
-        if not 0.0 < value <= 1.0:
-            raise ValueError(f"{name} must be in (0, 1], got {value!r}")
-    if not 1 <= max_season_bins <= 2016:
-        raise ValueError(f"max_season_bins must be in [1, 2016], got {max_season_bins!r}")
-    if not 1 <= max_pending <= 1440:
-        raise ValueError(f"max_pending must be in [1, 1440], got {max_pending!r}")
-    if not season_level_seconds > 0.0:
-        raise ValueError(f"season_level_seconds must be positive, got {season_level_seconds!r}")
-    if not season_prior >= 0.0:
-        raise ValueError(f"season_prior must be non-negative, got {season_prior!r}")
-    if not (width_clip > 1.0 and step_floor >= 0.0):
-        raise ValueError(
-            f"width_clip must exceed 1 and step_floor be >= 0, got {width_clip!r} and {step_floor!r}"
-        )
-    if not clip > 0.0:
-        raise ValueError(f"clip must be positive, got {clip!r}")
-    if not weight_power >= 0.0:
-        raise ValueError(f"weight_power must be non-negative, got {weight_power!r}")
-    if not (prior_half_width > 0.0 and math.isfinite(prior_half_width) and math.isfinite(prior_center)):
-        raise ValueError(
-            f"prior_half_width must be positive and finite, got {prior_half_width!r} "
-            f"(prior_center {prior_center!r})"
-        )
-    return ForecasterParams(
-        step_seconds=step_seconds,
-        season_seconds=season_seconds,
-        level=float(level),
-        calibrated_steps=steps,
-        candidates=cands,
-        season_gamma=float(season_gamma),
-        season_level_seconds=float(season_level_seconds),
-        season_prior=float(season_prior),
-        max_season_bins=int(max_season_bins),
-        clip=float(clip),
-        error_alpha=float(error_alpha),
-        weight_power=float(weight_power),
-        coverage_lr=float(coverage_lr),
-        max_pending=int(max_pending),
-        width_clip=float(width_clip),
-        spread_alpha=float(spread_alpha),
-        symmetric=bool(symmetric),
-        step_floor=float(step_floor),
-        prior_center=float(prior_center),
-        prior_half_width=float(prior_half_width),
-    )
+if TYPE_CHECKING:
+    # To the type checker a forecaster has its parameters' attributes, which reads_params installs.
+    _ForecasterAttributes = ForecasterParams
+else:
+
+    class _ForecasterAttributes:
+        __slots__ = ()
 
 
-class OnlineForecaster(Forecaster):
+#: The arguments the validated parameters hold converted (the others are kept as given).
+_COERCED: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    *((name, float) for name in ("level", "season_gamma", "season_level_seconds", "season_prior", "clip")),
+    *((name, float) for name in ("error_alpha", "weight_power", "coverage_lr", "width_clip", "spread_alpha")),
+    *((name, float) for name in ("step_floor", "prior_center", "prior_half_width")),
+    ("max_season_bins", int),
+    ("max_pending", int),
+    ("symmetric", bool),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Number:
+    """A number of a forecaster's learned state, saved under ``key`` (attribute ``_<key>``).
+
+    Saved as it is, or, if ``optional``, a non-finite value as ``null`` (NaN before the first sample).
+    """
+
+    key: str
+    initial: float
+    kind: Callable[[Any], float] = float
+    optional: bool = False
+
+    def save(self, value: float, p: ForecasterParams) -> float | None:
+        return value if not self.optional or math.isfinite(value) else None
+
+    def load(self, saved: Any, p: ForecasterParams) -> float:
+        return _NAN if self.optional and saved is None else self.kind(saved)
+
+    def new(self, p: ForecasterParams) -> float:
+        return self.initial
+
+
+#: How a buffer is saved: a JSON list, base64 float32, or rows of one value per candidate.
+Encoding = Literal["list", "f32", "rows"]
+
+
+@dataclass(frozen=True, slots=True)
+class _Buffer:
+    """A flat ``array`` of a forecaster's learned state, saved under ``key`` (attribute ``_<key>``), of
+    ``size`` values: one per candidate, per calibrated horizon, per both, per profile bin, or the
+    pending ring.
+    """
+
+    key: str
+    typecode: str
+    initial: float
+    size: Literal["candidates", "horizons", "horizons x candidates", "bins", "pending"]
+    encoding: Encoding = "list"
+
+    def length(self, p: ForecasterParams) -> int:
+        match self.size:
+            case "candidates":
+                return len(p.candidates)
+            case "horizons":
+                return len(p.calibrated_steps)
+            case "horizons x candidates":
+                return len(p.calibrated_steps) * len(p.candidates)
+            case "bins":
+                return p.bins
+            case "pending":
+                return p.slots * p.width
+
+    def new(self, p: ForecasterParams) -> array:
+        return _filled(self.typecode, self.initial, self.length(p))
+
+    def save(self, value: array, p: ForecasterParams) -> Any:
+        if self.encoding == "f32":
+            return _f32(value)
+        if self.encoding == "rows":
+            k = len(p.candidates)
+            return [value[i : i + k].tolist() for i in range(0, len(value), k)]
+        return value.tolist()
+
+    def load(self, saved: Any, p: ForecasterParams) -> array:
+        size = self.length(p)
+        if self.encoding == "f32":
+            return _from_f32(saved, size, self.key)
+        if self.encoding == "rows":
+            k, nh = len(p.candidates), len(p.calibrated_steps)
+            if len(saved) != nh:
+                raise ValueError(f"forecaster state field {self.key!r} has {len(saved)} rows, expected {nh}")
+            saved = [x for row in saved for x in _doubles(row, k, self.key)]
+        if len(saved) != size:
+            raise ValueError(f"forecaster state field {self.key!r} has {len(saved)} values, expected {size}")
+        kind = int if self.typecode == "q" else float
+        return array(self.typecode, [kind(x) for x in saved])  # from a list: allocated to exactly its size
+
+
+#: The learned state of an :class:`OnlineForecaster`, in the order of its saved form: its attributes,
+#: their initial values and how each is saved come from here.
+_STATE: tuple[_Number | _Buffer, ...] = (
+    _Number("n", 0, int),
+    _Number("step", 0, int),
+    _Number("t_last", _NAN, optional=True),
+    _Number("y_last", _NAN, optional=True),
+    _Number("first_t", _NAN, optional=True),
+    _Buffer("levels", "d", 0.0, "candidates"),
+    _Number("season_level", 0.0),
+    _Number("scale", 0.0),  # recent mean absolute one-step error of the season level, for clipping
+    _Buffer("season", "f", 0.0, "bins", "f32"),
+    _Number("season_mean", 0.0),
+    _Buffer("cand_mae", "d", 0.0, "horizons x candidates", "rows"),  # row j: the candidates' errors at j
+    _Buffer("mae", "d", 0.0, "horizons"),
+    _Buffer("spread", "d", 0.0, "horizons"),
+    _Buffer("lo", "d", 0.0, "horizons"),
+    _Buffer("up", "d", 0.0, "horizons"),
+    _Buffer("cover", "d", 1.0, "horizons"),
+    _Buffer("count", "q", 0, "horizons"),
+    _Buffer("pending", "f", _NAN, "pending", "f32"),
+)
+#: Not state (to_dict leaves it out): row j caches _weights(j); NaN first marks a stale row.
+_CACHE = _Buffer("wts", "d", _NAN, "horizons x candidates")
+
+
+@functools.lru_cache(maxsize=64)
+def _initial_state(p: ForecasterParams) -> tuple[tuple[str, float | array], ...]:
+    """``(attribute, initial value)`` of a new forecaster's state; the arrays are templates to copy."""
+    return tuple((f"_{f.key}", f.new(p)) for f in (*_STATE, _CACHE))
+
+
+@reads_params(ForecasterParams)
+class OnlineForecaster(_ForecasterAttributes, Forecaster):
     """Combination of robust exponential smoothers with conformal intervals, learned online.
 
     A River forecaster (:class:`river.time_series.base.Forecaster`): :meth:`learn_one` takes ``(y, x=None)``
@@ -464,49 +563,29 @@ class OnlineForecaster(Forecaster):
     True
     """
 
-    __slots__ = (
-        "_cand_mae",
-        "_count",
-        "_cover",
-        "_first_t",
-        "_levels",
-        "_lo",
-        "_mae",
-        "_n",
-        "_pending",
-        "_scale",
-        "_season",
-        "_season_level",
-        "_season_mean",
-        "_spread",
-        "_step",
-        "_t_last",
-        "_up",
-        "_wts",
-        "_y_last",
-        "params",
-    )
-
-    step_seconds: Param[int] = Param()
-    season_seconds: Param[int] = Param()
-    level: Param[float] = Param()
-    calibrated_steps: Param[tuple[int, ...]] = Param()
-    candidates: Param[tuple[tuple[float, bool, float], ...]] = Param()
-    season_gamma: Param[float] = Param()
-    season_level_seconds: Param[float] = Param()
-    season_prior: Param[float] = Param()
-    max_season_bins: Param[int] = Param()
-    clip: Param[float] = Param()
-    error_alpha: Param[float] = Param()
-    weight_power: Param[float] = Param()
-    coverage_lr: Param[float] = Param()
-    max_pending: Param[int] = Param()
-    width_clip: Param[float] = Param()
-    spread_alpha: Param[float] = Param()
-    symmetric: Param[bool] = Param()
-    step_floor: Param[float] = Param()
-    prior_center: Param[float] = Param()
-    prior_half_width: Param[float] = Param()
+    __slots__ = ("params", *(f"_{f.key}" for f in (*_STATE, _CACHE)))
+    # The types of the state's attributes, for the type checker (the unit tests keep them equal to
+    # _STATE and _CACHE, from which the slots, the initial values and the saved form come).
+    params: ForecasterParams
+    _n: int
+    _step: int
+    _t_last: float
+    _y_last: float
+    _first_t: float
+    _levels: array
+    _season_level: float
+    _scale: float
+    _season: array
+    _season_mean: float
+    _cand_mae: array
+    _mae: array
+    _spread: array
+    _lo: array
+    _up: array
+    _cover: array
+    _count: array
+    _pending: array
+    _wts: array
 
     def __init__(
         self,
@@ -536,50 +615,11 @@ class OnlineForecaster(Forecaster):
         prior_center: float = 0.5,
         prior_half_width: float = 1.0,
     ) -> None:
-        p = self.params = _shared_params(
-            step_seconds,
-            season_seconds,
-            level,
-            tuple(calibrated_steps),
-            tuple(tuple(c) for c in candidates),
-            season_gamma,
-            season_level_seconds,
-            season_prior,
-            max_season_bins,
-            clip,
-            error_alpha,
-            weight_power,
-            coverage_lr,
-            max_pending,
-            width_clip,
-            spread_alpha,
-            symmetric,
-            step_floor,
-            prior_center,
-            prior_half_width,
-        )
-        k = len(p.candidates)
-        nh = len(p.calibrated_steps)
-        self._n = 0
-        self._step = 0
-        self._t_last = _NAN
-        self._y_last = _NAN
-        self._first_t = _NAN
-        self._levels = _filled("d", 0.0, k)
-        self._season_level = 0.0
-        self._scale = 0.0  # recent mean absolute one-step error of the season level, for clipping
-        self._season = _filled("f", 0.0, p.bins)
-        self._season_mean = 0.0
-        self._cand_mae = _filled("d", 0.0, nh * k)  # row j: the k candidates' errors at horizon j
-        self._mae = _filled("d", 0.0, nh)
-        self._lo = _filled("d", 0.0, nh)
-        self._up = _filled("d", 0.0, nh)
-        self._spread = _filled("d", 0.0, nh)
-        self._cover = _filled("d", 1.0, nh)
-        self._count = _filled("q", 0, nh)
-        self._pending = _filled("f", _NAN, p.slots * p.width)
-        # Not state (to_dict leaves it out): row j caches _weights(j); NaN first marks a stale row.
-        self._wts = _filled("d", _NAN, nh * k)
+        # The signature is River's (and the type checker's) view of ForecasterParams, kept equal to it by
+        # the unit tests; taken first thing, locals() is exactly the arguments.
+        self.params = shared(ForecasterParams, given(locals()))
+        for name, value in _initial_state(self.params):
+            setattr(self, name, value[:] if isinstance(value, array) else value)
 
     # ------------------------------------------------------------------ helpers
     # The hot paths below spell out min/max as comparisons (``b if b < a else a`` is ``min(a, b)``, NaN
@@ -990,6 +1030,9 @@ class OnlineForecaster(Forecaster):
 
     def _clone(self) -> OnlineForecaster:
         # A copy whose learning cannot touch this one: the parameters are shared, every array copied.
+        # Spelt out rather than looped over _STATE: the stream clones twice a sample (forecast_seconds
+        # with the open window) and a loop of setattr costs twice as much; the unit tests check that it
+        # copies every slot.
         other = object.__new__(OnlineForecaster)
         other.params = self.params
         other._n = self._n
@@ -1028,32 +1071,9 @@ class OnlineForecaster(Forecaster):
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state (parameters and learned state); float arrays are base64 float32."""
 
-        def num(x: float) -> float | None:
-            return x if math.isfinite(x) else None
-
-        k = len(self.params.candidates)
-        return {
-            "v": _STATE_VERSION,
-            "params": self.params.to_dict(),
-            "n": self._n,
-            "step": self._step,
-            "t_last": num(self._t_last),
-            "y_last": num(self._y_last),
-            "first_t": num(self._first_t),
-            "levels": self._levels.tolist(),
-            "season_level": self._season_level,
-            "scale": self._scale,
-            "season": _f32(self._season),
-            "season_mean": self._season_mean,
-            "cand_mae": [self._cand_mae[i : i + k].tolist() for i in range(0, len(self._cand_mae), k)],
-            "mae": self._mae.tolist(),
-            "spread": self._spread.tolist(),
-            "lo": self._lo.tolist(),
-            "up": self._up.tolist(),
-            "cover": self._cover.tolist(),
-            "count": self._count.tolist(),
-            "pending": _f32(self._pending),
-        }
+        p = self.params
+        saved = {f.key: f.save(getattr(self, f"_{f.key}"), p) for f in _STATE}
+        return {"v": _STATE_VERSION, "params": p.to_dict(), **saved}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OnlineForecaster:
@@ -1062,36 +1082,7 @@ class OnlineForecaster(Forecaster):
             raise ValueError(
                 f"unsupported forecaster state version {d.get('v')!r}, expected {_STATE_VERSION}"
             )
-        kw = dict(d["params"])
-        kw["candidates"] = [tuple(c) for c in kw["candidates"]]
-        m = cls(**kw)
-        p = m.params
-        k, nh = len(p.candidates), len(p.calibrated_steps)
-
-        def num(x: float | None) -> float:
-            return _NAN if x is None else float(x)
-
-        m._n = int(d["n"])
-        m._step = int(d["step"])
-        m._t_last = num(d["t_last"])
-        m._y_last = num(d["y_last"])
-        m._first_t = num(d["first_t"])
-        m._levels = _doubles(d["levels"], k, "levels")
-        m._season_level = float(d["season_level"])
-        m._scale = float(d["scale"])
-        m._season = _from_f32(d["season"], p.bins, "season")
-        m._season_mean = float(d["season_mean"])
-        rows = d["cand_mae"]
-        if len(rows) != nh:
-            raise ValueError(f"forecaster state field 'cand_mae' has {len(rows)} rows, expected {nh}")
-        m._cand_mae = _doubles([x for row in rows for x in _doubles(row, k, "cand_mae")], nh * k, "cand_mae")
-        m._mae = _doubles(d["mae"], nh, "mae")
-        m._spread = _doubles(d["spread"], nh, "spread")
-        m._lo = _doubles(d["lo"], nh, "lo")
-        m._up = _doubles(d["up"], nh, "up")
-        m._cover = _doubles(d["cover"], nh, "cover")
-        if len(d["count"]) != nh:
-            raise ValueError(f"forecaster state field 'count' has {len(d['count'])} values, expected {nh}")
-        m._count = array("q", [int(x) for x in d["count"]])
-        m._pending = _from_f32(d["pending"], p.slots * p.width, "pending")
+        m = cls(**d["params"])
+        for f in _STATE:
+            setattr(m, f"_{f.key}", f.load(d[f.key], m.params))
         return m
