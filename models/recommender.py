@@ -157,6 +157,21 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
+@dataclass(frozen=True)
+class _Needs:
+    """The replicas each rule of :meth:`Recommender.recommend` asks for."""
+
+    floor: int
+    up: int
+    up_band: Interval | None
+    up_h: int | None
+    down: int
+    recurring: int
+    ramp: int
+    from_recurrence: bool
+    from_ramp: bool
+
+
 class Recommender:
     """Turns forecasts with bands into scale-up / scale-down / hold decisions (see the module docstring).
 
@@ -360,7 +375,6 @@ class Recommender:
     # -- the policy --------------------------------------------------------------------------------
     def recommend(self, state: RecommenderState, x: ScalingInputs) -> Decision:
         """Decide for one deployment at ``x.now``; updates ``state`` (cooldown, hysteresis) in place."""
-        thr = self.cpu_scale_up
         replicas = x.current_replicas
         cpu_now = x.cpu_now if _finite(x.cpu_now) else None
         up_bands = self._usable(x.cpu_forecast, self.up_horizon)
@@ -372,16 +386,73 @@ class Recommender:
             up_bands = [(h, self._centred(b, cpu_now)) for h, b in up_bands]
             down_bands = [(h, self._centred(b, cpu_now)) for h, b in down_bands]
         db_saturated, db_reason = self._database(x)
-        evidence: dict[str, Any] = {
+        evidence = self._evidence(state, x, cpu_now, centred, forecast_bands)
+        if replicas is None or replicas <= 0:
+            return self._unknown_replicas(state, x, evidence, db_saturated, db_reason)
+
+        previous = state.target if state.target is not None else replicas
+        needs = self._needs(x, replicas, cpu_now, previous, up_bands, down_bands, forecast_bands)
+        evidence["needs"] = {
+            "reactive_floor": needs.floor,
+            "predicted": needs.up,
+            "scale_down": needs.down,
+            "recurring": needs.recurring,
+            "periodic_ramp": needs.ramp,
+        }
+        evidence["recurring_load"] = x.recurring_load
+        evidence["periodic_growth"] = x.periodic_growth
+
+        cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
+        target, rule = self._choose(previous, needs, db_saturated, cooling, x.is_anomaly)
+        capped = target > self.max_replicas
+        target = self._bounded(target)
+        evidence["rule"] = rule
+        evidence["capped_at_max"] = capped
+
+        if target != previous:
+            state.changed_at = x.now
+            state.direction = "up" if target > previous else "down"
+        state.target = target
+
+        action: ActionName = (
+            "scale_up" if target > replicas else "scale_down" if target < replicas else "hold"
+        )
+        advice = [
+            self._scaling_advice(
+                x, down_bands, action, target, replicas, cpu_now, rule, needs.up_band, needs.up_h, capped
+            )
+        ]
+        advice.extend(self._memory(x))
+        if db_saturated:
+            advice.append(self._db_advice(db_reason, target))
+        summary = {
+            "scale_up": f"Scale up to {target} replicas before the predicted load increase",
+            "scale_down": f"Scale down to {target} replicas: predicted load stays low",
+            "hold": f"Hold at {target} replicas",
+        }[action]
+        if db_saturated:
+            summary += "; the database is the bottleneck"
+        return Decision(action, target, advice, summary, evidence)
+
+    def _evidence(
+        self,
+        state: RecommenderState,
+        x: ScalingInputs,
+        cpu_now: float | None,
+        centred: bool,
+        forecast_bands: list[tuple[int, Interval]],
+    ) -> dict[str, Any]:
+        """What a decision is based on, before the needs and the rule are known."""
+        return {
             "inputs": {
-                "current_replicas": replicas,
+                "current_replicas": x.current_replicas,
                 "cpu_now": cpu_now,
                 "memory_now": x.memory_now,
                 "db_cpu": x.db_cpu,
                 "db_connections": x.db_connections,
             },
             "thresholds": {
-                "cpu_scale_up": thr,
+                "cpu_scale_up": self.cpu_scale_up,
                 "cpu_scale_down": self.cpu_scale_down,
                 "memory_warning": self.memory_warning,
                 "scale_down_margin": self.scale_down_margin,
@@ -395,21 +466,39 @@ class Recommender:
             "anomaly": {"score": x.anomaly_score, "is_anomaly": x.is_anomaly},
             "previous": state.to_dict(),
         }
-        advice: list[Advice] = []
 
-        if replicas is None or replicas <= 0:
-            held = self._bounded(state.target if state.target is not None else self.min_replicas)
-            reason = "Current replica count unknown: holding the last recommendation"
-            evidence["rule"] = "unknown_replicas"
-            advice.append(Advice("scaling", "hold", held, reason, 0.5, "low", None))
-            advice.extend(self._memory(x))
-            if db_saturated:
-                advice.append(self._db_advice(db_reason, held))
-            if state.target is None:
-                state.target = held
-            return Decision("hold", held, advice, reason, evidence)
+    def _unknown_replicas(
+        self,
+        state: RecommenderState,
+        x: ScalingInputs,
+        evidence: dict[str, Any],
+        db_saturated: bool,
+        db_reason: str,
+    ) -> Decision:
+        """Without a replica count there is nothing to size against: hold the last recommendation."""
+        held = self._bounded(state.target if state.target is not None else self.min_replicas)
+        reason = "Current replica count unknown: holding the last recommendation"
+        evidence["rule"] = "unknown_replicas"
+        advice = [Advice("scaling", "hold", held, reason, 0.5, "low", None)]
+        advice.extend(self._memory(x))
+        if db_saturated:
+            advice.append(self._db_advice(db_reason, held))
+        if state.target is None:
+            state.target = held
+        return Decision("hold", held, advice, reason, evidence)
 
-        previous = state.target if state.target is not None else replicas
+    def _needs(
+        self,
+        x: ScalingInputs,
+        replicas: int,
+        cpu_now: float | None,
+        previous: int,
+        up_bands: list[tuple[int, Interval]],
+        down_bands: list[tuple[int, Interval]],
+        forecast_bands: list[tuple[int, Interval]],
+    ) -> _Needs:
+        """The replicas each rule asks for, and the band and horizon behind the scale-up need."""
+        thr = self.cpu_scale_up
         floor = self._need(replicas, cpu_now, thr) if cpu_now is not None else self.min_replicas
         up_need, up_band, up_h = floor, None, None
         for h, b in up_bands:
@@ -441,6 +530,20 @@ class Recommender:
             up_need, up_band, up_h = recurring, None, None
         elif from_ramp:
             up_need, up_band, up_h = ramp, ramp_band, ramp_h
+        down_need = self._down_need(replicas, cpu_now, previous, down_bands, scheduled)
+        down_need = max(down_need, floor, recurring, ramp)
+        return _Needs(floor, up_need, up_band, up_h, down_need, recurring, ramp, from_recurrence, from_ramp)
+
+    def _down_need(
+        self,
+        replicas: int,
+        cpu_now: float | None,
+        previous: int,
+        down_bands: list[tuple[int, Interval]],
+        scheduled: int | None,
+    ) -> int:
+        """The replicas the scale-down horizon needs: at the threshold when deeply idle, else with margin."""
+        thr = self.cpu_scale_up
         deep_idle = (cpu_now is not None and cpu_now < self.cpu_scale_down) and all(
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
@@ -450,73 +553,39 @@ class Recommender:
             down_need = max(down_need, self._need(replicas, self._q(b), down_target))
         if scheduled is not None:
             down_need = min(down_need, scheduled)
-        down_need = max(down_need, floor, recurring, ramp)
-        evidence["needs"] = {
-            "reactive_floor": floor,
-            "predicted": up_need,
-            "scale_down": down_need,
-            "recurring": recurring,
-            "periodic_ramp": ramp,
-        }
-        evidence["recurring_load"] = x.recurring_load
-        evidence["periodic_growth"] = x.periodic_growth
+        return down_need
 
-        cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
-        predictive_up = up_need if not db_saturated else floor
+    def _choose(
+        self, previous: int, needs: _Needs, db_saturated: bool, cooling: bool, anomaly: bool
+    ) -> tuple[int, str]:
+        """The target (before bounds) and the rule that set it."""
+        predictive_up = needs.up if not db_saturated else needs.floor
         target = previous
         if predictive_up > previous:
             target = predictive_up
-            if predictive_up == floor and floor > previous:
+            if predictive_up == needs.floor and needs.floor > previous:
                 rule = "reactive_floor"
             else:
                 rule = (
                     "recurring_peak"
-                    if from_recurrence
+                    if needs.from_recurrence
                     else "periodic_ramp"
-                    if from_ramp
+                    if needs.from_ramp
                     else "scale_up_on_upper_band"
                 )
-        elif down_need < previous:
-            if x.is_anomaly:
+        elif needs.down < previous:
+            if anomaly:
                 rule = "no_scale_down_during_anomaly"
             elif cooling:
                 rule = "cooldown"
             else:
-                target = down_need
+                target = needs.down
                 rule = "scale_down_below_margin"
         else:
             rule = "within_hysteresis"
-        if db_saturated and up_need > previous and target == previous:
+        if db_saturated and needs.up > previous and target == previous:
             rule = "database_bottleneck"
-        capped = target > self.max_replicas
-        target = self._bounded(target)
-        evidence["rule"] = rule
-        evidence["capped_at_max"] = capped
-
-        if target != previous:
-            state.changed_at = x.now
-            state.direction = "up" if target > previous else "down"
-        state.target = target
-
-        action: ActionName = (
-            "scale_up" if target > replicas else "scale_down" if target < replicas else "hold"
-        )
-        advice.append(
-            self._scaling_advice(
-                x, down_bands, action, target, replicas, cpu_now, rule, up_band, up_h, capped
-            )
-        )
-        advice.extend(self._memory(x))
-        if db_saturated:
-            advice.append(self._db_advice(db_reason, target))
-        summary = {
-            "scale_up": f"Scale up to {target} replicas before the predicted load increase",
-            "scale_down": f"Scale down to {target} replicas: predicted load stays low",
-            "hold": f"Hold at {target} replicas",
-        }[action]
-        if db_saturated:
-            summary += "; the database is the bottleneck"
-        return Decision(action, target, advice, summary, evidence)
+        return target, rule
 
     def _scaling_advice(
         self,
@@ -532,60 +601,85 @@ class Recommender:
         capped: bool,
     ) -> Advice:
         thr = self.cpu_scale_up
-        level = self._band_name()
-        crossing = None
-        for h, b in bands:
-            if self._q(b) > thr:
-                crossing = (h, b)
-                break
-        saturated = cpu_now is not None and cpu_now > thr
         if action == "scale_up":
-            if rule == "periodic_ramp" and up_band is not None and up_h is not None:
-                reason = (
-                    f"Load rose {x.periodic_growth or 1.0:.2f}x at this time in each of the last periods: "
-                    f"predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) on "
-                    f"{replicas} replicas; {target} keep it under threshold {_pct(thr)}"
-                )
-                confidence, when = 0.9, max(x.now, x.now + up_h - self.startup_seconds)
-            elif rule == "recurring_peak":
-                reason = (
-                    f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
-                    f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"
-                )
-                confidence, when = 0.9, x.now
-            elif saturated and (up_band is None or rule == "reactive_floor"):
-                reason = f"Current CPU {_pct(cpu_now or 0.0)} exceeds threshold {_pct(thr)}"
-                confidence, when = 0.99, x.now
-            elif up_band is not None and up_h is not None:
-                reason = (
-                    f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "
-                    f"exceeds threshold {_pct(thr)}"
-                )
-                if self._q(up_band) <= thr:
-                    reason = (
-                        f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "
-                        f"would exceed threshold {_pct(thr)} on fewer replicas"
-                    )
-                confidence = max(self._p_above(up_band, thr * replicas / max(target - 1, 1)), 0.5)
-                confidence = min(confidence, 0.99)
-                when = x.now if saturated else max(x.now, x.now + up_h - self.startup_seconds)
-            else:
-                reason = f"Reactive floor: current CPU needs {target} replicas at {_pct(thr)}"
-                confidence, when = 0.9, x.now
-            if capped:
-                reason += f" (capped at max_replicas {self.max_replicas})"
-            urgency = self._urgency(when - x.now + self.startup_seconds, saturated, x.is_anomaly)
-            return Advice("scaling", "scale_up", target, reason, round(confidence, 3), urgency, when)
+            return self._scale_up_advice(x, target, replicas, cpu_now, rule, up_band, up_h, capped)
         if action == "scale_down":
             uppers = [self._q(b) for _, b in bands]
             top = max(uppers) if uppers else (cpu_now or 0.0)
             after = top * replicas / target
             reason = (
-                f"Predicted CPU at most {_pct(top)} ({level}, next "
+                f"Predicted CPU at most {_pct(top)} ({self._band_name()}, next "
                 f"{self.down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "
                 f"on {target} replicas ({_pct(after)})"
             )
             return Advice("scaling", "scale_down", target, reason, 0.8, "low", x.now)
+        return self._hold_advice(x, bands, target, cpu_now, rule, capped)
+
+    def _scale_up_advice(
+        self,
+        x: ScalingInputs,
+        target: int,
+        replicas: int,
+        cpu_now: float | None,
+        rule: str,
+        up_band: Interval | None,
+        up_h: int | None,
+        capped: bool,
+    ) -> Advice:
+        thr = self.cpu_scale_up
+        level = self._band_name()
+        saturated = cpu_now is not None and cpu_now > thr
+        if rule == "periodic_ramp" and up_band is not None and up_h is not None:
+            reason = (
+                f"Load rose {x.periodic_growth or 1.0:.2f}x at this time in each of the last periods: "
+                f"predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) on "
+                f"{replicas} replicas; {target} keep it under threshold {_pct(thr)}"
+            )
+            confidence, when = 0.9, max(x.now, x.now + up_h - self.startup_seconds)
+        elif rule == "recurring_peak":
+            reason = (
+                f"Load of {_pct(x.recurring_load or 0.0)} of one pod's CPU came at this time in each of "
+                f"the last hours: {target} replicas keep it under threshold {_pct(thr)}"
+            )
+            confidence, when = 0.9, x.now
+        elif saturated and (up_band is None or rule == "reactive_floor"):
+            reason = f"Current CPU {_pct(cpu_now or 0.0)} exceeds threshold {_pct(thr)}"
+            confidence, when = 0.99, x.now
+        elif up_band is not None and up_h is not None:
+            reason = (
+                f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "
+                f"exceeds threshold {_pct(thr)}"
+            )
+            if self._q(up_band) <= thr:
+                reason = (
+                    f"Predicted CPU {_pct(self._q(up_band))} ({level}, {up_h // 60}m ahead) "
+                    f"would exceed threshold {_pct(thr)} on fewer replicas"
+                )
+            confidence = max(self._p_above(up_band, thr * replicas / max(target - 1, 1)), 0.5)
+            confidence = min(confidence, 0.99)
+            when = x.now if saturated else max(x.now, x.now + up_h - self.startup_seconds)
+        else:
+            reason = f"Reactive floor: current CPU needs {target} replicas at {_pct(thr)}"
+            confidence, when = 0.9, x.now
+        if capped:
+            reason += f" (capped at max_replicas {self.max_replicas})"
+        urgency = self._urgency(when - x.now + self.startup_seconds, saturated, x.is_anomaly)
+        return Advice("scaling", "scale_up", target, reason, round(confidence, 3), urgency, when)
+
+    def _hold_advice(
+        self,
+        x: ScalingInputs,
+        bands: list[tuple[int, Interval]],
+        target: int,
+        cpu_now: float | None,
+        rule: str,
+        capped: bool,
+    ) -> Advice:
+        crossing = None
+        for h, b in bands:
+            if self._q(b) > self.cpu_scale_up:
+                crossing = (h, b)
+                break
         explanations = {
             "no_scale_down_during_anomaly": (
                 f"Anomaly under way ({x.anomaly_score:.1f} sigma): not scaling down"

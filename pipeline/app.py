@@ -140,20 +140,9 @@ class HeliosWorker(faust.Worker):
         await super().on_stop()
 
 
-def create_app(
-    settings: Settings,
-    *,
-    registry: CollectorRegistry | None = None,
-    clock: Callable[[], float] = time.time,
-    wire: Callable[[faust.App, Helios], None] | None = None,
-) -> faust.App:
-    """Build a worker. Nothing connects until the app is started.
-
-    ``wire`` attaches the agents and the worker's services: the composition root (the CLI's ``worker``
-    command) passes :func:`agents.wire`; ``pipeline`` itself never imports ``agents``.
-    """
-    registry = CollectorRegistry() if registry is None else registry
-    app = HeliosApp(
+def _faust_app(settings: Settings) -> HeliosApp:
+    """The Faust app with Helios's broker, topic, web and delivery settings; no agents yet."""
+    return HeliosApp(
         settings.app_id,
         broker=_broker_urls(settings.kafka_bootstrap),
         broker_credentials=_credentials(settings),
@@ -179,6 +168,22 @@ def create_app(
         logging_config=None,
         loghandlers=[],
     )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: CollectorRegistry | None = None,
+    clock: Callable[[], float] = time.time,
+    wire: Callable[[faust.App, Helios], None] | None = None,
+) -> faust.App:
+    """Build a worker. Nothing connects until the app is started.
+
+    ``wire`` attaches the agents and the worker's services: the composition root (the CLI's ``worker``
+    command) passes :func:`agents.wire`; ``pipeline`` itself never imports ``agents``.
+    """
+    registry = CollectorRegistry() if registry is None else registry
+    app = _faust_app(settings)
     metrics = HeliosMetrics.create(registry, clock=clock)
     metrics.anomaly_threshold.set(settings.anomaly_threshold)
     metrics.forecast_level.set(settings.risk_level)
@@ -218,6 +223,6 @@ def create_app(
     app.helios = helios
     if wire is not None:
         wire(app, helios)
-    web.register(app, helios)
+    web.blueprint.register(app)
     status_page.register(app, helios)
     return app

@@ -428,6 +428,96 @@ def make_helios(
 
 
 # -- the replay ----------------------------------------------------------------------------------------
+@dataclass
+class _Replay:
+    """Both workloads between two trace steps: the controllers tick, Prometheus publishes late."""
+
+    hpa: HPASimulator
+    keda: KEDASimulator
+    tick: float
+    n_ticks: int
+    capacity: float
+    threshold: float
+    tot_h: Totals = field(default_factory=Totals)
+    tot_k: Totals = field(default_factory=Totals)
+    #: (visible from, value) awaiting Prometheus
+    published: list[tuple[float, int]] = field(default_factory=list)
+    visible: int | None = None
+
+    def advance(self, t0: float, d: float) -> tuple[float, float]:
+        """Run the ticks of the step starting at ``t0`` at demand ``d``; the seconds each was short."""
+        under_h = under_k = 0.0
+        for j in range(self.n_ticks):
+            t = t0 + j * self.tick
+            while self.published and self.published[0][0] <= t:
+                self.visible = self.published.pop(0)[1]
+            rh = self.hpa.step(t, d)
+            rk = self.keda.step(t, d, self.visible)
+            for res, tot in ((rh, self.tot_h), (rk, self.tot_k)):
+                tot.replica_seconds += res.spec * self.tick
+            if _under(d, rh.ready, self.capacity, self.threshold):
+                under_h += self.tick
+            if _under(d, rk.ready, self.capacity, self.threshold):
+                under_k += self.tick
+        self.tot_h.under_seconds += under_h
+        self.tot_k.under_seconds += under_k
+        return under_h, under_k
+
+
+def _pod_settings(
+    capacity: float, startup: float, min_replicas: int, max_replicas: int, initial: int
+) -> dict[str, Any]:
+    """What both workloads share: pod capacity, start-up time, bounds and the starting count."""
+    return dict(
+        capacity=capacity,
+        startup_seconds=startup,
+        min_replicas=min_replicas,
+        max_replicas=max_replicas,
+        initial_replicas=initial,
+    )
+
+
+def _keda(so: ScaledObjectSpec, floor: float | None, shadow: bool, common: dict[str, Any]) -> KEDASimulator:
+    """The Helios workload's scaler, configured as the ScaledObject says."""
+    return KEDASimulator(
+        polling_seconds=so.polling_seconds,
+        threshold=so.threshold,
+        floor_target=floor,
+        cooldown_seconds=so.downscale_stabilization_seconds,
+        shadow=shadow,
+        upscale_stabilization_seconds=so.upscale_stabilization_seconds,
+        scale_up_policies=None if so.scale_up_policies is None else list(so.scale_up_policies),
+        scale_down_policies=None if so.scale_down_policies is None else list(so.scale_down_policies),
+        **common,
+    )
+
+
+def _step_row(
+    timestamp: pd.Timestamp,
+    d: float,
+    capacity: float,
+    hpa_ready: int,
+    helios_ready: int,
+    hs: HeliosStep,
+    prev_fc: tuple[float | None, ...],
+) -> dict[str, Any]:
+    """One output row, before the under-provisioned seconds of the step are known."""
+    return {
+        "timestamp": timestamp.isoformat(),
+        "demand": round(float(d), 6),
+        "capacity_per_replica": capacity,
+        "hpa_replicas": hpa_ready,
+        "helios_replicas": helios_ready,
+        "helios_recommended": hs.recommended,
+        # the forecast issued one step earlier for this step, in cores at the replicas it was made for
+        "forecast": prev_fc[0],
+        "forecast_lower": prev_fc[1],
+        "forecast_upper": prev_fc[2],
+        "helios_action": hs.action,
+        "helios_rule": hs.rule,
+    }
+
+
 def simulate(
     trace: pd.DataFrame,
     demand: np.ndarray,
@@ -464,80 +554,27 @@ def simulate(
         raise ValueError("trace timestamps must increase")
     if helios is None:
         helios = make_helios(step_seconds, startup, cpu_scale_up, max_replicas)
-    floor: float | None
-    if shadow:
-        floor = floor_target if floor_target is not None else hpa_target
-    else:
-        floor = floor_target if floor_target is not None else so.cpu_target
+    floor = floor_target if floor_target is not None else (hpa_target if shadow else so.cpu_target)
     initial = min(max_replicas, max(min_replicas, math.ceil(round(demand[0] / (capacity * hpa_target), 9))))
-    common = dict(
-        capacity=capacity,
-        startup_seconds=startup,
-        min_replicas=min_replicas,
-        max_replicas=max_replicas,
-        initial_replicas=initial,
-    )
+    common = _pod_settings(capacity, startup, min_replicas, max_replicas, initial)
     hpa = HPASimulator(target=hpa_target, **common)
-    keda = KEDASimulator(
-        polling_seconds=so.polling_seconds,
-        threshold=so.threshold,
-        floor_target=floor,
-        cooldown_seconds=so.downscale_stabilization_seconds,
-        shadow=shadow,
-        upscale_stabilization_seconds=so.upscale_stabilization_seconds,
-        scale_up_policies=None if so.scale_up_policies is None else list(so.scale_up_policies),
-        scale_down_policies=None if so.scale_down_policies is None else list(so.scale_down_policies),
-        **common,
-    )
-    tot_h, tot_k = Totals(), Totals()
+    keda = _keda(so, floor, shadow, common)
+    replay = _Replay(hpa, keda, tick, max(1, round(step_seconds / tick)), capacity, cpu_scale_up)
     rows = []
-    published: list[tuple[float, int]] = []  # (visible from, value) awaiting Prometheus
-    visible: int | None = None
-    n_ticks = max(1, round(step_seconds / tick))
     prev_fc: tuple[float | None, ...] = (None, None, None)
     for i, (t0, d) in enumerate(zip(ts, demand, strict=True)):
         ready_k = keda.pods.ready(t0)
-        util = d / (max(ready_k, 1) * capacity)
-        hs = helios(float(t0), ready_k, util)
-        published.append((t0 + publish_delay, hs.recommended))
-        scale = ready_k * capacity
-        row = {
-            "timestamp": trace["timestamp"].iloc[i].isoformat(),
-            "demand": round(float(d), 6),
-            "capacity_per_replica": capacity,
-            "hpa_replicas": hpa.pods.ready(t0),
-            "helios_replicas": ready_k,
-            "helios_recommended": hs.recommended,
-            # the forecast issued one step earlier for this step, in cores at the replicas it was made for
-            "forecast": prev_fc[0],
-            "forecast_lower": prev_fc[1],
-            "forecast_upper": prev_fc[2],
-            "helios_action": hs.action,
-            "helios_rule": hs.rule,
-        }
-        under_h = under_k = 0.0
-        for j in range(n_ticks):
-            t = t0 + j * tick
-            while published and published[0][0] <= t:
-                visible = published.pop(0)[1]
-            rh = hpa.step(t, d)
-            rk = keda.step(t, d, visible)
-            for res, tot in ((rh, tot_h), (rk, tot_k)):
-                tot.replica_seconds += res.spec * tick
-            if _under(d, rh.ready, capacity, cpu_scale_up):
-                under_h += tick
-            if _under(d, rk.ready, capacity, cpu_scale_up):
-                under_k += tick
-        tot_h.under_seconds += under_h
-        tot_k.under_seconds += under_k
-        row["hpa_under_seconds"] = under_h
-        row["helios_under_seconds"] = under_k
+        hs = helios(float(t0), ready_k, d / (max(ready_k, 1) * capacity))
+        replay.published.append((t0 + publish_delay, hs.recommended))
+        row = _step_row(trace["timestamp"].iloc[i], d, capacity, hpa.pods.ready(t0), ready_k, hs, prev_fc)
+        row["hpa_under_seconds"], row["helios_under_seconds"] = replay.advance(t0, d)
         rows.append(row)
+        scale = ready_k * capacity
         prev_fc = tuple(
             None if v is None else round(v * scale, 6)
             for v in (hs.forecast, hs.forecast_lower, hs.forecast_upper)
         )
-    tot_h.actions, tot_k.actions = hpa.actions, keda.actions
+    replay.tot_h.actions, replay.tot_k.actions = hpa.actions, keda.actions
     config = {
         "base_replicas": base_replicas,
         "capacity": capacity,
@@ -556,7 +593,7 @@ def simulate(
     family = hpa_family(
         ts, demand, sweep, step_seconds=step_seconds, tick=tick, threshold=cpu_scale_up, **common
     )
-    return SimResult(pd.DataFrame(rows), tot_h, tot_k, config, family)
+    return SimResult(pd.DataFrame(rows), replay.tot_h, replay.tot_k, config, family)
 
 
 def _under(demand: float, ready: int, capacity: float, threshold: float) -> bool:
@@ -576,7 +613,6 @@ def plot(result: SimResult, path: Path, title: str) -> None:
 
     df = result.steps
     t = pd.to_datetime(df["timestamp"])
-    cap = df["capacity_per_replica"]
     thr = float(result.config["cpu_scale_up"])
     fig, axes = plt.subplots(2, 1, figsize=(14, 8), constrained_layout=True)
     day = pd.Series(df["hpa_under_seconds"].to_numpy(), index=t).resample("1D").sum()
@@ -586,57 +622,7 @@ def plot(result: SimResult, path: Path, title: str) -> None:
         (axes[0], slice(None), "whole trace"),
         (axes[1], zoom, f"zoom: {busiest:%Y-%m-%d}"),
     ):
-        tt = t[mask]
-        ax.fill_between(
-            tt,
-            df["forecast_lower"][mask],
-            df["forecast_upper"][mask],
-            step="post",
-            alpha=0.25,
-            color="tab:orange",
-            label="forecast band for this step (issued one step earlier)",
-        )
-        ax.step(tt, df["demand"][mask], where="post", color="black", lw=1.0, label="demand (cores)")
-        ax.step(
-            tt,
-            df["hpa_replicas"][mask] * cap[mask] * thr,
-            where="post",
-            color="tab:blue",
-            lw=2.6,
-            alpha=0.6,
-            label=f"HPA: ready replicas x capacity x {thr:.0%}",
-        )
-        ax.step(
-            tt,
-            df["helios_replicas"][mask] * cap[mask] * thr,
-            where="post",
-            color="tab:green",
-            lw=1.2,
-            label=f"Helios: ready replicas x capacity x {thr:.0%}",
-        )
-        short_h = df["hpa_under_seconds"][mask] > 0
-        short_k = df["helios_under_seconds"][mask] > 0
-        ymax = float(max(df["demand"][mask].max(), 1.0))
-        ax.scatter(
-            tt[short_h],
-            [ymax * 1.04] * int(short_h.sum()),
-            marker="|",
-            color="tab:blue",
-            s=40,
-            label="HPA under-provisioned",
-        )
-        ax.scatter(
-            tt[short_k],
-            [ymax * 1.08] * int(short_k.sum()),
-            marker="|",
-            color="tab:green",
-            s=40,
-            label="Helios under-provisioned",
-        )
-        ax.set_ylim(0, ymax * 1.12)
-        ax.set_ylabel("cores")
-        ax.set_title(f"{title} — {label}")
-        ax.grid(alpha=0.3)
+        _plot_panel(ax, df, t, mask, thr, f"{title} — {label}")
     s = result.summary()
     axes[0].legend(loc="upper left", fontsize=8, ncol=3)
     axes[1].text(
@@ -658,6 +644,62 @@ def plot(result: SimResult, path: Path, title: str) -> None:
     )
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _plot_panel(ax: Any, df: pd.DataFrame, t: pd.Series, mask: Any, thr: float, title: str) -> None:
+    """One panel of :func:`plot`: demand, forecast band, both policies' capacity, and when each was short."""
+    cap = df["capacity_per_replica"]
+    tt = t[mask]
+    ax.fill_between(
+        tt,
+        df["forecast_lower"][mask],
+        df["forecast_upper"][mask],
+        step="post",
+        alpha=0.25,
+        color="tab:orange",
+        label="forecast band for this step (issued one step earlier)",
+    )
+    ax.step(tt, df["demand"][mask], where="post", color="black", lw=1.0, label="demand (cores)")
+    ax.step(
+        tt,
+        df["hpa_replicas"][mask] * cap[mask] * thr,
+        where="post",
+        color="tab:blue",
+        lw=2.6,
+        alpha=0.6,
+        label=f"HPA: ready replicas x capacity x {thr:.0%}",
+    )
+    ax.step(
+        tt,
+        df["helios_replicas"][mask] * cap[mask] * thr,
+        where="post",
+        color="tab:green",
+        lw=1.2,
+        label=f"Helios: ready replicas x capacity x {thr:.0%}",
+    )
+    short_h = df["hpa_under_seconds"][mask] > 0
+    short_k = df["helios_under_seconds"][mask] > 0
+    ymax = float(max(df["demand"][mask].max(), 1.0))
+    ax.scatter(
+        tt[short_h],
+        [ymax * 1.04] * int(short_h.sum()),
+        marker="|",
+        color="tab:blue",
+        s=40,
+        label="HPA under-provisioned",
+    )
+    ax.scatter(
+        tt[short_k],
+        [ymax * 1.08] * int(short_k.sum()),
+        marker="|",
+        color="tab:green",
+        s=40,
+        label="Helios under-provisioned",
+    )
+    ax.set_ylim(0, ymax * 1.12)
+    ax.set_ylabel("cores")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
 
 
 def format_table(name: str, summary: dict[str, Any]) -> str:

@@ -38,7 +38,7 @@ from pipeline.openapi import openapi_spec
 from pipeline.settings import Settings
 
 if TYPE_CHECKING:
-    from pipeline.app import Helios
+    from pipeline.app import Helios, HeliosApp
 
 log = logging.getLogger(__name__)
 
@@ -104,170 +104,199 @@ def owner_url(app: faust.App, helios: Helios, request: Any, key: str) -> Any:
     return request.url.with_host(str(owner.host)).with_port(owner.port)
 
 
-def register(app: faust.App, helios: Helios) -> None:
-    settings = helios.settings
-    runtime = helios.runtime
-    # Digests of equal length, so the comparison's timing says nothing about the token's length either.
-    token = (
-        hashlib.sha256(settings.api_token.get_secret_value().encode()).digest()
-        if settings.api_token
-        else None
+def token_digest(settings: Settings) -> bytes | None:
+    """SHA-256 of ``HELIOS_API_TOKEN``, or None when the API is open.
+
+    Digests of equal length, so the comparison's timing says nothing about the token's length either.
+    """
+    if not settings.api_token:
+        return None
+    return hashlib.sha256(settings.api_token.get_secret_value().encode()).digest()
+
+
+def bearer_ok(header: str, token: bytes | None) -> bool:
+    """Whether an ``Authorization`` header carries the token (always, when none is set)."""
+    if token is None:
+        return True
+    scheme, _, given = header.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(
+        hashlib.sha256(given.strip().encode()).digest(), token
     )
-    duration = helios.metrics.inference_duration
 
-    class JsonView(web.View):
-        def reply(self, model: BaseModel, status: int = 200) -> web.Response:
-            return self.bytes(
-                model.model_dump_json().encode(), content_type="application/json", status=status
-            )
 
-        def fail(self, status: int, error: str, details: list[ErrorDetail] | None = None) -> web.Response:
-            return self.bytes(_error_body(error, details), content_type="application/json", status=status)
+#: The worker's JSON API; ``create_app`` registers it on every app it builds.
+blueprint = web.Blueprint("helios")
 
-        def unauthorised(self, request: web.Request) -> web.Response | None:
-            if token is None:
-                return None
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(
-                hashlib.sha256(given.strip().encode()).digest(), token
-            ):
-                return None
-            response = self.fail(401, "missing or wrong bearer token (HELIOS_API_TOKEN is set)")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="helios"'
-            return response
 
-        async def parse(self, request: Any, model: type[M]) -> M | web.Response:
-            length = request.content_length
-            if length is not None and length > settings.max_body_bytes:
-                return self.fail(
-                    413, f"body of {length} bytes exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}"
-                )
-            try:
-                body = await request.read()
-            except aioweb.HTTPRequestEntityTooLarge:
-                return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
-            if len(body) > settings.max_body_bytes:
-                return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={settings.max_body_bytes}")
-            try:
-                data = orjson.loads(body)
-            except orjson.JSONDecodeError as exc:
-                return self.fail(400, f"malformed JSON: {exc}", [ErrorDetail(field=None, problem=str(exc))])
-            try:
-                return model.model_validate(data)
-            except ValidationError as exc:
-                return self.fail(422, "request does not match the schema", _validation_details(exc))
+class JsonView(web.View):
+    """A view of the worker's JSON API: replies, errors that name the field, auth, parsing, routing."""
 
-        async def forward(self, request: Any, key: str, body: bytes) -> web.Response | None:
-            """Answer from the worker that owns ``key``'s partition (Faust's table routing)."""
-            url = owner_url(app, helios, request, key)
-            if url is None:
-                return None
-            headers = {"Content-Type": "application/json", FORWARDED: "1"}
-            if "Authorization" in request.headers:
-                headers["Authorization"] = request.headers["Authorization"]
-            try:
-                async with app.http_client.post(str(url), data=body, headers=headers) as resp:
-                    return self.bytes(await resp.read(), content_type="application/json", status=resp.status)
-            except Exception as exc:
-                log.warning("forwarding %s for %s to %s failed: %s", request.path, key, url, exc)
-                return None
+    helios: Helios
+    token: bytes | None
 
-        async def infer(
-            self,
-            request: web.Request,
-            model: type[M],
-            endpoint: str,
-            answer: Callable[[M, str], BaseModel],
-            route: bool = True,
-        ) -> web.Response:
-            """Authorise, parse, route to the deployment's owner, answer, time it; errors name the field."""
-            if (denied := self.unauthorised(request)) is not None:
-                return denied
-            req = await self.parse(request, model)
-            if not isinstance(req, model):
-                return cast(web.Response, req)  # the error response parse() built
-            key = self.key_of(getattr(req, "namespace", None), getattr(req, "deployment", None))
-            if route and (routed := await self.forward(request, key, await request.read())) is not None:
-                return routed
-            started = time.perf_counter()
-            try:
-                result = answer(req, key)
-            except serving.BadRequest as exc:
-                return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
-            duration.labels(endpoint).observe(time.perf_counter() - started)
-            return self.reply(result)
+    def __post_init__(self) -> None:
+        self.helios = cast("HeliosApp", self.app).helios
+        self.token = token_digest(self.helios.settings)
 
-        def key_of(self, namespace: str | None, deployment: str | None) -> str:
-            return f"{namespace or settings.metrics_namespace}/{deployment or settings.metrics_deployment}"
+    def reply(self, model: BaseModel, status: int = 200) -> web.Response:
+        return self.bytes(model.model_dump_json().encode(), content_type="application/json", status=status)
 
-    @app.page("/health")
-    class Health(JsonView):
-        async def get(self, request: web.Request) -> web.Response:
-            return self.reply(HealthResponse(status="healthy", timestamp=datetime.now(UTC)))
+    def fail(self, status: int, error: str, details: list[ErrorDetail] | None = None) -> web.Response:
+        return self.bytes(_error_body(error, details), content_type="application/json", status=status)
 
-    @app.page("/ready")
-    class Ready(JsonView):
-        async def get(self, request: web.Request) -> web.Response:
-            ready, reasons = helios.readiness.check(app)
-            loaded = [m.name for m in helios.models.infos({}, prophet_available=helios.prophet.available)]
-            return self.reply(
-                ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503
-            )
+    def unauthorised(self, request: web.Request) -> web.Response | None:
+        if bearer_ok(request.headers.get("Authorization", ""), self.token):
+            return None
+        response = self.fail(401, "missing or wrong bearer token (HELIOS_API_TOKEN is set)")
+        response.headers["WWW-Authenticate"] = 'Bearer realm="helios"'
+        return response
 
-    @app.page("/models")
-    class Models(JsonView):
-        async def get(self, request: web.Request) -> web.Response:
-            infos = helios.models.infos(
-                helios.online_model_metrics(), prophet_available=helios.prophet.available
-            )
-            return self.reply(ModelsResponse(models=infos))
+    async def parse(self, request: Any, model: type[M]) -> M | web.Response:
+        limit = self.helios.settings.max_body_bytes
+        length = request.content_length
+        if length is not None and length > limit:
+            return self.fail(413, f"body of {length} bytes exceeds HELIOS_MAX_BODY_BYTES={limit}")
+        try:
+            body = await request.read()
+        except aioweb.HTTPRequestEntityTooLarge:
+            return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={limit}")
+        if len(body) > limit:
+            return self.fail(413, f"body exceeds HELIOS_MAX_BODY_BYTES={limit}")
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self.fail(400, f"malformed JSON: {exc}", [ErrorDetail(field=None, problem=str(exc))])
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            return self.fail(422, "request does not match the schema", _validation_details(exc))
 
-    def predict(req: PredictRequest, key: str) -> BaseModel:
-        if req.periods > settings.max_periods:
-            raise serving.BadRequest("periods", f"at most HELIOS_MAX_PERIODS={settings.max_periods}")
-        entry = runtime.entries.get(key)
-        live = entry.pipeline if entry is not None else None
-        if req.model == "prophet" or (req.model == "auto" and helios.prophet.prefers(key, live)):
-            return helios.prophet.predict(req, key, runtime.config, helios.clock())
-        return serving.predict(req, live, runtime.config, helios.clock(), key)
+    async def forward(self, request: Any, key: str, body: bytes) -> web.Response | None:
+        """Answer from the worker that owns ``key``'s partition (Faust's table routing)."""
+        url = owner_url(self.helios.app, self.helios, request, key)
+        if url is None:
+            return None
+        headers = {"Content-Type": "application/json", FORWARDED: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        try:
+            async with self.app.http_client.post(str(url), data=body, headers=headers) as resp:
+                return self.bytes(await resp.read(), content_type="application/json", status=resp.status)
+        except Exception as exc:
+            log.warning("forwarding %s for %s to %s failed: %s", request.path, key, url, exc)
+            return None
 
-    def detect(req: DetectRequest, key: str) -> BaseModel:
-        entry = runtime.entries.get(key)
-        fleet = (e.pipeline.detector for k, e in runtime.entries.items() if k != key)
-        return serving.detect(
-            req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key, fleet
+    async def infer(
+        self,
+        request: web.Request,
+        model: type[M],
+        endpoint: str,
+        answer: Callable[[Helios, M, str], BaseModel],
+        route: bool = True,
+    ) -> web.Response:
+        """Authorise, parse, route to the deployment's owner, answer, time it; errors name the field."""
+        if (denied := self.unauthorised(request)) is not None:
+            return denied
+        req = await self.parse(request, model)
+        if not isinstance(req, model):
+            return cast(web.Response, req)  # the error response parse() built
+        key = self.key_of(getattr(req, "namespace", None), getattr(req, "deployment", None))
+        if route and (routed := await self.forward(request, key, await request.read())) is not None:
+            return routed
+        started = time.perf_counter()
+        try:
+            result = answer(self.helios, req, key)
+        except serving.BadRequest as exc:
+            return self.fail(exc.status, str(exc), [ErrorDetail(field=exc.field, problem=exc.problem)])
+        self.helios.metrics.inference_duration.labels(endpoint).observe(time.perf_counter() - started)
+        return self.reply(result)
+
+    def key_of(self, namespace: str | None, deployment: str | None) -> str:
+        settings = self.helios.settings
+        return f"{namespace or settings.metrics_namespace}/{deployment or settings.metrics_deployment}"
+
+
+def predict(helios: Helios, req: PredictRequest, key: str) -> BaseModel:
+    settings, runtime = helios.settings, helios.runtime
+    if req.periods > settings.max_periods:
+        raise serving.BadRequest("periods", f"at most HELIOS_MAX_PERIODS={settings.max_periods}")
+    entry = runtime.entries.get(key)
+    live = entry.pipeline if entry is not None else None
+    if req.model == "prophet" or (req.model == "auto" and helios.prophet.prefers(key, live)):
+        return helios.prophet.predict(req, key, runtime.config, helios.clock())
+    return serving.predict(req, live, runtime.config, helios.clock(), key)
+
+
+def detect(helios: Helios, req: DetectRequest, key: str) -> BaseModel:
+    runtime = helios.runtime
+    entry = runtime.entries.get(key)
+    fleet = (e.pipeline.detector for k, e in runtime.entries.items() if k != key)
+    return serving.detect(
+        req, entry.pipeline if entry else None, runtime.config, helios.models.xgb, key, fleet
+    )
+
+
+def recommend(helios: Helios, req: RecommendRequest, key: str) -> BaseModel:
+    return serving.recommend(req, helios.runtime.config, helios.clock())
+
+
+@blueprint.route("/health")
+class Health(JsonView):
+    async def get(self, request: web.Request) -> web.Response:
+        return self.reply(HealthResponse(status="healthy", timestamp=datetime.now(UTC)))
+
+
+@blueprint.route("/ready")
+class Ready(JsonView):
+    async def get(self, request: web.Request) -> web.Response:
+        helios = self.helios
+        ready, reasons = helios.readiness.check(self.app)
+        loaded = [m.name for m in helios.models.infos({}, prophet_available=helios.prophet.available)]
+        return self.reply(
+            ReadyResponse(ready=ready, models_loaded=loaded, reasons=reasons), 200 if ready else 503
         )
 
-    def recommend(req: RecommendRequest, key: str) -> BaseModel:
-        return serving.recommend(req, runtime.config, helios.clock())
 
-    @app.page("/predict")
-    class Predict(JsonView):
-        async def post(self, request: web.Request) -> web.Response:
-            return await self.infer(request, PredictRequest, "/predict", predict)
+@blueprint.route("/models")
+class Models(JsonView):
+    async def get(self, request: web.Request) -> web.Response:
+        helios = self.helios
+        infos = helios.models.infos(helios.online_model_metrics(), prophet_available=helios.prophet.available)
+        return self.reply(ModelsResponse(models=infos))
 
-    @app.page("/detect")
-    class Detect(JsonView):
-        async def post(self, request: web.Request) -> web.Response:
-            return await self.infer(request, DetectRequest, "/detect", detect)
 
-    @app.page("/recommend")
-    class Recommend(JsonView):
-        async def post(self, request: web.Request) -> web.Response:
-            # Stateless: answered where it lands, from the request alone.
-            return await self.infer(request, RecommendRequest, "/recommend", recommend, route=False)
+@blueprint.route("/predict")
+class Predict(JsonView):
+    async def post(self, request: web.Request) -> web.Response:
+        return await self.infer(request, PredictRequest, "/predict", predict)
 
-    @app.page("/metrics")
-    class Metrics(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            return self.bytes(
-                generate_latest(helios.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
-            )
 
-    spec = orjson.dumps(openapi_spec(settings))
+@blueprint.route("/detect")
+class Detect(JsonView):
+    async def post(self, request: web.Request) -> web.Response:
+        return await self.infer(request, DetectRequest, "/detect", detect)
 
-    @app.page("/openapi.json")
-    class OpenAPI(web.View):
-        async def get(self, request: web.Request) -> web.Response:
-            return self.bytes(spec, content_type="application/json")
+
+@blueprint.route("/recommend")
+class Recommend(JsonView):
+    async def post(self, request: web.Request) -> web.Response:
+        # Stateless: answered where it lands, from the request alone.
+        return await self.infer(request, RecommendRequest, "/recommend", recommend, route=False)
+
+
+@blueprint.route("/metrics")
+class Metrics(JsonView):
+    async def get(self, request: web.Request) -> web.Response:
+        return self.bytes(
+            generate_latest(self.helios.registry), content_type=CONTENT_TYPE_LATEST.split(";")[0]
+        )
+
+
+@blueprint.route("/openapi.json")
+class OpenAPI(JsonView):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.spec = orjson.dumps(openapi_spec(self.helios.settings))
+
+    async def get(self, request: web.Request) -> web.Response:
+        return self.bytes(self.spec, content_type="application/json")

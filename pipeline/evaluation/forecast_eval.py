@@ -179,6 +179,72 @@ class EvalResult:
         }
 
 
+#: The models every evaluation scores, Helios first.
+_MODELS = ("helios", "seasonal_naive", "holt_winters")
+
+
+@dataclass
+class _Scoreboard:
+    """Forecasts awaiting the value they target, and the score of those that met it."""
+
+    hs: list[int]
+    feature_scale: float
+    level: float
+    conformal_window: int
+    tracks: dict[str, dict[int, _Track]] = field(init=False)
+    #: target step index -> (forecast, lower, upper) per model and horizon
+    pending: dict[str, dict[int, dict[int, tuple[float, float, float]]]] = field(init=False)
+    hw_resid: dict[int, deque[float]] = field(init=False)
+    rows: list[tuple[str, int, float, float, float, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.tracks = {m: {h: _Track() for h in self.hs} for m in _MODELS}
+        self.pending = {m: {h: {} for h in self.hs} for m in _MODELS}
+        self.hw_resid = {h: deque[float](maxlen=self.conformal_window) for h in self.hs}
+
+    def score(self, s: int, y: float, y_raw: float, stamp: str) -> None:
+        """Score every forecast that targeted step ``s`` against its (scaled) value ``y``."""
+        fs = self.feature_scale
+        for m in _MODELS:
+            for h in self.hs:
+                got = self.pending[m][h].pop(s, None)
+                if got is None:
+                    continue
+                point, lo, hi = got
+                err = abs(y - point)
+                tr = self.tracks[m][h]
+                tr.abs_err.append(err / fs)
+                if m == "holt_winters":
+                    self.hw_resid[h].append(err)
+                if math.isfinite(lo):
+                    tr.intervals[s] = (lo <= y <= hi, (hi - lo) / fs)
+                if m == "helios":
+                    self.rows.append((stamp, h, y_raw, point / fs, lo / fs, hi / fs))
+
+    def queue(
+        self, s: int, bands: Sequence[Any], sn_points: Sequence[float], hw_points: Sequence[float]
+    ) -> None:
+        """File the forecasts made at step ``s`` under the steps they target."""
+        for h in self.hs:
+            b = bands[h - 1]
+            self.pending["helios"][h][s + h] = (b.point, b.lower, b.upper)
+            self.pending["seasonal_naive"][h][s + h] = (sn_points[h - 1], math.nan, math.nan)
+            self.pending["holt_winters"][h][s + h] = self._hw_band(h, hw_points[h - 1])
+
+    def _hw_band(self, h: int, point: float) -> tuple[float, float, float]:
+        """Holt-Winters' point with a split-conformal band from its own recent errors at ``h``."""
+        resid = self.hw_resid[h]
+        if len(resid) < 20:
+            return (point, math.nan, math.nan)
+        n = len(resid)
+        q = float(
+            np.quantile(
+                np.fromiter(resid, float), min(1.0, math.ceil((n + 1) * self.level) / n), method="higher"
+            )
+        )
+        return (point, point - q, point + q)
+
+
 def evaluate(
     ts: Sequence[float],
     ys: Sequence[float],
@@ -209,14 +275,7 @@ def evaluate(
         helios = make_forecaster(step, calibrated)
     hw = HoltWinters(step_seconds=step)
     sn = SeasonalNaive(step_seconds=step)
-    names = ("helios", "seasonal_naive", "holt_winters")
-    tracks = {m: {h: _Track() for h in hs} for m in names}
-    # target step index -> (forecast, lower, upper) per model and horizon
-    pending: dict[str, dict[int, dict[int, tuple[float, float, float]]]] = {
-        m: {h: {} for h in hs} for m in names
-    }
-    hw_resid = {h: deque[float](maxlen=conformal_window) for h in hs}
-    rows: list[tuple[str, int, float, float, float, float]] = []
+    board = _Scoreboard(hs, feature_scale, level, conformal_window)
     t0 = ts[0] if ts else 0.0
     spent = 0.0
     for t, y_raw, stamp in zip(ts, ys, stamps, strict=True):
@@ -224,23 +283,7 @@ def evaluate(
             continue
         y = y_raw * feature_scale
         s = round((t - t0) / step)
-        for m in names:
-            for h in hs:
-                got = pending[m][h].pop(s, None)
-                if got is None:
-                    continue
-                point, lo, hi = got
-                err = abs(y - point)
-                tr = tracks[m][h]
-                tr.abs_err.append(err / feature_scale)
-                if m == "holt_winters":
-                    hw_resid[h].append(err)
-                if math.isfinite(lo):
-                    tr.intervals[s] = (lo <= y <= hi, (hi - lo) / feature_scale)
-                if m == "helios":
-                    rows.append(
-                        (stamp, h, y_raw, point / feature_scale, lo / feature_scale, hi / feature_scale)
-                    )
+        board.score(s, y, y_raw, stamp)
         start = time.perf_counter()
         helios.learn_at(t, y)
         bands = helios.intervals(hmax)
@@ -248,32 +291,14 @@ def evaluate(
         hw.learn_one(t, y)
         sn.learn_one(t, y)
         hw_points = hw.forecast(hmax)
-        sn_points = sn.forecast(hmax)
-        for h in hs:
-            b = bands[h - 1]
-            pending["helios"][h][s + h] = (b.point, b.lower, b.upper)
-            pending["seasonal_naive"][h][s + h] = (sn_points[h - 1], math.nan, math.nan)
-            resid = hw_resid[h]
-            if len(resid) >= 20:
-                n = len(resid)
-                q = float(
-                    np.quantile(
-                        np.fromiter(resid, float), min(1.0, math.ceil((n + 1) * level) / n), method="higher"
-                    )
-                )
-                pending["holt_winters"][h][s + h] = (
-                    hw_points[h - 1],
-                    hw_points[h - 1] - q,
-                    hw_points[h - 1] + q,
-                )
-            else:
-                pending["holt_winters"][h][s + h] = (hw_points[h - 1], math.nan, math.nan)
+        board.queue(s, bands, sn.forecast(hmax), hw_points)
     finite = [y for y in ys if math.isfinite(y)]
     naive_mae = float(np.mean(np.abs(np.diff(finite)))) if len(finite) > 1 else math.nan
     first = max(1, round(86400 / step))
+    tracks = board.tracks
     common = {h: set(tracks["helios"][h].intervals) & set(tracks["holt_winters"][h].intervals) for h in hs}
-    metrics = {m: {h: tracks[m][h].summary(naive_mae, first, common[h]) for h in hs} for m in names}
-    rows.sort(key=lambda r: (r[0], r[1]))
+    metrics = {m: {h: tracks[m][h].summary(naive_mae, first, common[h]) for h in hs} for m in _MODELS}
+    rows = sorted(board.rows, key=lambda r: (r[0], r[1]))
     return EvalResult(
         file=file,
         step_seconds=step,
