@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Replay the shared traces at 1-min, 5-min and 30-min steps, the ad-exchange series and synthetic Saleor
 workloads through `helios simulate` (the HPA at 70 %, the HPA family at CPU targets 0.40-0.95, and Helios
 through the project's KEDA ScaledObject) and write the per-trace table to benchmarks/simulate-results.md.
@@ -17,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[2]
+
 JUMP = 1.5
 #: A trace is "periodic" when its demand one day apart correlates at least this much.
 PERIODIC_ACF = 0.5

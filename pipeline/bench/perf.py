@@ -3,11 +3,13 @@
 Against the real broker (``HELIOS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092), on fresh topics:
 
 1. in-process (no Kafka): the cost of each stage in µs/sample, a pyinstrument profile, the cost per
-   sample with 10 / 1,000 / 10,000 tracked deployments, the serialized state size (``bench_inproc.py``);
-2. the ceiling: ``bench_passthrough.py`` (aiokafka consume -> orjson parse -> produce a small JSON record)
+   sample with 10 / 1,000 / 10,000 tracked deployments, the serialized state size
+   (:mod:`pipeline.bench.inproc`);
+2. the ceiling: :mod:`pipeline.bench.passthrough` (aiokafka consume -> orjson parse -> produce a small JSON
+   record)
    on the pre-produced input, three times;
 3. Helios: a real ``helios worker`` subprocess on the same input; sustained samples/s, CPU per sample,
-   ``/health`` latency while it runs flat out (``bench_health.py``), then the end-to-end latency of a
+   ``/health`` latency while it runs flat out (:mod:`pipeline.bench.health`), then the end-to-end latency of a
    paced producer at half the sustained rate;
 4. resident memory of a worker with 10, 1,000 and 10,000 tracked deployments;
 5. one worker against two in the same consumer group on the same partitions.
@@ -36,11 +38,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # a script run from scripts/: the tests' Worker helper lives in the repo
-    sys.path.insert(0, str(ROOT))
-
-from bench_common import (  # noqa: E402
+from pipeline.bench.common import (
     OutputCounter,
     Sample,
     cpu_seconds,
@@ -53,12 +51,15 @@ from bench_common import (  # noqa: E402
     rss_bytes,
     sustained_rate,
 )
+from pipeline.settings import load_settings
+from pipeline.testing import Worker, metric_value
 
-from pipeline.settings import load_settings  # noqa: E402
-from tests.helpers import Worker, metric_value  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PY = sys.executable
-SCRIPTS = Path(__file__).resolve().parent
+#: The Faust floor imports ``agents`` (it is a Faust app on the worker's paths), so it stays a script:
+#: ``pipeline`` never imports ``agents``.
+SCRIPTS = ROOT / "scripts"
 OUT = ROOT / "benchmarks"
 PARTITIONS = 8
 STEP = 60
@@ -122,7 +123,7 @@ class Run:
 
 def health_poller(run: Run, port: int, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     out = run.tmp / f"health-{name}.json"
-    proc = subprocess.Popen([PY, str(SCRIPTS / "bench_health.py"), "--port", str(port), "--out", str(out)])
+    proc = subprocess.Popen([PY, "-m", "pipeline.bench.health", "--port", str(port), "--out", str(out)])
     run.procs.append(proc)
     return proc, out
 
@@ -132,7 +133,7 @@ def stop_poller(proc: subprocess.Popen[bytes], out: Path) -> list[tuple[float, f
     proc.wait(timeout=15)
     if not out.exists():  # stopped before it installed its signal handler: nothing was measured
         return []
-    return [tuple(x) for x in json.loads(out.read_text())]  # type: ignore[misc]
+    return [tuple(x) for x in json.loads(out.read_text())]
 
 
 def start_py_spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
@@ -179,9 +180,9 @@ def dead(worker: Worker) -> float:
 # -- phases ----------------------------------------------------------------------------------------
 def phase_inproc(quick: bool) -> dict[str, Any]:
     log("in-process stage costs, profile and state sizes (no Kafka)")
-    cmd = [PY, str(SCRIPTS / "bench_inproc.py")] + (["--quick"] if quick else [])
+    cmd = [PY, "-m", "pipeline.bench.inproc"] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, check=True, timeout=600, cwd=ROOT)
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return json.loads(done.stdout)
 
 
 async def phase_ceiling(run: Run, source: str, n: int, repeats: int) -> list[dict[str, Any]]:
@@ -194,7 +195,7 @@ async def phase_ceiling(run: Run, source: str, n: int, repeats: int) -> list[dic
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
         proc = subprocess.Popen(
-            [PY, str(SCRIPTS / "bench_passthrough.py"), "--bootstrap", run.bootstrap, "--input", source,
+            [PY, "-m", "pipeline.bench.passthrough", "--bootstrap", run.bootstrap, "--input", source,
              "--output", sink, "--group", f"{run.prefix}-ceiling{i}", "--count", str(n)]
         )  # fmt: skip
         run.procs.append(proc)
@@ -676,7 +677,7 @@ def main() -> int:
     a.out.write_text(json.dumps(res, indent=1))
     if "inproc" in res:
         res["plots"] = plots(res)
-        from bench_report import write_report
+        from pipeline.bench.report import write_report
 
         write_report(res, OUT / "perf.md")
     log(f"done in {res['seconds']:.0f} s: {a.out}")

@@ -1,5 +1,5 @@
 # ruff: noqa: E501 - the report is prose in f-strings; wrapping them mid-sentence reads worse
-"""Turns the results of ``scripts/bench.py`` into ``benchmarks/perf.md`` (numbers only from the run)."""
+"""Turns the results of ``make bench`` (:mod:`pipeline.bench.perf`) into ``benchmarks/perf.md`` (numbers only from the run)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     w("# Performance: Helios against the ceiling of Python on Kafka")
     w("")
     w(
-        f"Produced by `make bench` (`scripts/bench.py`) on {res['started']} in {res['seconds'] / 60:.1f} min; raw numbers "
+        f"Produced by `make bench` (`python -m pipeline.bench.perf`) on {res['started']} in {res['seconds'] / 60:.1f} min; raw numbers "
         "in `benchmarks/perf.json`. Every number below comes from that one run."
         + (" **QUICK (debug) sizes.**" if cfg["quick"] else "")
     )
@@ -177,7 +177,7 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     w("## 3. Cost per stage (in-process, no Kafka)")
     w(
         f"`Runtime.process` taken apart: the same calls in the same order, timed, over {inproc['stages_deployments']:,} "
-        f"warm deployments in micro-batches of {inproc['batch_size']} (`scripts/bench_inproc.py`). "
+        f"warm deployments in micro-batches of {inproc['batch_size']} (`python -m pipeline.bench.inproc`). "
         f"The whole `Runtime.process` measured on its own: **{_f(inproc['process_us'])} µs/sample**."
     )
     w("")
@@ -246,7 +246,7 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     w("| function | inclusive | ")
     w("|---|---:|")
     for name, share in prof["inclusive"][:22]:
-        if "bench_inproc" in name or "<module>" in name:
+        if "inproc.py" in name or "<module>" in name:
             continue
         w(f"| `{name}` | {share:.1%} |")
     w("")
@@ -427,7 +427,7 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     top = [
         (name, share)
         for name, share in prof["inclusive"]
-        if not any(x in name for x in ("bench_inproc", "process (", "<module>", "[self]"))
+        if not any(x in name for x in ("inproc.py", "process (", "<module>", "[self]"))
     ][:6]
     w("")
 
@@ -459,7 +459,7 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     )
     w("")
     w(
-        "Reproduce: `make bench` (starts the broker on 9092); `--quick` for a smoke run; `scripts/bench_inproc.py` alone "
+        "Reproduce: `make bench` (starts the broker on 9092); `--quick` for a smoke run; `python -m pipeline.bench.inproc` alone "
         "for the stage costs."
     )
     path.write_text("\n".join(lines) + "\n")

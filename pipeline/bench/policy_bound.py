@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """How far can a policy that only knows the past get on the `helios simulate` targets? Replays every NAB
 realAWSCloudwatch trace and 14 days of the synthetic Saleor workload through `pipeline.simulate.simulate`
 with two stand-ins for Helios and writes benchmarks/policy-bound.md:
@@ -26,9 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from pipeline.equal_cost import HPA_SWEEP, CurvePoint, at_equal_cost  # noqa: E402
+from pipeline.equal_cost import HPA_SWEEP, CurvePoint, at_equal_cost
+
+REPO = Path(__file__).resolve().parents[2]
 
 JUMP = 1.5
 #: The simulator's under-provisioning threshold (demand per ready replica); sizing at it is the

@@ -1,7 +1,6 @@
-#!/usr/bin/env python
 """Run `helios eval forecast` on every NAB CPU series and print the per-series table and the target counts.
 
-Usage: scripts/eval-forecast-all [NAB_DIR] [--json OUT.json]
+Usage: scripts/eval-forecast-all (or python -m pipeline.bench.eval_forecast_all) [NAB_DIR] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -10,10 +9,7 @@ import argparse
 import glob
 import json
 import statistics
-import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.evaluation.forecast_eval import _feature_scale, evaluate, load_series
 
@@ -29,10 +25,10 @@ def main() -> int:
     results = []
     for f in files:
         ts, ys, stamps = load_series(f)
-        r = evaluate(
+        ev = evaluate(
             ts, ys, stamps, horizons=(1, 6), feature_scale=_feature_scale("auto", ys), file=Path(f).stem
         )
-        results.append(r.to_json())
+        results.append(ev.to_json())
     hdr = (
         "| series | h | MASE helios | MASE snaive | MASE HW | cov helios | cov HW-conf "
         "| width helios | width HW-conf |"

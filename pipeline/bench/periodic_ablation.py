@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What the periodic-ramp rule buys: replay traces through `helios simulate` with the periodic-load model
 (`models.recurrence.PeriodicLoad`) as shipped and with it silenced (its growth always None), and print
 Helios' short minutes, replica-hours, actions and ratio to the equal-cost HPA family for both.
@@ -11,11 +10,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from models import recurrence  # noqa: E402
-from pipeline import simulate as sim  # noqa: E402
+from models import recurrence
+from pipeline import simulate as sim
 
 TRACES = {
     "daily_counts": lambda: sim.daily_trace(14, 300),
