@@ -19,6 +19,7 @@ import math
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -331,130 +332,145 @@ def equal_cost_row(res: dict[str, Any], sums: dict[str, float]) -> str:
     return f"| {res['name']} | {c['hpa_under_provisioned_minutes']:.1f} | " + " | ".join(cells) + " |"
 
 
-def main() -> int:
-    from pipeline import simulate as sim
+@dataclass
+class Tally:
+    """The report's rows and counts, gathered trace by trace."""
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
-    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "policy-bound.md")
-    args = ap.parse_args()
-    nab = args.shared / "nab" / "data" / "realAWSCloudwatch"
-    jobs = [(p.stem, str(p)) for p in sorted(nab.glob("*.csv"))] + [("saleor", "")]
-    started = time.time()
-    rows: list[str] = []
-    counted = clair_met = 0
-    met: dict[str, list[str]] = {"in-sample": [], "in-sample, actions ignored": [], "cross-fitted": []}
-    clair_misses: list[str] = []
-    infeasible: list[str] = []
-    short_traces: list[str] = []
+    rows: list[str] = field(default_factory=list)
+    counted: int = 0
+    clair_met: int = 0
+    met: dict[str, list[str]] = field(
+        default_factory=lambda: {"in-sample": [], "in-sample, actions ignored": [], "cross-fitted": []}
+    )
+    clair_misses: list[str] = field(default_factory=list)
+    infeasible: list[str] = field(default_factory=list)
+    short_traces: list[str] = field(default_factory=list)
     # Summed over the traces where the HPA is short: its short minutes and those at jumps; and, over the
     # traces where the in-sample policy has a run within the RH cap, the same for the HPA and for that
     # policy's best run within all caps (or within the RH cap).
-    totals = dict.fromkeys(
-        ("hpa", "hpa_jump", "ref_traces", "ref_hpa", "ref_hpa_jump", "learned", "learned_jump"), 0.0
+    totals: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(
+            ("hpa", "hpa_jump", "ref_traces", "ref_hpa", "ref_hpa_jump", "learned", "learned_jump"), 0.0
+        )
     )
-    eq_rows: list[str] = []
-    eq_sums = dict.fromkeys(("cross", "cross_hpa", "clair", "clair_hpa"), 0.0)
-    with ProcessPoolExecutor(2) as pool:
-        for res in pool.map(one, jobs):
-            name, hpa, c = res["name"], res["hpa"], res["clairvoyant"]
-            eq_rows.append(equal_cost_row(res, eq_sums))
-            calm = name.startswith(sim.CALM_TRACES)
-            limit = sim.shortfall_limit(name)
-            uh = hpa["under_provisioned_minutes"]
-            c_rh = ratio(c["replica_hours"], hpa["replica_hours"])
-            lead = (
-                f"| {name} | {'calm' if calm else 'volatile'} | {uh:.0f} ({hpa['jump_minutes']:.0f}) | "
-                f"{res['beyond_max_min']:.0f} | {res['jumps']} | "
-            )
-            if not uh:
-                rows.append(
-                    lead + f"n/a | {c_rh:.3f} | {hpa['scaling_actions']} / {c['scaling_actions']} | "
-                    "n/a (HPA never short) | | | | |"
-                )
-                print(rows[-1], f"({res['seconds']:.0f} s)", flush=True)
-                continue
-            counted += 1
-            short_traces.append(name)
-            c_ok = sim.meets_targets(name, c, hpa)
-            clair_met += c_ok
-            if not c_ok:
-                failed = [
-                    label
-                    for label, bad in (
-                        ("under-provisioning", c["under_provisioned_minutes"] > limit * uh),
-                        ("replica-hours", c_rh > sim.MAX_REPLICA_HOURS),
-                        ("actions", c["scaling_actions"] > hpa["scaling_actions"]),
-                    )
-                    if bad
-                ]
-                why = (
-                    f"{name} (fails {', '.join(failed)}): short {c['under_provisioned_minutes']:.0f} min "
-                    f"(target <= {limit * uh:.1f}), of which {res['beyond_max_min']:.0f} with demand above "
-                    f"10 x 0.8; RH {c_rh:.3f}; actions {c['scaling_actions']} vs HPA {hpa['scaling_actions']}"
-                )
-                # Minutes beyond the manifest's maximum are short under any policy: when they alone exceed
-                # the target, the trace's target cannot be met at all.
-                if res["beyond_max_min"] > limit * uh:
-                    infeasible.append(name)
-                    why += (
-                        ". Infeasible for any policy: the minutes beyond 10 replicas alone exceed the target"
-                    )
-                clair_misses.append(why)
-            runs = res["runs"]
-            b_rh = best(runs, hpa, "in-sample", actions=False)
-            b_all = best(runs, hpa, "in-sample", actions=True)
-            b_cross = best(runs, hpa, "cross-fitted", actions=False)
-            # Met = some replay of that model meets all three targets at once.
-            checks = (
-                (
-                    "in-sample",
-                    any(sim.meets_targets(name, r, hpa) for r in runs if r["model"] == "in-sample"),
-                ),
-                (
-                    "in-sample, actions ignored",
-                    b_rh is not None and b_rh["under_provisioned_minutes"] <= limit * uh,
-                ),
-                (
-                    "cross-fitted",
-                    any(sim.meets_targets(name, r, hpa) for r in runs if r["model"] == "cross-fitted"),
-                ),
-            )
-            for key, ok in checks:
-                if ok:
-                    met[key].append(name)
-            ref = b_all or b_rh
-            totals["hpa"] += uh
-            totals["hpa_jump"] += hpa["jump_minutes"]
-            if ref is not None:
-                totals["ref_traces"] += 1
-                totals["ref_hpa"] += uh
-                totals["ref_hpa_jump"] += hpa["jump_minutes"]
-                totals["learned"] += ref["under_provisioned_minutes"]
-                totals["learned_jump"] += ref["jump_minutes"]
-            ok_learned = name in met["in-sample"]
-            rows.append(
-                lead + f"{ratio(c['under_provisioned_minutes'], uh):.2f} | {c_rh:.3f} | "
-                f"{hpa['scaling_actions']} / {c['scaling_actions']} | {'yes' if c_ok else 'no'} | "
-                f"{cell(b_rh, hpa)} | {cell(b_all, hpa)} | {'yes' if ok_learned else 'no'} | "
-                f"{cell(b_cross, hpa)} | {'yes' if name in met['cross-fitted'] else 'no'} |"
-            )
-            print(rows[-1], f"({res['seconds']:.0f} s)", flush=True)
-    took = time.time() - started
+    eq_rows: list[str] = field(default_factory=list)
+    eq_sums: dict[str, float] = field(
+        default_factory=lambda: dict.fromkeys(("cross", "cross_hpa", "clair", "clair_hpa"), 0.0)
+    )
 
-    missed = [n for n in short_traces if n not in met["in-sample"] and n not in infeasible]
+
+def clairvoyant_miss(t: Tally, res: dict[str, Any], limit: float) -> None:
+    """Record why the clairvoyant policy misses a trace's targets, and whether any policy could meet them."""
+    from pipeline import simulate as sim
+
+    name, hpa, c = res["name"], res["hpa"], res["clairvoyant"]
+    uh = hpa["under_provisioned_minutes"]
+    c_rh = ratio(c["replica_hours"], hpa["replica_hours"])
+    failed = [
+        label
+        for label, bad in (
+            ("under-provisioning", c["under_provisioned_minutes"] > limit * uh),
+            ("replica-hours", c_rh > sim.MAX_REPLICA_HOURS),
+            ("actions", c["scaling_actions"] > hpa["scaling_actions"]),
+        )
+        if bad
+    ]
+    why = (
+        f"{name} (fails {', '.join(failed)}): short {c['under_provisioned_minutes']:.0f} min "
+        f"(target <= {limit * uh:.1f}), of which {res['beyond_max_min']:.0f} with demand above "
+        f"10 x 0.8; RH {c_rh:.3f}; actions {c['scaling_actions']} vs HPA {hpa['scaling_actions']}"
+    )
+    # Minutes beyond the manifest's maximum are short under any policy: when they alone exceed
+    # the target, the trace's target cannot be met at all.
+    if res["beyond_max_min"] > limit * uh:
+        t.infeasible.append(name)
+        why += ". Infeasible for any policy: the minutes beyond 10 replicas alone exceed the target"
+    t.clair_misses.append(why)
+
+
+def learned_cells(t: Tally, res: dict[str, Any], limit: float) -> str:
+    """Tally the learned policies' replays of one trace; their cells of the per-trace table."""
+    from pipeline import simulate as sim
+
+    name, hpa, runs = res["name"], res["hpa"], res["runs"]
+    uh = hpa["under_provisioned_minutes"]
+    b_rh = best(runs, hpa, "in-sample", actions=False)
+    b_all = best(runs, hpa, "in-sample", actions=True)
+    b_cross = best(runs, hpa, "cross-fitted", actions=False)
+    # Met = some replay of that model meets all three targets at once.
+    checks = (
+        ("in-sample", any(sim.meets_targets(name, r, hpa) for r in runs if r["model"] == "in-sample")),
+        ("in-sample, actions ignored", b_rh is not None and b_rh["under_provisioned_minutes"] <= limit * uh),
+        ("cross-fitted", any(sim.meets_targets(name, r, hpa) for r in runs if r["model"] == "cross-fitted")),
+    )
+    for key, ok in checks:
+        if ok:
+            t.met[key].append(name)
+    ref = b_all or b_rh
+    t.totals["hpa"] += uh
+    t.totals["hpa_jump"] += hpa["jump_minutes"]
+    if ref is not None:
+        t.totals["ref_traces"] += 1
+        t.totals["ref_hpa"] += uh
+        t.totals["ref_hpa_jump"] += hpa["jump_minutes"]
+        t.totals["learned"] += ref["under_provisioned_minutes"]
+        t.totals["learned_jump"] += ref["jump_minutes"]
+    ok_learned = name in t.met["in-sample"]
+    return (
+        f"{cell(b_rh, hpa)} | {cell(b_all, hpa)} | {'yes' if ok_learned else 'no'} | "
+        f"{cell(b_cross, hpa)} | {'yes' if name in t.met['cross-fitted'] else 'no'} |"
+    )
+
+
+def tally(t: Tally, res: dict[str, Any]) -> None:
+    """Add one trace's replays to the tally and its row to the per-trace table."""
+    from pipeline import simulate as sim
+
+    name, hpa, c = res["name"], res["hpa"], res["clairvoyant"]
+    t.eq_rows.append(equal_cost_row(res, t.eq_sums))
+    calm = name.startswith(sim.CALM_TRACES)
+    limit = sim.shortfall_limit(name)
+    uh = hpa["under_provisioned_minutes"]
+    c_rh = ratio(c["replica_hours"], hpa["replica_hours"])
+    lead = (
+        f"| {name} | {'calm' if calm else 'volatile'} | {uh:.0f} ({hpa['jump_minutes']:.0f}) | "
+        f"{res['beyond_max_min']:.0f} | {res['jumps']} | "
+    )
+    if not uh:
+        t.rows.append(
+            lead + f"n/a | {c_rh:.3f} | {hpa['scaling_actions']} / {c['scaling_actions']} | "
+            "n/a (HPA never short) | | | | |"
+        )
+        return
+    t.counted += 1
+    t.short_traces.append(name)
+    c_ok = sim.meets_targets(name, c, hpa)
+    t.clair_met += c_ok
+    if not c_ok:
+        clairvoyant_miss(t, res, limit)
+    t.rows.append(
+        lead + f"{ratio(c['under_provisioned_minutes'], uh):.2f} | {c_rh:.3f} | "
+        f"{hpa['scaling_actions']} / {c['scaling_actions']} | {'yes' if c_ok else 'no'} | "
+        + learned_cells(t, res, limit)
+    )
+
+
+def summary_lines(t: Tally) -> list[str]:
+    """The bullet list under the per-trace table."""
+    met, totals, counted = t.met, t.totals, t.counted
+    missed = [n for n in t.short_traces if n not in met["in-sample"] and n not in t.infeasible]
 
     def names(key: str) -> str:
         return ", ".join(met[key]) if met[key] else "none"
 
-    summary = [
+    return [
         f"* Traces where the HPA is ever short: {counted} (the same 15 that `simulate-results.md` counts).",
         f"  Of its {totals['hpa']:.0f} short minutes on them, {totals['hpa_jump']:.0f} "
         f"({ratio(totals['hpa_jump'], totals['hpa']):.0%}) are in steps after a >{JUMP}x jump.",
-        f"* **Clairvoyant meets all three targets on {clair_met} of {counted}.** Misses:",
-        *[f"  * {m}" for m in clair_misses],
-        f"* The under-provisioning target is out of reach of every policy on {len(infeasible)} of them "
-        f"(demand beyond 10 replicas x 0.8): {', '.join(infeasible) or 'none'}.",
+        f"* **Clairvoyant meets all three targets on {t.clair_met} of {counted}.** Misses:",
+        *[f"  * {m}" for m in t.clair_misses],
+        f"* The under-provisioning target is out of reach of every policy on {len(t.infeasible)} of them "
+        f"(demand beyond 10 replicas x 0.8): {', '.join(t.infeasible) or 'none'}.",
         f"* **In-sample learned policy meets all three targets on {len(met['in-sample'])} of {counted}**: "
         f"{names('in-sample')}.",
         "* Ignoring the action target (RH cap and under-provisioning only): "
@@ -476,7 +492,12 @@ def main() -> int:
         f"other blocks). No multiplier below {DOWN[1]:g} is tried, so 'none within cap' means only that no",
         "replay of the sweep kept RH <= 1.05.",
     ]
-    summary += [
+
+
+def equal_cost_lines(t: Tally) -> list[str]:
+    """The "At equal cost" section: every policy against the HPA family at its own replica-hours."""
+    eq_sums = t.eq_sums
+    return [
         "",
         "## At equal cost",
         "",
@@ -488,13 +509,29 @@ def main() -> int:
         "| trace | equal-cost HPA short min (at clairvoyant's RH) | clairvoyant ÷ equal-cost "
         "| in-sample best ÷ equal-cost | cross-fitted best ÷ equal-cost |",
         "|---|---:|---:|---|---|",
-        *eq_rows,
+        *t.eq_rows,
         "",
         f"Pooled over the traces: clairvoyant {eq_sums['clair']:.0f} / {eq_sums['clair_hpa']:.0f} min = "
         f"**{ratio(eq_sums['clair'], eq_sums['clair_hpa']):.2f}**; best cross-fitted replay per trace "
         f"{eq_sums['cross']:.0f} / {eq_sums['cross_hpa']:.0f} min = "
         f"**{ratio(eq_sums['cross'], eq_sums['cross_hpa']):.2f}** x the equal-cost HPA.",
     ]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "policy-bound.md")
+    args = ap.parse_args()
+    nab = args.shared / "nab" / "data" / "realAWSCloudwatch"
+    jobs = [(p.stem, str(p)) for p in sorted(nab.glob("*.csv"))] + [("saleor", "")]
+    started = time.time()
+    t = Tally()
+    with ProcessPoolExecutor(2) as pool:
+        for res in pool.map(one, jobs):
+            tally(t, res)
+            print(t.rows[-1], f"({res['seconds']:.0f} s)", flush=True)
+    took = time.time() - started
     text = REPORT.format(
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         took=took,
@@ -511,11 +548,12 @@ def main() -> int:
         up=UP,
         down=DOWN,
         folds=FOLDS,
-        rows="\n".join(rows),
-        summary="\n".join(summary),
+        rows="\n".join(t.rows),
+        summary="\n".join(summary_lines(t) + equal_cost_lines(t)),
     )
     args.out.write_text(text)
-    print(f"clairvoyant {clair_met}/{counted}, learned {len(met['in-sample'])}/{counted}; wrote {args.out}")
+    learned = len(t.met["in-sample"])
+    print(f"clairvoyant {t.clair_met}/{t.counted}, learned {learned}/{t.counted}; wrote {args.out}")
     return 0
 
 
