@@ -2,7 +2,7 @@
 (`models.recurrence.PeriodicLoad`) as shipped and with it silenced (its growth always None), and print
 Helios' short minutes, replica-hours, actions and ratio to the equal-cost HPA family for both.
 
-Usage: .venv/bin/python scripts/periodic-ablation [NAME|FILE.csv]..., NAME one of daily_counts_30m,
+Usage: scripts/periodic-ablation [NAME|FILE.csv]..., NAME one of daily_counts_30m,
 daily_counts, saleor, saleor_30m (as in scripts/bench-simulate); a CSV is replayed at its own step."""
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ with two stand-ins for Helios and writes benchmarks/policy-bound.md:
   optimistic bound for causal policies), swept over quantiles and a multiplier; plus the same model
   cross-fitted (each block predicted by a model trained on the other blocks) as a less optimistic check.
 
-Usage: scripts/policy-bound [--shared DIR] [--out FILE], with the project's venv on PATH (it needs numpy,
-pandas and xgboost), e.g. `.venv/bin/python scripts/policy-bound`. About 6 minutes on 2 cores."""
+Usage: scripts/policy-bound [--shared DIR] [--out FILE] (it runs ``python -m pipeline.bench.policy_bound``
+with the project's venv). About 6 minutes on 2 cores."""
 
 from __future__ import annotations
 

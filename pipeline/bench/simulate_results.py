@@ -1,8 +1,8 @@
 """Replay the shared traces at 1-min, 5-min and 30-min steps, the ad-exchange series and synthetic Saleor
 workloads through `helios simulate` (the HPA at 70 %, the HPA family at CPU targets 0.40-0.95, and Helios
 through the project's KEDA ScaledObject) and write the per-trace table to benchmarks/simulate-results.md.
-Usage: scripts/bench-simulate [--shared DIR] [--out FILE] [--jobs N], with the project's venv, e.g.
-`.venv/bin/python scripts/bench-simulate`."""
+Usage: scripts/bench-simulate [--shared DIR] [--out FILE] [--jobs N] [--only NAME] (it runs
+``python -m pipeline.bench.simulate_results`` with the project's venv)."""
 
 from __future__ import annotations
 
