@@ -15,7 +15,7 @@ from pipeline.evaluation.forecast_eval import _feature_scale, evaluate, load_ser
 
 
 def main() -> int:
-    p = argparse.ArgumentParser()
+    p = argparse.ArgumentParser(prog="scripts/eval-forecast-all")
     p.add_argument("nab", nargs="?", default="/work/shared/nab/data/realAWSCloudwatch")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args()

@@ -156,7 +156,7 @@ def pooled(results: list[dict[str, Any]]) -> list[str]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(prog="scripts/bench-simulate", description=__doc__)
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "simulate-results.md")
     ap.add_argument("--jobs", type=int, default=2)
