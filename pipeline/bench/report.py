@@ -228,13 +228,16 @@ def _latency(res: dict[str, Any], fig: Figures) -> list[str]:
     )
     vals = lat["values"]
     tenth = max(1, len(vals) // 10)
+    # A --quick run's paced phase can be shorter than the left-out first second: no values, no tenths.
     deciles = [
-        sorted(vals[i : i + tenth])[len(vals[i : i + tenth]) // 2] for i in range(0, tenth * 10, tenth)
+        sorted(part)[len(part) // 2] for i in range(0, tenth * 10, tenth) if (part := vals[i : i + tenth])
     ]
     w("")
     w(
         "Median latency by tenth of the paced run, in order (a queue that grows means the worker is past its "
-        "capacity; a flat level means a standing queue): " + ", ".join(_f(x) for x in deciles) + " ms."
+        "capacity; a flat level means a standing queue): "
+        + (", ".join(_f(x) for x in deciles) or "n/a")
+        + " ms."
     )
     w("")
     w("![latency](perf_latency.png)")

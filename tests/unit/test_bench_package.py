@@ -63,3 +63,11 @@ def test_the_perf_report_has_every_section_from_the_recorded_run(tmp_path: Path)
     assert [h.split(".")[0] for h in headings[2:]] == [f"## {i}" for i in range(1, 7)]
     assert text.count("| ceiling run ") == len(res["ceiling"])
     assert f"{res['helios']['throughput']['sustained']:,.0f}" in text
+
+
+def test_the_perf_report_survives_a_paced_run_with_no_steady_values(tmp_path: Path) -> None:
+    res = json.loads((REPO / "benchmarks" / "perf.json").read_text())
+    res["helios"]["latency"]["values"] = []
+    out = tmp_path / "perf.md"
+    write_report(res, out)
+    assert "a flat level means a standing queue): n/a ms." in out.read_text()
