@@ -39,14 +39,15 @@ test-fast: install
 
 lint: install
 	$(VENV)/bin/ruff check pipeline agents models tests scripts/*.py
-	$(VENV)/bin/ruff format --check pipeline agents models tests
+	$(VENV)/bin/ruff format --check pipeline agents models tests scripts/*.py
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy scripts/*.py
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/bandit -q -c pyproject.toml -r pipeline agents models
 	$(VENV)/bin/pip-audit --skip-editable --progress-spinner off
 
 bench: install kafka-start
-	$(PY) scripts/bench.py
+	$(PY) -m pipeline.bench.perf
 
 dashboards: install
 	$(PY) grafana/generate.py

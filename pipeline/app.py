@@ -103,7 +103,7 @@ def tune_gc() -> None:
     keeps it out of the cyclic collector's passes. A sample allocates a few hundred short-lived,
     acyclic objects, and at CPython's default threshold (700 allocations) the young collections and
     the full ones they trigger cost ~20 % of a sample's CPU at 1,000 deployments, more with more
-    (``scripts/bench_inproc.py`` measures with this setting, like the worker), and a full pass
+    (``pipeline.bench.inproc`` measures with this setting, like the worker), and a full pass
     over thousands of deployments' state stalled the web view.
     """
     gc.freeze()

@@ -11,16 +11,13 @@ Runs until it is stopped.
 
 from __future__ import annotations
 
-import sys
 import tempfile
-from pathlib import Path
 from typing import Any
 
 import faust
-from bench_passthrough import passed_through, passthrough_arguments
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from agents.wiring import micro_batches
+from pipeline.bench.passthrough import passed_through, passthrough_arguments
 from pipeline.output import BatchSender
 from pipeline.runtime import Emit
 

@@ -23,9 +23,9 @@ import time
 import tracemalloc
 
 import orjson
-from bench_common import make_samples
-from bench_inproc import build_runtime, raw_records, run_batches
 
+from pipeline.bench.common import make_samples
+from pipeline.bench.inproc import build_runtime, raw_records, run_batches
 from pipeline.history import DeploymentHistory
 from pipeline.runtime import Runtime
 from pipeline.settings import load_settings

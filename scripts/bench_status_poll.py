@@ -22,8 +22,15 @@ import sys
 import time
 from typing import Any
 
-from bench import PARTITIONS, PY, STEP, Run, health_poller, log, stop_poller
-from bench_common import OutputCounter, create_topics, make_samples, percentile, produce_all, sustained_rate
+from pipeline.bench.common import (
+    OutputCounter,
+    create_topics,
+    make_samples,
+    percentile,
+    produce_all,
+    sustained_rate,
+)
+from pipeline.bench.perf import PARTITIONS, PY, STEP, Run, health_poller, log, stop_poller
 
 
 def browse(url: str, every: float, duration: float) -> None:

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from pathlib import Path
 from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -20,7 +15,6 @@ from pipeline.model_store import ModelStore
 from pipeline.records import RecommendationRecord
 from pipeline.runtime import RawRecord, Runtime
 from pipeline.settings import load_settings
-from tests.conftest import REPO, free_port, port_open
 
 _SERIES = re.compile(r"^helios_recommended_replicas\{([^}]*)\}\s")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
@@ -107,78 +101,6 @@ def wait_until(
             pass
         time.sleep(0.3)
     raise AssertionError(f"{what} not within {timeout} s\n{on_fail()}")
-
-
-class PrivateBroker:
-    """A broker of one test's own (scripts/kafka-local on free ports), so it can be stopped freely."""
-
-    def __init__(self, home: Path) -> None:
-        self.home = home
-        self.port = free_port()
-        self.cport = free_port()
-        home.mkdir(parents=True, exist_ok=True)
-        shared_lib = REPO / ".local" / "kafka" / "lib"
-        # Reuse the jars resolved for the dev broker instead of resolving them from Maven again.
-        if shared_lib.is_dir() and not (home / "lib").exists():
-            (home / "lib").symlink_to(shared_lib)
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _run(self, verb: str) -> None:
-        env = {
-            **os.environ,
-            "KAFKA_LOCAL_PORT": str(self.port),
-            "KAFKA_LOCAL_CONTROLLER_PORT": str(self.cport),
-            "KAFKA_LOCAL_DIR": str(self.home),
-        }
-        subprocess.run(
-            [str(REPO / "scripts" / "kafka-local"), verb],
-            env=env,
-            check=True,
-            timeout=120,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-
-    def start(self) -> None:
-        self._run("start")
-
-    def stop(self) -> None:
-        self._run("stop")
-
-    def is_up(self) -> bool:
-        return port_open("127.0.0.1", self.port)
-
-
-class Ingester:
-    """A real ``helios ingest`` process."""
-
-    def __init__(self, env: dict[str, str], args: Iterable[str], log_path: Path) -> None:
-        self.log_path = log_path
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "ingest", *args],
-            cwd=REPO,
-            env={**os.environ, **env},
-            stdout=log_path.open("ab"),
-            stderr=subprocess.STDOUT,
-        )
-
-    def wait(self, timeout: float) -> int:
-        return self.proc.wait(timeout=timeout)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def record_keys(messages: Iterable[Any]) -> set[tuple[bytes, str]]:

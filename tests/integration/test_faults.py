@@ -23,11 +23,10 @@ from models.artifacts import sha256_file
 from pipeline.api import ModelsResponse, ReadyResponse
 from pipeline.records import RecommendationRecord
 from pipeline.runtime import first_write_after
+from pipeline.testing import Ingester, PrivateBroker
 from tests.conftest import free_port
 from tests.helpers import Worker, consume, metric_value, produce, run, topic_env
 from tests.integration.fault_helpers import (
-    Ingester,
-    PrivateBroker,
     committed_lag,
     exported,
     partition_of,

@@ -1,6 +1,6 @@
 """A signalled worker exits within 10 s at each moment a stop is hard (issue 16), and commits what it did.
 
-One try per moment here; ``scripts/bench_shutdown.py`` runs 20 and ``benchmarks/shutdown.md`` has the
+One try per moment here; ``python -m pipeline.bench.shutdown`` runs 20 and ``benchmarks/shutdown.md`` has the
 figures.
 """
 
@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.fault_helpers import PrivateBroker
-from tests.shutdown_moments import (
+from pipeline.bench.shutdown_moments import (
     EXIT_BOUND,
     Rig,
     Stopped,
@@ -25,6 +24,7 @@ from tests.shutdown_moments import (
     committed_total,
     stop_timed,
 )
+from pipeline.testing import PrivateBroker
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -6,7 +6,7 @@ by bin means, 5 minutes as it is) and streamed through ``forecast_eval.evaluate`
 test named as ``HELIOS_FORECASTER`` would name it, next to seasonal naive and Holt-Winters. Horizons 1
 and 6 steps; 90 % bands. Prints one JSON line per pair and a markdown table.
 
-Usage: .venv/bin/python scripts/bench_river_forecast.py [--steps 60,300,1800] [--models all|helios|river]
+Usage: .venv/bin/python -m pipeline.bench.river_forecast [--steps 60,300,1800] [--models all|helios|river]
 [--json OUT]
 """
 
@@ -15,11 +15,8 @@ from __future__ import annotations
 import argparse
 import glob
 import json
-import sys
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.evaluation.forecast_eval import (
     _feature_scale,

@@ -6,19 +6,16 @@ per SCORING.md rule 13, each category is scored **alone**, with its own threshol
 score (the held-out-style number: a category's threshold is not borrowed from the others), and the whole
 corpus once more with one threshold. Cost is the wall time of score + learn per row.
 
-Usage: .venv/bin/python scripts/bench_river_nab.py [--json OUT] [SPEC ...]
+Usage: .venv/bin/python -m pipeline.bench.river_nab [--json OUT] [SPEC ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.evaluation.nab import (
     PROFILES,

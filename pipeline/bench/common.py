@@ -1,7 +1,7 @@
 """Shared pieces of ``make bench``: the sample generator, Kafka helpers, RSS and percentiles.
 
-Imported by ``scripts/bench.py``, ``scripts/bench_inproc.py`` and ``scripts/bench_passthrough.py``; not part
-of the Helios package.
+Imported by :mod:`pipeline.bench.perf`, :mod:`pipeline.bench.inproc` and :mod:`pipeline.bench.passthrough`;
+not used by the worker.
 """
 
 from __future__ import annotations

@@ -3,17 +3,14 @@
 Step 60 s (production's), the published horizons, 5,000 samples of warm-up, best of 5 runs. Run it on
 two checkouts back to back to compare (the numbers in benchmarks/river.md were taken that way).
 
-Usage: .venv/bin/python scripts/bench_forecaster_cost.py
+Usage: .venv/bin/python -m pipeline.bench.forecaster_cost
 """
 
 from __future__ import annotations
 
 import math
-import sys
 import timeit
-from pathlib import Path
-
-sys.path.insert(0, str(Path.cwd()))
+from typing import Any
 
 from models.forecast import OnlineForecaster
 
@@ -21,7 +18,7 @@ from models.forecast import OnlineForecaster
 def main() -> int:
     f = OnlineForecaster(step_seconds=60, level=0.9, calibrated_steps=(1, 5, 15, 30, 60))
     # Before the River verbs, learn_one(t, y) was what learn_at(t, y) is now.
-    learn = getattr(f, "learn_at", None) or f.learn_one
+    learn: Any = getattr(f, "learn_at", None) or f.learn_one
     ys = [
         0.5 + 0.2 * math.sin(2 * math.pi * i / 1440) + 0.03 * ((i * 7919) % 13 - 6) / 6 for i in range(20000)
     ]
@@ -31,7 +28,7 @@ def main() -> int:
 
     def run_learn() -> None:
         g = OnlineForecaster.from_dict(state)
-        g_learn = getattr(g, "learn_at", None) or g.learn_one
+        g_learn: Any = getattr(g, "learn_at", None) or g.learn_one
         for i in range(5000, 15000):
             g_learn(i * 60.0, ys[i])
 

@@ -3,7 +3,7 @@
 The five moments of issue 16: during start-up, during table recovery, during a rebalance (a second
 worker joining), under full load on freshly created topics, and with the broker away. Each ``at_*``
 function brings a worker there and returns it; :func:`stop_timed` sends the signal and measures the
-exit. Used by ``tests/integration/test_shutdown.py`` (one try per moment) and ``scripts/bench_shutdown.py``
+exit. Used by ``tests/integration/test_shutdown.py`` (one try per moment) and ``pipeline.bench.shutdown``
 (many tries, the figures in ``benchmarks/shutdown.md``).
 """
 
@@ -20,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.helpers import Worker, metric_value, topic_env
-from tests.integration.fault_helpers import Ingester, PrivateBroker
+from pipeline.testing import Ingester, PrivateBroker, Worker, free_port, metric_value, topic_env
 
 MOMENTS = ("startup", "recovery", "rebalance", "load", "broker_away")
 

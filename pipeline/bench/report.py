@@ -1,9 +1,10 @@
 # ruff: noqa: E501 - the report is prose in f-strings; wrapping them mid-sentence reads worse
-"""Turns the results of ``scripts/bench.py`` into ``benchmarks/perf.md`` (numbers only from the run)."""
+"""Turns the results of ``make bench`` (:mod:`pipeline.bench.perf`) into ``benchmarks/perf.md`` (numbers only from the run)."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,30 +19,54 @@ def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
-def write_report(res: dict[str, Any], path: Path) -> None:
-    cfg, mach, load = res["config"], res["machine"], res["load"]
-    inproc, helios, mem, sc = res["inproc"], res["helios"], res["memory"], res["scaling"]
-    thr, lat, health = helios["throughput"], helios["latency"], helios["health"]
+@dataclass(frozen=True)
+class Figures:
+    """The numbers more than one section of the report uses, derived once from the run's results."""
+
+    ceiling: float
+    ceiling_cpu: float
+    ratio: float
+    ratio_cpu: float
+    state_json: int
+    rss_per: float
+    steady: list[float]
+    spread: float
+    stage_sum: float
+
+
+def figures(res: dict[str, Any]) -> Figures:
+    inproc, thr = res["inproc"], res["helios"]["throughput"]
     ceiling_rates = sorted(r["sustained"] for r in res["ceiling"])
     ceiling = ceiling_rates[len(ceiling_rates) // 2]
     ceiling_cpu = sorted(r["cpu_us_per_sample"] for r in res["ceiling"])[len(res["ceiling"]) // 2]
-    ratio = thr["sustained"] / ceiling
-    ratio_cpu = ceiling_cpu / thr["cpu_us_per_sample"]
-    state_json = inproc["state_sizes"][max(inproc["state_sizes"], key=int)]["bytes"]
-    rss_per = mem["per_deployment_bytes"]
-    bd = inproc["by_deployments"]
-    steady = [v["steady_us"] for v in bd.values()]
-    # With 10 deployments a batch of 500 holds 50 samples of each; from 1,000 up every sample of a batch is
-    # its own deployment's: compare like with like.
-    spread = max(steady[-2:]) / min(steady[-2:])
-    pot = inproc["potentials"]
+    steady = [v["steady_us"] for v in inproc["by_deployments"].values()]
     stages = inproc["stages_us"]
+    return Figures(
+        ceiling=ceiling,
+        ceiling_cpu=ceiling_cpu,
+        ratio=thr["sustained"] / ceiling,
+        ratio_cpu=ceiling_cpu / thr["cpu_us_per_sample"],
+        state_json=inproc["state_sizes"][max(inproc["state_sizes"], key=int)]["bytes"],
+        rss_per=res["memory"]["per_deployment_bytes"],
+        steady=steady,
+        # With 10 deployments a batch of 500 holds 50 samples of each; from 1,000 up every sample of a batch
+        # is its own deployment's: compare like with like.
+        spread=max(steady[-2:]) / min(steady[-2:]),
+        stage_sum=sum(v for k, v in stages.items() if "median" not in k and "bytes" not in k),
+    )
+
+
+def _header(res: dict[str, Any], fig: Figures) -> list[str]:
+    """The title, how the run was made, and the machine."""
+    cfg = res["config"]
+    mach = res["machine"]
+    load = res["load"]
     lines: list[str] = []
     w = lines.append
     w("# Performance: Helios against the ceiling of Python on Kafka")
     w("")
     w(
-        f"Produced by `make bench` (`scripts/bench.py`) on {res['started']} in {res['seconds'] / 60:.1f} min; raw numbers "
+        f"Produced by `make bench` (`python -m pipeline.bench.perf`) on {res['started']} in {res['seconds'] / 60:.1f} min; raw numbers "
         "in `benchmarks/perf.json`. Every number below comes from that one run."
         + (" **QUICK (debug) sizes.**" if cfg["quick"] else "")
     )
@@ -61,6 +86,25 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "are lower than on a dedicated box; CPU µs/sample (from /proc) is the number that transfers."
     )
     w("")
+    return lines
+
+
+def _summary(res: dict[str, Any], fig: Figures) -> list[str]:
+    """The targets: measured, target, met."""
+    thr = res["helios"]["throughput"]
+    lat = res["helios"]["latency"]
+    health = res["helios"]["health"]
+    bd = res["inproc"]["by_deployments"]
+    ceiling = fig.ceiling
+    ceiling_cpu = fig.ceiling_cpu
+    ratio = fig.ratio
+    ratio_cpu = fig.ratio_cpu
+    state_json = fig.state_json
+    rss_per = fig.rss_per
+    steady = fig.steady
+    spread = fig.spread
+    lines: list[str] = []
+    w = lines.append
     w("## Summary")
     w("")
     w("| question | measured | target | met |")
@@ -102,6 +146,18 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         f"max {_f(health['max_ms'])}, {health['requests']} requests) | < 100 ms | {_met(health['p99_ms'] < 100)} |"
     )
     w("")
+    return lines
+
+
+def _throughput(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 1: sustained samples/s of the ceiling, the Faust floor and Helios."""
+    cfg = res["config"]
+    inproc = res["inproc"]
+    thr = res["helios"]["throughput"]
+    ceiling = fig.ceiling
+    ceiling_cpu = fig.ceiling_cpu
+    lines: list[str] = []
+    w = lines.append
     w("## 1. Throughput")
     w(
         f"Input: {cfg['samples']:,} `MetricSample` JSON records ({cfg['deployments']:,} deployments x {cfg['steps']} "
@@ -148,6 +204,15 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     w("")
     w("![throughput](perf_throughput.png)")
     w("")
+    return lines
+
+
+def _latency(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 2: end-to-end latency of a paced producer at half the sustained rate."""
+    cfg = res["config"]
+    lat = res["helios"]["latency"]
+    lines: list[str] = []
+    w = lines.append
     w("## 2. End-to-end latency at half the sustained rate")
     w(
         f"The same worker, warm, then the next {cfg['latency_steps']} samples of every deployment from a paced producer "
@@ -163,27 +228,42 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     )
     vals = lat["values"]
     tenth = max(1, len(vals) // 10)
+    # A --quick run's paced phase can be shorter than the left-out first second: no values, no tenths.
     deciles = [
-        sorted(vals[i : i + tenth])[len(vals[i : i + tenth]) // 2] for i in range(0, tenth * 10, tenth)
+        sorted(part)[len(part) // 2] for i in range(0, tenth * 10, tenth) if (part := vals[i : i + tenth])
     ]
     w("")
     w(
         "Median latency by tenth of the paced run, in order (a queue that grows means the worker is past its "
-        "capacity; a flat level means a standing queue): " + ", ".join(_f(x) for x in deciles) + " ms."
+        "capacity; a flat level means a standing queue): "
+        + (", ".join(_f(x) for x in deciles) or "n/a")
+        + " ms."
     )
     w("")
     w("![latency](perf_latency.png)")
     w("")
+    return lines
+
+
+def _stage_costs(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 3: the in-process cost of each stage, state writes, XGBoost and what Kafka adds."""
+    cfg = res["config"]
+    inproc = res["inproc"]
+    thr = res["helios"]["throughput"]
+    pot = res["inproc"]["potentials"]
+    stages = res["inproc"]["stages_us"]
+    lines: list[str] = []
+    w = lines.append
     w("## 3. Cost per stage (in-process, no Kafka)")
     w(
         f"`Runtime.process` taken apart: the same calls in the same order, timed, over {inproc['stages_deployments']:,} "
-        f"warm deployments in micro-batches of {inproc['batch_size']} (`scripts/bench_inproc.py`). "
+        f"warm deployments in micro-batches of {inproc['batch_size']} (`python -m pipeline.bench.inproc`). "
         f"The whole `Runtime.process` measured on its own: **{_f(inproc['process_us'])} µs/sample**."
     )
     w("")
     w("| stage | µs/sample | share |")
     w("|---|---:|---:|")
-    total = sum(v for k, v in stages.items() if "median" not in k and "bytes" not in k)
+    total = stage_sum = fig.stage_sum
     for k, v in stages.items():
         if "median" in k or "bytes" in k:
             continue
@@ -205,7 +285,6 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         f"{_f(inproc['series_per_deployment'])} Prometheus series per deployment."
     )
     w("")
-    stage_sum = sum(v for k, v in stages.items() if "median" not in k and "bytes" not in k)
     w(
         f"The worker under Kafka used {_f(thr['cpu_us_per_sample'])} µs of CPU per sample against {_f(stage_sum)} µs "
         f"for these stages in-process: **~{_f(thr['cpu_us_per_sample'] - stage_sum)} µs/sample is Faust, aiokafka "
@@ -213,6 +292,13 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "table's changelog, the web view and timers)."
     )
     w("")
+    return lines
+
+
+def _worker_profile(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 3, continued: py-spy inside the worker under Kafka."""
+    lines: list[str] = []
+    w = lines.append
     wp = res.get("helios", {}).get("worker_profile")
     if wp and "inclusive" in wp:
         w(
@@ -240,13 +326,22 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         w("")
     w("![stages](perf_stages.png)")
     w("")
+    return lines
+
+
+def _inproc_profile(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 3, continued: pyinstrument over ``Runtime.process``, cost against deployments."""
+    inproc = res["inproc"]
+    bd = res["inproc"]["by_deployments"]
+    lines: list[str] = []
+    w = lines.append
     prof = inproc["profile"]
     w(f"pyinstrument over `Runtime.process` ({prof['samples']:,} samples), inclusive share of the time:")
     w("")
     w("| function | inclusive | ")
     w("|---|---:|")
     for name, share in prof["inclusive"][:22]:
-        if "bench_inproc" in name or "<module>" in name:
+        if "inproc.py" in name or "<module>" in name:
             continue
         w(f"| `{name}` | {share:.1%} |")
     w("")
@@ -260,6 +355,16 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     for d, v in bd.items():
         w(f"| {int(d):,} | {_f(v['first_sample_us'])} | {_f(v['steady_us'])} |")
     w("")
+    return lines
+
+
+def _memory(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 4: RSS per tracked deployment and where it goes."""
+    inproc = res["inproc"]
+    mem = res["memory"]
+    rss_per = fig.rss_per
+    lines: list[str] = []
+    w = lines.append
     w("## 4. Memory per tracked deployment")
     w(
         "One worker, fresh topics, fed 2 samples for each new deployment; RSS from `/proc/<pid>/status` after the "
@@ -308,6 +413,15 @@ def write_report(res: dict[str, Any], path: Path) -> None:
             f"{_f(v['parts']['align'])} |"
         )
     w("")
+    return lines
+
+
+def _scaling(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 5: one worker against two in the same consumer group."""
+    cfg = res["config"]
+    sc = res["scaling"]
+    lines: list[str] = []
+    w = lines.append
     w("## 5. One worker against two on the same partitions")
     w(
         f"{sc['samples']:,} pre-produced samples on a fresh {cfg['partitions']}-partition topic; first one worker, then "
@@ -341,15 +455,14 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "`HELIOS_SNAPSHOT_EVERY` samples per deployment from the partition's marker (at-least-once outputs)."
     )
     w("")
+    return lines
+
+
+def _changes(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 6: what was changed since the previous runs."""
+    lines: list[str] = []
+    w = lines.append
     w("## 6. Where the time went, what was changed, and what is left")
-    wp = res.get("helios", {}).get("worker_profile") or {}
-    own = dict(wp.get("self", []))
-    full = pot["forecast(all steps, current) us/call"]
-    clone = pot["clone via from_dict(to_dict()) us/call"]
-    at = pot.get("forecast_at(published, current) us/call")
-    quick_clone = pot.get("_clone() us/call")
-    ceiling_us = ceiling_cpu
-    socket = sum(v for k, v in own.items() if "_SelectorSocketTransport.write" in k)
     w(
         "Changed since the 2026-11-29 05:37 run (1,048 samples/s, 933 µs CPU/sample, 22.6 KB per deployment; "
         "the 03:34 run before it: 816 samples/s, 1,161 µs, 88.7 KB):"
@@ -389,6 +502,22 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         "runs without a linger (it builds whole batches itself; a linger only held back each partition's last one)."
     )
     w("")
+    return lines
+
+
+def _earlier_changes(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 6, continued: the earlier changes."""
+    pot = res["inproc"]["potentials"]
+    state_json = fig.state_json
+    lines: list[str] = []
+    w = lines.append
+    wp = res.get("helios", {}).get("worker_profile") or {}
+    own = dict(wp.get("self", []))
+    full = pot["forecast(all steps, current) us/call"]
+    clone = pot["clone via from_dict(to_dict()) us/call"]
+    at = pot.get("forecast_at(published, current) us/call")
+    quick_clone = pot.get("_clone() us/call")
+    socket = sum(v for k, v in own.items() if "_SelectorSocketTransport.write" in k)
     w("Earlier:")
     w("")
     w(
@@ -424,10 +553,22 @@ def write_report(res: dict[str, Any], path: Path) -> None:
             f"for all {int(pot['forecast_max_steps'])} steps) and clone without serialization "
             f"({_f(quick_clone, 1)} against {_f(clone)} µs)."
         )
+    return lines
+
+
+def _whats_left(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 6, continued: what is left between Helios and the target."""
+    thr = res["helios"]["throughput"]
+    stages = res["inproc"]["stages_us"]
+    prof = res["inproc"]["profile"]
+    ceiling_us = fig.ceiling_cpu
+    stage_sum = fig.stage_sum
+    lines: list[str] = []
+    w = lines.append
     top = [
         (name, share)
         for name, share in prof["inclusive"]
-        if not any(x in name for x in ("bench_inproc", "process (", "<module>", "[self]"))
+        if not any(x in name for x in ("inproc.py", "process (", "<module>", "[self]"))
     ][:6]
     w("")
 
@@ -459,7 +600,27 @@ def write_report(res: dict[str, Any], path: Path) -> None:
     )
     w("")
     w(
-        "Reproduce: `make bench` (starts the broker on 9092); `--quick` for a smoke run; `scripts/bench_inproc.py` alone "
+        "Reproduce: `make bench` (starts the broker on 9092); `--quick` for a smoke run; `python -m pipeline.bench.inproc` alone "
         "for the stage costs."
     )
-    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def write_report(res: dict[str, Any], path: Path) -> None:
+    """Write ``benchmarks/perf.md`` from one run's results, section by section."""
+    fig = figures(res)
+    sections = (
+        _header,
+        _summary,
+        _throughput,
+        _latency,
+        _stage_costs,
+        _worker_profile,
+        _inproc_profile,
+        _memory,
+        _scaling,
+        _changes,
+        _earlier_changes,
+        _whats_left,
+    )
+    path.write_text("\n".join(line for section in sections for line in section(res, fig)) + "\n")

@@ -3,11 +3,13 @@
 Against the real broker (``HELIOS_KAFKA_BOOTSTRAP``, default 127.0.0.1:9092), on fresh topics:
 
 1. in-process (no Kafka): the cost of each stage in µs/sample, a pyinstrument profile, the cost per
-   sample with 10 / 1,000 / 10,000 tracked deployments, the serialized state size (``bench_inproc.py``);
-2. the ceiling: ``bench_passthrough.py`` (aiokafka consume -> orjson parse -> produce a small JSON record)
+   sample with 10 / 1,000 / 10,000 tracked deployments, the serialized state size
+   (:mod:`pipeline.bench.inproc`);
+2. the ceiling: :mod:`pipeline.bench.passthrough` (aiokafka consume -> orjson parse -> produce a small JSON
+   record)
    on the pre-produced input, three times;
 3. Helios: a real ``helios worker`` subprocess on the same input; sustained samples/s, CPU per sample,
-   ``/health`` latency while it runs flat out (``bench_health.py``), then the end-to-end latency of a
+   ``/health`` latency while it runs flat out (:mod:`pipeline.bench.health`), then the end-to-end latency of a
    paced producer at half the sustained rate;
 4. resident memory of a worker with 10, 1,000 and 10,000 tracked deployments;
 5. one worker against two in the same consumer group on the same partitions.
@@ -36,11 +38,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # a script run from scripts/: the tests' Worker helper lives in the repo
-    sys.path.insert(0, str(ROOT))
-
-from bench_common import (  # noqa: E402
+from pipeline.bench.common import (
     OutputCounter,
     Sample,
     cpu_seconds,
@@ -53,12 +51,15 @@ from bench_common import (  # noqa: E402
     rss_bytes,
     sustained_rate,
 )
+from pipeline.settings import load_settings
+from pipeline.testing import Worker, metric_value
 
-from pipeline.settings import load_settings  # noqa: E402
-from tests.helpers import Worker, metric_value  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PY = sys.executable
-SCRIPTS = Path(__file__).resolve().parent
+#: The Faust floor imports ``agents`` (it is a Faust app on the worker's paths), so it stays a script:
+#: ``pipeline`` never imports ``agents``.
+SCRIPTS = ROOT / "scripts"
 OUT = ROOT / "benchmarks"
 PARTITIONS = 8
 STEP = 60
@@ -122,7 +123,7 @@ class Run:
 
 def health_poller(run: Run, port: int, name: str) -> tuple[subprocess.Popen[bytes], Path]:
     out = run.tmp / f"health-{name}.json"
-    proc = subprocess.Popen([PY, str(SCRIPTS / "bench_health.py"), "--port", str(port), "--out", str(out)])
+    proc = subprocess.Popen([PY, "-m", "pipeline.bench.health", "--port", str(port), "--out", str(out)])
     run.procs.append(proc)
     return proc, out
 
@@ -132,7 +133,7 @@ def stop_poller(proc: subprocess.Popen[bytes], out: Path) -> list[tuple[float, f
     proc.wait(timeout=15)
     if not out.exists():  # stopped before it installed its signal handler: nothing was measured
         return []
-    return [tuple(x) for x in json.loads(out.read_text())]  # type: ignore[misc]
+    return [tuple(x) for x in json.loads(out.read_text())]
 
 
 def start_py_spy(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
@@ -179,9 +180,9 @@ def dead(worker: Worker) -> float:
 # -- phases ----------------------------------------------------------------------------------------
 def phase_inproc(quick: bool) -> dict[str, Any]:
     log("in-process stage costs, profile and state sizes (no Kafka)")
-    cmd = [PY, str(SCRIPTS / "bench_inproc.py")] + (["--quick"] if quick else [])
+    cmd = [PY, "-m", "pipeline.bench.inproc"] + (["--quick"] if quick else [])
     done = subprocess.run(cmd, capture_output=True, check=True, timeout=600, cwd=ROOT)
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    return json.loads(done.stdout)
 
 
 async def phase_ceiling(run: Run, source: str, n: int, repeats: int) -> list[dict[str, Any]]:
@@ -194,7 +195,7 @@ async def phase_ceiling(run: Run, source: str, n: int, repeats: int) -> list[dic
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.time()
         proc = subprocess.Popen(
-            [PY, str(SCRIPTS / "bench_passthrough.py"), "--bootstrap", run.bootstrap, "--input", source,
+            [PY, "-m", "pipeline.bench.passthrough", "--bootstrap", run.bootstrap, "--input", source,
              "--output", sink, "--group", f"{run.prefix}-ceiling{i}", "--count", str(n)]
         )  # fmt: skip
         run.procs.append(proc)
@@ -265,18 +266,11 @@ async def phase_floor(run: Run, source: str, n: int) -> dict[str, Any]:
     return res
 
 
-async def phase_helios(
-    run: Run, source: str, warm: list[Sample], paced: list[Sample], quick: bool
+async def helios_throughput(
+    run: Run, worker: Worker, counter: OutputCounter, n: int, started: float, quick: bool
 ) -> dict[str, Any]:
-    """Throughput on the pre-produced backlog, /health meanwhile, then latency at half that rate."""
-    n = len(warm)
-    env = run.worker_env("helios", source)
-    await create_topics(run.bootstrap, [env["HELIOS_TOPIC_RECOMMENDATIONS"]], PARTITIONS)
-    counter = OutputCounter(run.bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"])
-    await counter.start()
+    """The worker on the pre-produced backlog: sustained rate, CPU, RSS, /health meanwhile, a profile."""
     res: dict[str, Any] = {}
-    started = time.time()
-    worker = run.start_worker(env, "helios", wait_ready=False)
     assert worker.proc is not None
     pid = worker.proc.pid
     poller, poller_out = health_poller(run, worker.port, "helios")
@@ -295,107 +289,126 @@ async def phase_helios(
             rss_trace.append((last_rss[0] - started, rss_bytes(pid)))
         return worker.proc is not None and worker.proc.poll() is not None
 
+    ok = await counter.run_until(n, timeout=900, stop=sample_rss)
+    t_first = counter.marks[0][0] if counter.marks else started
+    t_last = counter.marks[-1][0] if counter.marks else time.time()
+    cpu1 = cpu_seconds(pid)
+    health = stop_poller(poller, poller_out)
+    # /health while the worker was flat out: between the first and the last output.
+    busy = [ms for t, ms, st in health if t_first <= t <= t_last]
+    failed = sum(1 for t, _, st in health if t_first <= t <= t_last and st != 200)
+    res["throughput"] = {
+        "complete": ok,
+        "samples": n,
+        "outputs": counter.count,
+        "sustained": sustained_rate(counter.marks, n),
+        "wall_seconds": t_last - started,
+        "overall": n / (t_last - started),
+        "startup_seconds": t_first - started,
+        "first_to_last": n / max(1e-9, t_last - t_first),
+        "cpu_us_per_sample": (cpu1 - cpu0) / n * 1e6,
+        "processed": processed(worker),
+        "dead_lettered": dead(worker),
+        "marks": [(t - started, c) for t, c in counter.marks],
+        "rss_trace": rss_trace,
+    }
+    res["health"] = {
+        "requests": len(busy),
+        "failed": failed,
+        "p50_ms": percentile(busy, 50),
+        "p99_ms": percentile(busy, 99),
+        "max_ms": max(busy) if busy else float("nan"),
+    }
+    if spy:
+        res["worker_profile"] = finish_py_spy(spy[0], spy_out)
+    thr = res["throughput"]
+    log(
+        f"helios: {thr['sustained']:.0f} samples/s sustained, "
+        f"{thr['cpu_us_per_sample']:.0f} µs CPU/sample; "
+        f"/health p99 {res['health']['p99_ms']:.1f} ms over {len(busy)} requests"
+    )
+    if not ok:
+        raise RuntimeError(f"helios produced {counter.count} of {n} recommendations; log:\n{worker.tail()}")
+    return res
+
+
+async def helios_latency(
+    run: Run, worker: Worker, counter: OutputCounter, source: str, paced: list[Sample], n: int, rate: float
+) -> dict[str, Any]:
+    """End-to-end latency of a paced producer at ``rate`` samples/s, the same worker, warm."""
+    sent_at: dict[tuple[str, int], float] = {}
+    latencies: list[tuple[float, float]] = []
+
+    def on_records(msgs: list[Any], now: float) -> None:
+        for m in msgs:
+            rec = orjson.loads(m.value)
+            ts = int(datetime.fromisoformat(rec["timestamp"]).timestamp())
+            at = sent_at.pop((f"{rec['namespace']}/{rec['deployment']}", ts), None)
+            if at is not None:
+                latencies.append((at, (now - at) * 1000.0))
+
+    producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks="all")
+    await producer.start()
+    poller, poller_out = health_poller(run, worker.port, "latency")
+
+    async def pace() -> None:
+        t0 = time.perf_counter()
+        for i, s in enumerate(paced):
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0.001:
+                await asyncio.sleep(delay)
+            sent_at[(s.key.decode(), s.window)] = time.time()
+            await producer.send(source, key=s.key, value=s.value)
+        await producer.flush()
+
+    log(f"latency: {len(paced)} samples paced at {rate:.0f}/s (half the sustained rate)")
+    paced_started = time.time()
     try:
-        ok = await counter.run_until(n, timeout=900, stop=sample_rss)
-        t_first = counter.marks[0][0] if counter.marks else started
-        t_last = counter.marks[-1][0] if counter.marks else time.time()
-        cpu1 = cpu_seconds(pid)
-        health = stop_poller(poller, poller_out)
-        # /health while the worker was flat out: between the first and the last output.
-        busy = [ms for t, ms, st in health if t_first <= t <= t_last]
-        failed = sum(1 for t, _, st in health if t_first <= t <= t_last and st != 200)
-        res["throughput"] = {
-            "complete": ok,
-            "samples": n,
-            "outputs": counter.count,
-            "sustained": sustained_rate(counter.marks, n),
-            "wall_seconds": t_last - started,
-            "overall": n / (t_last - started),
-            "startup_seconds": t_first - started,
-            "first_to_last": n / max(1e-9, t_last - t_first),
-            "cpu_us_per_sample": (cpu1 - cpu0) / n * 1e6,
-            "processed": processed(worker),
-            "dead_lettered": dead(worker),
-            "marks": [(t - started, c) for t, c in counter.marks],
-            "rss_trace": rss_trace,
-        }
-        res["health"] = {
-            "requests": len(busy),
-            "failed": failed,
-            "p50_ms": percentile(busy, 50),
-            "p99_ms": percentile(busy, 99),
-            "max_ms": max(busy) if busy else float("nan"),
-        }
-        if spy:
-            res["worker_profile"] = finish_py_spy(spy[0], spy_out)
-        thr = res["throughput"]
-        log(
-            f"helios: {thr['sustained']:.0f} samples/s sustained, "
-            f"{thr['cpu_us_per_sample']:.0f} µs CPU/sample; "
-            f"/health p99 {res['health']['p99_ms']:.1f} ms over {len(busy)} requests"
+        await asyncio.gather(
+            pace(),
+            counter.run_until(n + len(paced), timeout=120 + len(paced) / rate, on_records=on_records),
         )
-        if not ok:
-            raise RuntimeError(
-                f"helios produced {counter.count} of {n} recommendations; log:\n{worker.tail()}"
-            )
+    finally:
+        await producer.stop()
+    paced_seconds = time.time() - paced_started
+    health2 = stop_poller(poller, poller_out)
+    # The first second is the producer's connection warm-up; it is reported apart.
+    steady = [ms for at, ms in latencies if at - paced_started >= 1.0]
+    allv = [ms for _, ms in latencies]
+    lat = {
+        "rate": rate,
+        "sent": len(paced),
+        "matched": len(latencies),
+        "unmatched": len(sent_at),
+        "seconds": paced_seconds,
+        "p50_ms": percentile(steady, 50),
+        "p90_ms": percentile(steady, 90),
+        "p99_ms": percentile(steady, 99),
+        "max_ms": max(steady) if steady else float("nan"),
+        "p99_all_ms": percentile(allv, 99),
+        "values": steady,
+        "health_p99_ms": percentile([ms for _, ms, _ in health2], 99),
+    }
+    log(f"latency at {rate:.0f}/s: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")
+    return lat
 
+
+async def phase_helios(
+    run: Run, source: str, warm: list[Sample], paced: list[Sample], quick: bool
+) -> dict[str, Any]:
+    """Throughput on the pre-produced backlog, /health meanwhile, then latency at half that rate."""
+    n = len(warm)
+    env = run.worker_env("helios", source)
+    await create_topics(run.bootstrap, [env["HELIOS_TOPIC_RECOMMENDATIONS"]], PARTITIONS)
+    counter = OutputCounter(run.bootstrap, env["HELIOS_TOPIC_RECOMMENDATIONS"])
+    await counter.start()
+    started = time.time()
+    worker = run.start_worker(env, "helios", wait_ready=False)
+    try:
+        res = await helios_throughput(run, worker, counter, n, started, quick)
         # Latency: the same worker (warm state), the next steps of the same deployments, paced.
-        rate = thr["sustained"] / 2
-        sent_at: dict[tuple[str, int], float] = {}
-        latencies: list[tuple[float, float]] = []
-
-        def on_records(msgs: list[Any], now: float) -> None:
-            for m in msgs:
-                rec = orjson.loads(m.value)
-                ts = int(datetime.fromisoformat(rec["timestamp"]).timestamp())
-                at = sent_at.pop((f"{rec['namespace']}/{rec['deployment']}", ts), None)
-                if at is not None:
-                    latencies.append((at, (now - at) * 1000.0))
-
-        producer = AIOKafkaProducer(bootstrap_servers=run.bootstrap, acks="all")
-        await producer.start()
-        poller, poller_out = health_poller(run, worker.port, "latency")
-
-        async def pace() -> None:
-            t0 = time.perf_counter()
-            for i, s in enumerate(paced):
-                delay = t0 + i / rate - time.perf_counter()
-                if delay > 0.001:
-                    await asyncio.sleep(delay)
-                sent_at[(s.key.decode(), s.window)] = time.time()
-                await producer.send(source, key=s.key, value=s.value)
-            await producer.flush()
-
-        log(f"latency: {len(paced)} samples paced at {rate:.0f}/s (half the sustained rate)")
-        paced_started = time.time()
-        try:
-            await asyncio.gather(
-                pace(),
-                counter.run_until(n + len(paced), timeout=120 + len(paced) / rate, on_records=on_records),
-            )
-        finally:
-            await producer.stop()
-        paced_seconds = time.time() - paced_started
-        health2 = stop_poller(poller, poller_out)
-        # The first second is the producer's connection warm-up; it is reported apart.
-        steady = [ms for at, ms in latencies if at - paced_started >= 1.0]
-        allv = [ms for _, ms in latencies]
-        res["latency"] = {
-            "rate": rate,
-            "sent": len(paced),
-            "matched": len(latencies),
-            "unmatched": len(sent_at),
-            "seconds": paced_seconds,
-            "p50_ms": percentile(steady, 50),
-            "p90_ms": percentile(steady, 90),
-            "p99_ms": percentile(steady, 99),
-            "max_ms": max(steady) if steady else float("nan"),
-            "p99_all_ms": percentile(allv, 99),
-            "values": steady,
-            "health_p99_ms": percentile([ms for _, ms, _ in health2], 99),
-        }
-        lat = res["latency"]
-        log(f"latency at {rate:.0f}/s: p50 {lat['p50_ms']:.0f} ms, p99 {lat['p99_ms']:.0f} ms")
+        rate = res["throughput"]["sustained"] / 2
+        res["latency"] = await helios_latency(run, worker, counter, source, paced, n, rate)
     finally:
         await counter.stop()
         worker.kill()
@@ -676,7 +689,7 @@ def main() -> int:
     a.out.write_text(json.dumps(res, indent=1))
     if "inproc" in res:
         res["plots"] = plots(res)
-        from bench_report import write_report
+        from pipeline.bench.report import write_report
 
         write_report(res, OUT / "perf.md")
     log(f"done in {res['seconds']:.0f} s: {a.out}")

@@ -2,7 +2,7 @@
 
 Drives :class:`pipeline.runtime.Runtime` exactly as the worker's agent does (micro-batches of
 ``HELIOS_BATCH_SIZE`` raw records), with the default settings and the shipped XGBoost model. Prints one
-JSON document on stdout. ``python scripts/bench_inproc.py [--quick]``.
+JSON document on stdout. ``python -m pipeline.bench.inproc [--quick]``.
 """
 
 from __future__ import annotations
@@ -12,26 +12,20 @@ import collections
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
+from prometheus_client import CollectorRegistry
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # a script run from scripts/: make the repo's packages importable
-    sys.path.insert(0, str(ROOT))
-
-from bench_common import Sample, make_samples  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from models.forecast import OnlineForecaster  # noqa: E402
-from pipeline.app import tune_gc  # noqa: E402
-from pipeline.errors import BadSample  # noqa: E402
-from pipeline.metrics import HeliosMetrics  # noqa: E402
-from pipeline.model_store import ModelStore  # noqa: E402
-from pipeline.runtime import RawRecord, Runtime  # noqa: E402
-from pipeline.settings import Settings, load_settings  # noqa: E402
-from pipeline.stages import DeploymentPipeline, score_batch  # noqa: E402
+from models.forecast import OnlineForecaster
+from pipeline.app import tune_gc
+from pipeline.bench.common import Sample, make_samples
+from pipeline.errors import BadSample
+from pipeline.metrics import HeliosMetrics
+from pipeline.model_store import ModelStore
+from pipeline.runtime import RawRecord, Runtime
+from pipeline.settings import Settings, load_settings
+from pipeline.stages import DeploymentPipeline, score_batch
 
 
 def build_runtime(settings: Settings) -> tuple[Runtime, CollectorRegistry]:
@@ -124,11 +118,11 @@ def stage_costs(rt: Runtime, records: Sequence[RawRecord], batch: int) -> dict[s
         assert rt._save(due, touched)
         t[f"state writes (every {rt.settings.snapshot_every} samples) and partition markers"] += pc() - a
         n += len(chunk)
-    out = {k: v / n * 1e6 for k, v in t.items()}
+    costs = {k: v / n * 1e6 for k, v in t.items()}
     # The mean is at the mercy of the OpenMP threads on a busy 2-core box; the median call is the code's cost.
-    out["XGBoost median call (per row)"] = sorted(xgb_calls)[len(xgb_calls) // 2] * 1e6
-    out["output bytes per sample (3 records)"] = out_bytes / n
-    return out
+    costs["XGBoost median call (per row)"] = sorted(xgb_calls)[len(xgb_calls) // 2] * 1e6
+    costs["output bytes per sample (3 records)"] = out_bytes / n
+    return costs
 
 
 def profile(rt: Runtime, records: Sequence[RawRecord], batch: int, top: int = 25) -> dict[str, Any]:
@@ -174,7 +168,8 @@ def profile(rt: Runtime, records: Sequence[RawRecord], batch: int, top: int = 25
 def potentials(rt: Runtime, repeat: int = 400) -> dict[str, float]:
     """Micro-benchmarks (µs per call) behind the optimisations the report proposes."""
     entry = next(iter(rt.entries.values()))
-    fc: OnlineForecaster = next(iter(entry.pipeline.forecasters.values()))
+    fc = next(iter(entry.pipeline.forecasters.values()))
+    assert isinstance(fc, OnlineForecaster), "the micro-benchmarks time Helios' own forecaster"
     n_fc = len(entry.pipeline.forecasters)
     steps = max(rt.config.horizon_steps.values())
     published = sorted(set(rt.config.horizon_steps.values()))
@@ -246,7 +241,7 @@ def memory_breakdown(settings: Settings, deployments: int) -> dict[str, float]:
     out["runtime (pipelines + gauges) bytes/deployment"] = whole / deployments
     del base
     # The pipelines alone: the same samples through DeploymentPipeline, no gauges.
-    pipes = {}
+    pipes: dict[str, DeploymentPipeline] = {}
     gc.collect()
     before = tracemalloc.get_traced_memory()[0]
     for r in recs:

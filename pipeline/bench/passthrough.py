@@ -4,7 +4,8 @@ Consumes JSON samples, parses each with orjson and produces a small JSON record 
 same producer durability as the worker (acks=all) and committing offsets as a consumer group does.
 Exits after ``--count`` records (or on SIGTERM).
 
-    python scripts/bench_passthrough.py --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G --count N
+    python -m pipeline.bench.passthrough --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G \
+        --count N
 """
 
 from __future__ import annotations

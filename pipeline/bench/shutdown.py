@@ -1,7 +1,7 @@
 """How long a signalled ``helios worker`` takes to exit, over 20 tries across the five moments of issue 16.
 
     KAFKA_LOCAL_PORT=29292 KAFKA_LOCAL_CONTROLLER_PORT=29293 scripts/kafka-local start
-    .venv/bin/python scripts/bench_shutdown.py --bootstrap 127.0.0.1:29292 [--tries 20]
+    .venv/bin/python -m pipeline.bench.shutdown --bootstrap 127.0.0.1:29292 [--tries 20]
 
 Try ``i`` stops at moment ``i % 5`` (start-up, table recovery, rebalance, full load, broker away), with
 SIGTERM and SIGINT in turn and a different delay each round, and prints one line per try and a summary
@@ -18,12 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # a script run from scripts/: the moments live with the tests' helpers
-    sys.path.insert(0, str(ROOT))
-
-from tests.integration.fault_helpers import PrivateBroker  # noqa: E402
-from tests.shutdown_moments import (  # noqa: E402
+from pipeline.bench.shutdown_moments import (
     EXIT_BOUND,
     MOMENTS,
     Rig,
@@ -35,6 +30,9 @@ from tests.shutdown_moments import (  # noqa: E402
     at_startup,
     stop_timed,
 )
+from pipeline.testing import PrivateBroker
+
+ROOT = Path(__file__).resolve().parents[2]
 
 #: Per round: seconds after spawn (start-up), into the join (rebalance), after ready (load), away (broker).
 DELAYS = {
