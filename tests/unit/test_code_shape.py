@@ -16,7 +16,6 @@ PACKAGES = ("pipeline", "agents", "models")
 MAX_LINES = 80
 
 
-
 def long_functions(source: str, max_lines: int = MAX_LINES) -> list[tuple[str, int, int]]:
     """``(qualified name, first line, length)`` of every function in ``source`` longer than ``max_lines``."""
     found: list[tuple[str, int, int]] = []
