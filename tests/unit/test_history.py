@@ -141,8 +141,11 @@ def test_no_history_when_the_setting_is_zero() -> None:
     assert history is None and len(outputs) == 5
 
 
-def test_a_scale_up_stays_listed_however_many_scale_downs_follow() -> None:
-    config = HistoryConfig(capacity=10, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5)
+@pytest.mark.parametrize(("decisions", "expected"), [(1, [0, 10, 11]), (2, [0, 8, 10, 11])])
+def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int, expected: list[int]) -> None:
+    config = HistoryConfig(
+        capacity=10, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5, decisions=decisions
+    )
     history = DeploymentHistory(config)
 
     def keep(kind: int, n: int) -> None:
@@ -155,8 +158,9 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow() -> None:
         else:
             history._kind = 0
     kept = sorted(json.loads(config.unpack(b[1:]))["n"] for b in history._notable)
-    # The scale-up episode by its first decision; the last two scale-downs; the advice episode's first.
-    assert kept == [0, 8, 10, 11]
+    # The scale-up episode by its first decision; the last (two) scale-downs; the advice episode's first.
+    assert kept == expected
+    assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
 
 
 def test_pages_escape_names_and_check_them() -> None:
