@@ -211,6 +211,20 @@ class RecurringLoad:
         return m
 
 
+_Layout = tuple[tuple[int, ...], list[int], list[int]]
+_LAYOUTS: dict[tuple[int, tuple[int, ...], int], _Layout] = {}
+
+
+def _layout(step_seconds: int, periods: tuple[int, ...], max_bins: int) -> _Layout:
+    """(periods, bins per period, first bin of each) for a shape, shared by the models of that shape
+    (read only: never mutated)."""
+    key = (step_seconds, periods, max_bins)
+    if key not in _LAYOUTS:
+        bins = [min(max_bins, p // step_seconds) if p >= 2 * step_seconds else 0 for p in periods]
+        _LAYOUTS[key] = (periods, bins, [sum(bins[:k]) for k in range(len(bins))])
+    return _LAYOUTS[key]
+
+
 class PeriodicLoad:
     """How much the load rose over the coming steps at this time of each of the last ``cycles`` periods.
 
@@ -295,16 +309,17 @@ class PeriodicLoad:
         if not min_growth > 1.0:
             raise ValueError(f"min_growth must be > 1, got {min_growth!r}")
         self.step_seconds = step_seconds
-        self.periods = tuple(int(p) for p in periods)
         self.cycles = cycles
         self.max_bins = max_bins
         self.min_growth = min_growth
-        #: Bins per period (0: the period is shorter than two steps and skipped).
-        self._bins = [min(max_bins, p // step_seconds) if p >= 2 * step_seconds else 0 for p in self.periods]
-        self._offsets = [sum(self._bins[:k]) for k in range(len(self._bins))]
+        #: The periods, bins per period (0: shorter than two steps, skipped) and each period's first bin:
+        #: one shared tuple of each per shape, not three objects per deployment.
+        self.periods, self._bins, self._offsets = _layout(
+            step_seconds, tuple(int(p) for p in periods), max_bins
+        )
         total = sum(self._bins)
         #: Per period, the cycle its counts are relative to (-1: nothing learned yet).
-        self._base = [-1] * len(self.periods)
+        self._base = array("q", [-1]) * len(self.periods)
         #: Per bin: its newest cycle relative to the base, plus one (0: none yet), and for how many
         #: consecutive cycles up to that one it holds values (capped at the slots).
         self._newest = array("H", [0]) * total
@@ -421,7 +436,7 @@ class PeriodicLoad:
         base = [int(b) for b in d["base"]]
         if len(base) != len(m.periods):
             raise ValueError(f"periodic-load state field 'base' has {len(base)} periods")
-        m._base = base
+        m._base = array("q", base)
         for name, attr in (("newest", "_newest"), ("run", "_run"), ("values", "_value")):
             restored = array(getattr(m, attr).typecode)
             restored.frombytes(base64.b64decode(d[name]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import zlib
 
 import pytest
 
@@ -78,7 +77,6 @@ def test_the_ring_holds_the_last_windows_with_each_forecast_at_the_window_it_for
     last = outputs[-1]
     assert body["replicas"]["recommended"][59] == last.recommendation.recommended_replicas
     assert body["series"]["action"][59] == last.decision.action
-    assert history.nbytes == 60 * (history.config.columns + 3)
 
 
 def test_windows_without_a_sample_are_gaps_and_a_narrower_window_is_the_tail() -> None:
@@ -93,13 +91,61 @@ def test_windows_without_a_sample_are_gaps_and_a_narrower_window_is_the_tail() -
     assert history.latest() is not None and history.latest()["t"] == T0 + 39 * STEP  # type: ignore[index]
 
 
+def test_closed_chunks_are_lossless_for_any_bytes_and_the_ring_reads_across_them() -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    for dtype in (np.uint8, np.uint16):
+        config = HistoryConfig(
+            capacity=20, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5, replica_dtype=dtype, chunk=7
+        )
+        rows = rng.integers(0, 256, (7, config.width), dtype=np.uint8)  # wraps in every column
+        assert np.array_equal(config.decode(config.encode(rows.tobytes())), rows)
+        assert config.encode(config.absent_row * 7) == b""  # a chunk nothing arrived in costs nothing
+    # The same windows through rings of 1-row, 7-row and 60-row chunks read the same, gaps and all.
+    outputs, whole = run(100, skip=range(50, 64), HELIOS_HISTORY="1h")
+    assert whole is not None
+    for size in (1, 7):
+        chunked = DeploymentHistory(HistoryConfig(**{**_fields(whole.config), "chunk": size}))
+        replay(outputs, chunked)
+        assert chunked.to_json() == whole.to_json()
+        assert len(chunked._chunks) <= -(-60 // size)  # only the chunks the hour reaches into
+
+
+def test_a_late_window_overwrites_its_row_even_in_a_closed_chunk() -> None:
+    outputs, whole = run(30, HELIOS_HISTORY="1h")
+    assert whole is not None
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 5})
+    ring = DeploymentHistory(config)
+    late = outputs[12]
+    replay([o for o in outputs if o is not late], ring)
+    body = ring.to_json()
+    at = body["t"].index(late.forecast.timestamp.timestamp())
+    assert body["series"]["cpu_utilization"][at] is None and len(ring._chunks) >= 2  # in a closed chunk
+    replay([late], ring)
+    assert ring.to_json() == whole.to_json()
+
+
+def _fields(config: HistoryConfig) -> dict[str, object]:
+    keys = ("capacity", "step_seconds", "horizons", "threshold", "replica_dtype", "decisions", "chunk")
+    return {k: getattr(config, k) for k in keys}
+
+
+def replay(outputs: list, ring: DeploymentHistory) -> None:
+    for o in outputs:
+        ring.record(o.forecast.timestamp.timestamp(), o, o.recommendation.model_dump_json().encode())
+
+
 def test_no_history_when_the_setting_is_zero() -> None:
     outputs, history = run(5, HELIOS_HISTORY="0")
     assert history is None and len(outputs) == 5
 
 
-def test_a_scale_up_stays_listed_however_many_scale_downs_follow() -> None:
-    config = HistoryConfig(capacity=10, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5)
+@pytest.mark.parametrize(("decisions", "expected"), [(1, [0, 10, 11]), (2, [0, 8, 10, 11])])
+def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int, expected: list[int]) -> None:
+    config = HistoryConfig(
+        capacity=10, step_seconds=STEP, horizons=(("5m", 5),), threshold=2.5, decisions=decisions
+    )
     history = DeploymentHistory(config)
 
     def keep(kind: int, n: int) -> None:
@@ -111,9 +157,10 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow() -> None:
             keep(kind, n)
         else:
             history._kind = 0
-    kept = sorted(json.loads(zlib.decompress(z))["n"] for _, z in history._notable)
-    # The scale-up episode by its first decision; the last two scale-downs; the advice episode's first.
-    assert kept == [0, 8, 10, 11]
+    kept = sorted(json.loads(config.unpack(b[1:]))["n"] for b in history._notable)
+    # The scale-up episode by its first decision; the last (two) scale-downs; the advice episode's first.
+    assert kept == expected
+    assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
 
 
 def test_pages_escape_names_and_check_them() -> None:

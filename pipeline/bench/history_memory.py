@@ -1,6 +1,6 @@
 """The status page's history ring: what it costs per sample, per deployment and per request.
 
-    .venv/bin/python scripts/bench_history.py [--deployments 200] [--steps 400]
+    .venv/bin/python -m pipeline.bench.history_memory [--deployments 200] [--steps 400]
 
 Runs the real Runtime (with the shipped XGBoost model) twice over the same samples, once with
 ``HELIOS_HISTORY=0`` (no ring) and once with the default: the difference in Python heap (tracemalloc)
@@ -17,18 +17,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import os
 import time
 import tracemalloc
+from datetime import UTC, datetime
 
+import numpy as np
 import orjson
 
-from pipeline.bench.common import make_samples
+from pipeline.bench.common import NAMESPACE, deployment_name, make_samples
 from pipeline.bench.inproc import build_runtime, raw_records, run_batches
-from pipeline.history import DeploymentHistory
-from pipeline.runtime import Runtime
+from pipeline.history import DeploymentHistory, HistoryConfig
+from pipeline.runtime import RawRecord, Runtime
 from pipeline.settings import load_settings
+from pipeline.sources.synthetic import row_to_sample, synthetic_trace
+from pipeline.stages import StageOutput
 
 
 def heap_per_deployment(history: str, deployments: int, steps: list[int]) -> dict[int, float]:
@@ -48,25 +53,68 @@ def heap_per_deployment(history: str, deployments: int, steps: list[int]) -> dic
     return out
 
 
-def hook_cost(rt: Runtime, steps: int) -> tuple[float, DeploymentHistory]:
-    """µs per DeploymentHistory.record, replaying one deployment's real outputs into a fresh ring."""
-    recs = raw_records(make_samples(1, steps, rt.settings.scoring_interval, seed=9))
-    outputs = []
-    for i in range(0, len(recs), 100):
-        outputs += rt.process(recs[i : i + 100], lambda key: None).outputs
+def workloads(rt: Runtime, steps: int) -> dict[str, list[StageOutput]]:
+    """One deployment's real stage outputs on three kinds of data: the make_samples load of ``make bench``
+    (daily cycle, AR(1) noise), the synthetic Saleor workload (``pipeline/sources/synthetic.py``, with
+    its incident), and uniform noise (CPU and memory drawn anew each window: the worst case to compress).
+    """
+    step = rt.settings.scoring_interval
+    bench = make_samples(1, steps, step, seed=9)
+    saleor_name, noise_name = deployment_name(1), deployment_name(2)
+    first = datetime.fromtimestamp(bench[0].window, UTC)
+    trace = synthetic_trace(steps, step, seed=3, incident_at=steps // 2, start=first)
+    rng = np.random.default_rng(4)
+    saleor, noise = [], []
+    for row in trace.to_dict("records"):
+        row["timestamp"] = row["timestamp"].to_pydatetime()
+        saleor.append(row_to_sample(row, NAMESPACE, saleor_name).model_dump_json().encode())
+        row["cpu_utilization"], row["memory_utilization"] = rng.uniform(0.02, 0.98, 2)
+        noise.append(row_to_sample(row, NAMESPACE, noise_name).model_dump_json().encode())
+    data = {
+        "bench": raw_records(bench),
+        "saleor": [
+            RawRecord(f"{NAMESPACE}/{saleor_name}".encode(), v, "t", 0, i) for i, v in enumerate(saleor)
+        ],
+        "noise": [RawRecord(f"{NAMESPACE}/{noise_name}".encode(), v, "t", 0, i) for i, v in enumerate(noise)],
+    }
+    out = {}
+    for name, recs in data.items():
+        outputs = []
+        for i in range(0, len(recs), 100):
+            outputs += rt.process(recs[i : i + 100], lambda key: None).outputs
+        out[name] = outputs
+    return out
+
+
+def hook_cost(config: HistoryConfig, outputs: list[StageOutput]) -> tuple[float, int, DeploymentHistory]:
+    """µs per DeploymentHistory.record (best of 5) replaying real outputs into a fresh ring, and the most
+    bytes the ring held once full (rows raw and compressed, and the kept records)."""
     blobs = [o.recommendation.model_dump_json().encode() for o in outputs]
     starts = [o.forecast.timestamp.timestamp() for o in outputs]
     best = float("inf")
-    ring = rt.history.new()
-    assert ring is not None
+    ring = DeploymentHistory(config)
     for _ in range(5):
-        ring = rt.history.new()
-        assert ring is not None
+        ring = DeploymentHistory(config)
         began = time.perf_counter()
         for t, o, b in zip(starts, outputs, blobs, strict=True):
             ring.record(t, o, b)
         best = min(best, (time.perf_counter() - began) / len(outputs))
-    return best * 1e6, ring
+    most, ring = 0, DeploymentHistory(config)
+    for k, (t, o, b) in enumerate(zip(starts, outputs, blobs, strict=True)):
+        ring.record(t, o, b)
+        if k >= config.capacity:
+            most = max(most, ring.nbytes)
+    return best * 1e6, most, ring
+
+
+def describe(ring: DeploymentHistory) -> str:
+    closed = [b for b in ring._chunks if b]
+    per_window = sum(map(len, closed)) / max(1, len(closed) * ring.config.chunk)
+    kept = sum(map(len, ring._notable))
+    return (
+        f"open chunk {len(ring._open)} B raw, {len(ring._chunks)} closed {per_window:.1f} B/window, "
+        f"latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
+    )
 
 
 def rss_slopes() -> None:
@@ -103,10 +151,19 @@ def main() -> None:
             f"{without[k] / 1024:.2f} KB without: the ring adds {(with_ring[k] - without[k]) / 1024:.2f} KB"
         )
     rt, _ = build_runtime(load_settings({}))
-    us, ring = hook_cost(rt, args.steps)
-    shape = f"{rt.history.capacity} rows x ({rt.history.columns} + 3) columns"
-    print(f"ring matrices: {ring.nbytes} bytes ({shape})")
-    print(f"record hook: {us:.2f} µs per sample (best of 5 over {args.steps} real outputs)")
+    base = rt.history
+    ring = None
+    # Long enough for the ring to fill and then close two chunks of the largest size.
+    for name, outputs in workloads(rt, max(args.steps, base.capacity + 240)).items():
+        for chunk in (30, 60, 120):
+            config = dataclasses.replace(base, chunk=chunk)
+            config.dictionary.extend(base.dictionary)
+            us, most, ring = hook_cost(config, outputs)
+            print(
+                f"{name:6s} chunk {chunk:3d}: record {us:.2f} µs/sample, at most {most:,} B once full "
+                f"({describe(ring)})"
+            )
+    assert ring is not None
     best, body = float("inf"), b""
     for _ in range(20):
         began = time.perf_counter()

@@ -1,6 +1,6 @@
 """``/health`` p99 while a worker runs flat out, without and with a browser polling the status page.
 
-    HELIOS_KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python scripts/bench_status_poll.py [--deployments 100]
+    HELIOS_KAFKA_BOOTSTRAP=127.0.0.1:9092 .venv/bin/python -m pipeline.bench.status_poll [--deployments 100]
         [--steps 400] [--every 5]
 
 Pre-produces ``deployments x steps`` samples (``make bench``'s generator), then three times starts a
@@ -102,7 +102,8 @@ async def one_run(run: Run, source: str, n: int, name: str, browser_every: float
         url = f"http://127.0.0.1:{worker.port}/deployments/bench/svc-00000"
         cmd = [
             PY,
-            __file__,
+            "-m",
+            "pipeline.bench.status_poll",
             "--fetch" if name == "fetcher" else "--browse",
             url,
             "--every",
