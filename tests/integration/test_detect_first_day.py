@@ -9,26 +9,12 @@ import pytest
 from models.anomaly import CRITICAL_FACTOR
 from pipeline.api import DetectResponse
 from tests.conftest import free_port
-from tests.helpers import Worker, topic_env
+from tests.helpers import DESIGN_ANOMALOUS, DESIGN_NORMAL, Worker, topic_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-NORMAL = {
-    "cpu_utilization": 0.45,
-    "memory_utilization": 0.62,
-    "memory_bytes": 536870912,
-    "db_cpu": 0.30,
-    "db_memory": 0.55,
-    "db_connections": 15,
-}
-ANOMALOUS = {
-    "cpu_utilization": 0.95,
-    "memory_utilization": 0.88,
-    "memory_bytes": 1073741824,
-    "db_cpu": 0.85,
-    "db_memory": 0.75,
-    "db_connections": 150,
-}
+NORMAL = DESIGN_NORMAL
+ANOMALOUS = DESIGN_ANOMALOUS
 
 
 def test_a_fresh_worker_judges_the_designs_examples_on_priors(

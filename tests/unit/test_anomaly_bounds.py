@@ -7,17 +7,11 @@ import math
 
 from models.anomaly import StreamingDetector
 from models.features import FEATURES
+from tests.helpers import DESIGN_NORMAL
 
 BOUND = 1e6
 
-NORMAL = {
-    "cpu_utilization": 0.45,
-    "memory_utilization": 0.62,
-    "memory_bytes": 536870912.0,
-    "db_cpu": 0.30,
-    "db_memory": 0.55,
-    "db_connections": 15.0,
-}
+NORMAL = DESIGN_NORMAL
 
 
 def test_a_feature_constant_for_three_days_scores_its_first_change_finitely() -> None:

@@ -13,17 +13,11 @@ from models.features import FEATURES
 from pipeline.records import Metrics, MetricSample
 from pipeline.settings import load_settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig
+from tests.helpers import DESIGN_NORMAL
 
 CONFIG = PipelineConfig.from_settings(load_settings({}))
 STEP = CONFIG.step_seconds
-NORMAL = {
-    "cpu_utilization": 0.45,
-    "memory_utilization": 0.62,
-    "memory_bytes": 536870912,
-    "db_cpu": 0.30,
-    "db_memory": 0.55,
-    "db_connections": 15,
-}
+NORMAL = DESIGN_NORMAL
 
 
 def _daily(i: int) -> dict[str, float]:

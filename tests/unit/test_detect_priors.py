@@ -17,6 +17,7 @@ from pipeline.api import DetectRequest, DetectResponse, MetricsIn
 from pipeline.openapi import openapi_spec
 from pipeline.settings import load_settings
 from pipeline.stages import DeploymentPipeline, PipelineConfig
+from tests.helpers import DESIGN_ANOMALOUS, DESIGN_NORMAL
 
 SETTINGS = load_settings({})
 CONFIG = PipelineConfig.from_settings(SETTINGS)
@@ -24,22 +25,8 @@ THRESHOLD = CONFIG.anomaly_threshold
 DAY = 86400 // CONFIG.step_seconds
 KEY = "saleor/saleor-api"
 
-NORMAL = {
-    "cpu_utilization": 0.45,
-    "memory_utilization": 0.62,
-    "memory_bytes": 536870912,
-    "db_cpu": 0.30,
-    "db_memory": 0.55,
-    "db_connections": 15,
-}
-ANOMALOUS = {
-    "cpu_utilization": 0.95,
-    "memory_utilization": 0.88,
-    "memory_bytes": 1073741824,
-    "db_cpu": 0.85,
-    "db_memory": 0.75,
-    "db_connections": 150,
-}
+NORMAL = DESIGN_NORMAL
+ANOMALOUS = DESIGN_ANOMALOUS
 
 
 @pytest.fixture(scope="module")
