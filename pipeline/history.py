@@ -183,14 +183,17 @@ class HistoryConfig:
 class DeploymentHistory:
     """The ring of one deployment (see the module docstring)."""
 
-    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_notable", "_open", "config")
+    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_lead", "_notable", "_open", "config")
 
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
         #: Slot (window start / step) of the newest row, None before the first.
         self._last: int | None = None
-        #: The rows of the newest chunk, from its first slot to ``_last``.
+        #: The rows of the newest chunk, from its row ``_lead`` to ``_last``: the absent rows before the
+        #: first one the chunk received are not held (a new deployment starts mid-chunk, on average half
+        #: a chunk of rows that would say only "nothing arrived").
         self._open = bytearray()
+        self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
         self._chunks: list[bytes] = []
         #: The latest record as sent (the bytes built for Kafka: no copy).
@@ -273,6 +276,10 @@ class DeploymentHistory:
         back = last // size - slot // size  # chunks before the open one
         at = (slot % size) * width
         if back == 0:
+            if slot % size < self._lead:  # before the first row held: hold the absent rows up to it
+                self._open[:0] = cfg.absent_row * (self._lead - slot % size)
+                self._lead = slot % size
+            at -= self._lead * width
             self._open[at : at + width] = row
         elif back <= len(self._chunks):
             i = len(self._chunks) - back
@@ -287,10 +294,11 @@ class DeploymentHistory:
         last = self._last
         if last is not None:
             self._open += cfg.absent_row * (size - 1 - last % size)
-            self._chunks.append(cfg.encode(self._open))
+            self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open))
             skipped = slot // size - last // size - 1
             self._chunks += [b""] * min(skipped, cfg.capacity // size + 1)
-        self._open = bytearray(cfg.absent_row * (slot % size))
+        self._open = bytearray()
+        self._lead = slot % size
         # Keep the closed chunks the ring's capacity still reaches into.
         need = -(-max(0, cfg.capacity - slot % size - 1) // size)
         del self._chunks[: max(0, len(self._chunks) - need)]
@@ -313,7 +321,8 @@ class DeploymentHistory:
         opened = self._last % size + 1
         chunks = min(len(self._chunks), -(-max(0, n - opened) // size))
         parts = [cfg.decode(b) for b in self._chunks[len(self._chunks) - chunks :]]
-        parts.append(np.frombuffer(bytes(self._open), dtype=np.uint8).reshape(opened, width))
+        held = cfg.absent_row * self._lead + self._open
+        parts.append(np.frombuffer(bytes(held), dtype=np.uint8).reshape(opened, width))
         rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if len(rows) < n:
             pad = np.frombuffer(cfg.absent_row * (n - len(rows)), dtype=np.uint8).reshape(-1, width)

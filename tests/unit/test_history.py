@@ -170,3 +170,25 @@ def test_pages_escape_names_and_check_them() -> None:
     assert checked_key("shop", "api-1") == "shop/api-1"
     assert checked_key("shop", "../x") is None and checked_key("a" * 64, "api") is None
     assert session_cookie("secret") != "secret" and len(session_cookie("secret")) == 64
+
+
+def test_a_ring_started_mid_chunk_holds_only_its_rows_and_takes_late_ones_before_them() -> None:
+    outputs, whole = run(30, HELIOS_HISTORY="1h")
+    assert whole is not None
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 10})
+    checked = 0
+    for k in range(12):
+        fresh = DeploymentHistory(config)
+        replay(outputs[k + 1 : k + 2], fresh)
+        assert len(fresh._open) == config.width  # not the absent rows before it in its chunk
+        if (outputs[k].forecast.timestamp.timestamp() // STEP) % 10 == 9:
+            continue  # the late row would be in a chunk before the ring's first: never held
+        later = outputs[k + 1 :] if k % 2 else outputs[k + 1 : k + 4]  # across chunks, or within one
+        late = DeploymentHistory(config)
+        replay(later, late)
+        replay([outputs[k]], late)  # older than every row held, in the open chunk or a closed one
+        ordered = DeploymentHistory(config)
+        replay([outputs[k], *later], ordered)
+        assert late.to_json() == ordered.to_json()
+        checked += 1
+    assert checked == 11
