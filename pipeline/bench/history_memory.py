@@ -118,7 +118,7 @@ def describe(ring: DeploymentHistory) -> str:
 
 
 def rss_slopes() -> None:
-    from bench import Run, phase_memory
+    from pipeline.bench.perf import Run, phase_memory
 
     bootstrap = os.environ.get("HELIOS_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     for history in ("0", "6h"):
