@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from typing import Any
 
 import pytest
 
@@ -126,7 +127,7 @@ def test_a_late_window_overwrites_its_row_even_in_a_closed_chunk() -> None:
     assert ring.to_json() == whole.to_json()
 
 
-def _fields(config: HistoryConfig) -> dict[str, object]:
+def _fields(config: HistoryConfig) -> dict[str, Any]:
     keys = ("capacity", "step_seconds", "horizons", "threshold", "replica_dtype", "decisions", "chunk")
     return {k: getattr(config, k) for k in keys}
 
@@ -192,3 +193,64 @@ def test_a_ring_started_mid_chunk_holds_only_its_rows_and_takes_late_ones_before
         assert late.to_json() == ordered.to_json()
         checked += 1
     assert checked == 11
+
+
+def _held(v: float | None) -> float | None:
+    """What the ring promises to give back for a recorded utilisation (see pipeline/history.py)."""
+    if v is None or v != v:
+        return None
+    return min(max(v, 0.0), 254 * QUANTUM)  # clipped to [0, 1.016], then within QUANTUM / 2
+
+
+def test_every_value_read_back_is_within_half_a_step_of_what_was_recorded_on_adversarial_data() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from pipeline.records import Band
+
+    outputs, whole = run(70, HELIOS_HISTORY="1h")
+    assert whole is not None
+    n = len(outputs)
+    cases: list[list[float | None]] = [
+        [0.37] * n,  # constant
+        [0.1 if i < n // 2 else 0.9 for i in range(n)],  # one step
+        [(-1) ** i * 1e9 for i in range(n)],  # huge, both signs
+        [1e-12 * (i % 3) for i in range(n)],  # tiny
+        [math.nan if i % 4 == 0 else None if i % 4 == 1 else 0.5 for i in range(n)],  # missing
+        [float(v) for v in np.random.default_rng(11).uniform(-0.1, 1.1, n)],  # across both clip points
+    ]
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 7})  # most rows in closed chunks
+    for cpu, mem in zip(cases, cases[1:] + cases[:1], strict=True):
+        ring = DeploymentHistory(config)
+        for i, o in enumerate(outputs):
+            point = cpu[(i + 3) % n]
+            band = Band.model_construct(point=point, lower=mem[i], upper=cpu[i])
+            forecast = o.forecast.model_copy(
+                update={
+                    "observed": o.forecast.observed.model_copy(
+                        update={"cpu_utilization": cpu[i], "memory_utilization": mem[i]}
+                    ),
+                    "horizons": [h.model_copy(update={"cpu_utilization": band}) for h in o.forecast.horizons],
+                }
+            )
+            ring.record(o.forecast.timestamp.timestamp(), dataclasses.replace(o, forecast=forecast), b"{}")
+        assert len(ring._chunks) >= 8
+        body = ring.to_json()
+        first = body["t"][0]
+        checked = 0
+        for i, o in enumerate(outputs):
+            k = int(o.forecast.timestamp.timestamp() - first) // STEP
+            if k < 0:
+                continue  # older than the ring reaches
+            got = [body["series"]["cpu_utilization"][k], body["series"]["memory_utilization"][k]]
+            want = [_held(cpu[i]), _held(mem[i])]
+            for label, steps in config.horizons:
+                drawn = body["forecast"][label]["cpu_utilization"]
+                got += [drawn[part][k + steps] for part in ("point", "lower", "upper")]
+                want += [_held(cpu[(i + 3) % n]), _held(mem[i]), _held(cpu[i])]
+            for g, w in zip(got, want, strict=True):
+                assert (g is None) == (w is None), (i, got, want)
+                assert g is None or w is None or abs(g - w) <= QUANTUM / 2 + 1e-12, (i, got, want)
+                checked += 1
+        assert checked >= 60 * (2 + 3 * len(config.horizons))
