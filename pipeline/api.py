@@ -166,21 +166,33 @@ class ErrorResponse(BaseModel):
 Values = list[float | None]
 
 
+#: The resolution the ring keeps utilisations at (pipeline/history.py), stated in the schema.
+_FRACTION = (
+    "Utilisation as a fraction, kept at a resolution of 1/250: within 0.002 of the value recorded, "
+    "which is first clipped to [0, 1.016]"
+)
+
+
 class HistorySeries(BaseModel):
     """What was observed and decided in each window of ``t`` (null: no sample, or a future window)."""
 
-    cpu_utilization: Values
-    memory_utilization: Values
-    anomaly_score: Values = Field(description="σ, at most `score_ceiling` (higher scores are shown there)")
+    cpu_utilization: Values = Field(description=_FRACTION)
+    memory_utilization: Values = Field(description=_FRACTION)
+    anomaly_score: Values = Field(
+        description="σ, kept at a resolution of threshold / 50 (within threshold / 100 of the score), at "
+        "most `score_ceiling` (higher scores are shown there)"
+    )
     is_anomaly: list[bool | None] = Field(description="Declared anomaly (held for HELIOS_ANOMALY_HOLD)")
     severity: list[Severity | None]
     action: list[Literal["hold", "scale_up", "scale_down"] | None]
 
 
 class BandHistory(BaseModel):
-    point: Values
-    lower: Values
-    upper: Values
+    """A forecast band, each end and the point at the utilisations' resolution."""
+
+    point: Values = Field(description=_FRACTION)
+    lower: Values = Field(description=_FRACTION)
+    upper: Values = Field(description=_FRACTION)
 
 
 class HorizonHistory(BaseModel):

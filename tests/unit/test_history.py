@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.history import FRACTION_SCALE, DeploymentHistory, HistoryConfig
+from pipeline.history import FRACTION_SCALE, PARTS, DeploymentHistory, HistoryConfig
 from pipeline.runtime import RawRecord
 from pipeline.settings import load_settings
 from pipeline.status_page import checked_key, deployment_html, session_cookie
@@ -254,3 +254,26 @@ def test_every_value_read_back_is_within_half_a_step_of_what_was_recorded_on_adv
                 assert g is None or w is None or abs(g - w) <= QUANTUM / 2 + 1e-12, (i, got, want)
                 checked += 1
         assert checked >= 60 * (2 + 3 * len(config.horizons))
+
+
+def test_the_openapi_schema_states_the_resolution_the_ring_keeps() -> None:
+    import re
+
+    from pipeline.history import _TOP, SCORE_STEPS
+    from pipeline.openapi import openapi_spec
+
+    schemas = openapi_spec()["components"]["schemas"]
+    for model, fields in (
+        ("HistorySeries", ("cpu_utilization", "memory_utilization")),
+        ("BandHistory", PARTS),
+    ):
+        for name in fields:
+            text = schemas[model]["properties"][name]["description"]
+            scale, half, top = re.search(r"1/(\d+): within ([\d.]+) .* \[0, ([\d.]+)\]", text).groups()  # type: ignore[union-attr]
+            assert (int(scale), float(half), float(top)) == (
+                FRACTION_SCALE,
+                0.5 / FRACTION_SCALE,
+                _TOP / FRACTION_SCALE,
+            )
+    score = schemas["HistorySeries"]["properties"]["anomaly_score"]["description"]
+    assert f"threshold / {SCORE_STEPS} (within threshold / {2 * SCORE_STEPS}" in score
