@@ -44,6 +44,7 @@ __all__ = [
     "Interval",
     "OnlineForecaster",
     "apply_plan",
+    "averaging",
     "calibrated_steps_for",
     "half_life",
     "interpolate_interval",
@@ -103,6 +104,21 @@ def per_step(half_life: float, step_seconds: float) -> float:
     if half_life <= 0.0:
         return 1.0
     return 1.0 - 2.0 ** (-step_seconds / half_life)
+
+
+def averaging(half_life: float, step_seconds: float, min_outcomes: int) -> float:
+    """The per-step constant of an error average: half-life ``half_life`` seconds, but never fewer
+    than about ``min_outcomes`` outcomes weighed (constant at most ``1 / min_outcomes``).
+
+    At coarse steps a half-life in time holds only a few outcomes, and an average of a few absolute
+    errors is too noisy to weigh smoothers by (the weights raise error ratios to a high power).
+
+    Examples
+    --------
+    >>> round(averaging(10293.0, 60, 50), 4), round(averaging(10293.0, 1800, 50), 4)
+    (0.004, 0.02)
+    """
+    return min(per_step(half_life, step_seconds), 1.0 / min_outcomes)
 
 
 def half_life(alpha: float, step_seconds: float) -> float:
@@ -269,13 +285,15 @@ class ForecasterParams:
     max_pending: int = 12
     width_clip: float = 3.0
     spread_half_life: float = 20690.0
+    min_outcomes: int = 50
     symmetric: bool = True
     step_floor: float = 0.1
     prior_center: float = 0.5
     prior_half_width: float = 1.0
     #: The smoothers as per-step ``(alpha, seasonal, clip)``: their half-lives at ``step_seconds``.
     candidates: tuple[tuple[float, bool, float], ...] = field(init=False)
-    #: Per-step smoothing constants of the error averages and of the spread (from their half-lives).
+    #: Per-step smoothing constants of the error averages and of the spread (from their half-lives, at
+    #: most ``1 / min_outcomes``).
     error_alpha: float = field(init=False)
     spread_alpha: float = field(init=False)
     #: Per-step smoothing constant of the level the seasonal deviations are measured against.
@@ -338,7 +356,7 @@ class ForecasterParams:
         self._validate_scalars()
 
     def _validate_scalars(self) -> None:
-        for name, top in (("max_season_bins", 2016), ("max_pending", 1440)):
+        for name, top in (("max_season_bins", 2016), ("max_pending", 1440), ("min_outcomes", 100000)):
             if not 1 <= getattr(self, name) <= top:
                 raise ValueError(f"{name} must be in [1, {top}], got {getattr(self, name)!r}")
         if not self.season_level_seconds > 0.0:
@@ -361,8 +379,8 @@ class ForecasterParams:
     def _derive(self, derive: Callable[[str, Any], None]) -> None:
         step = self.step_seconds
         derive("candidates", tuple((per_step(h, step), s, c) for h, s, c in self.smoothers))
-        derive("error_alpha", per_step(self.error_half_life, step))
-        derive("spread_alpha", per_step(self.spread_half_life, step))
+        derive("error_alpha", averaging(self.error_half_life, step, self.min_outcomes))
+        derive("spread_alpha", averaging(self.spread_half_life, step, self.min_outcomes))
         derive("season_alpha", min(1.0, self.step_seconds / self.season_level_seconds))
         # A season shorter than two steps carries no shape: disable it.
         per_season = self.season_seconds / self.step_seconds if self.season_seconds else 0.0
@@ -409,6 +427,7 @@ _COERCED: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     *((name, float) for name in ("step_floor", "prior_center", "prior_half_width")),
     ("max_season_bins", int),
     ("max_pending", int),
+    ("min_outcomes", int),
     ("symmetric", bool),
 )
 
@@ -583,6 +602,10 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         The tracker's step has a floor of ``step_floor`` times a spread: the exponentially weighted
         (half-life ``spread_half_life`` seconds) absolute error, each error capped at ``width_clip``
         times the spread.
+    min_outcomes
+        The error and spread averages weigh at least about this many outcomes, whatever their half-life
+        (see :func:`averaging`): at 30-minute steps a half-life of hours is only a few outcomes. The
+        default is what the half-lives give at 5-minute steps, the step they were chosen at.
     symmetric
         Track one quantile of ``|error|`` (default) or, if False, each tail at ``(1 - level) / 2``.
     step_floor
@@ -663,6 +686,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         max_pending: int = 12,
         width_clip: float = 3.0,
         spread_half_life: float = 20690.0,
+        min_outcomes: int = 50,
         symmetric: bool = True,
         step_floor: float = 0.1,
         prior_center: float = 0.5,
@@ -1155,4 +1179,5 @@ def _migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
     params["smoothers"] = [[half_life(float(a), step), bool(s), float(c)] for a, s, c in cands]
     params["error_half_life"] = half_life(float(params.pop("error_alpha")), step)
     params["spread_half_life"] = half_life(float(params.pop("spread_alpha")), step)
+    params["min_outcomes"] = 1  # no floor: the saved constants are kept as they were
     return {**d, "v": _STATE_VERSION, "params": params}

@@ -288,8 +288,13 @@ def test_smoothing_memory_is_the_same_in_seconds_at_every_step(step: int) -> Non
     hour = 3600 / step  # steps in an hour
     for (a, _, _), (h, _, _) in zip(p.candidates, p.smoothers, strict=True):
         assert math.isclose((1 - a) ** hour, 2 ** (-3600 / h), rel_tol=1e-9)
-    assert math.isclose((1 - p.error_alpha) ** hour, 2 ** (-3600 / p.error_half_life), rel_tol=1e-9)
-    assert math.isclose((1 - p.spread_alpha) ** hour, 2 ** (-3600 / p.spread_half_life), rel_tol=1e-9)
+    for alpha, hl in ((p.error_alpha, p.error_half_life), (p.spread_alpha, p.spread_half_life)):
+        if 2 ** (-step / hl) > 1 - 1 / p.min_outcomes:  # the half-life holds enough outcomes
+            assert math.isclose((1 - alpha) ** hour, 2 ** (-3600 / hl), rel_tol=1e-9)
+        else:  # a half-life of a few outcomes: the average weighs min_outcomes of them
+            assert alpha == 1 / p.min_outcomes
+    if step == 1800:  # the defaults' error averages hold too few 30-minute outcomes in their half-life
+        assert p.error_alpha == 1 / p.min_outcomes
 
 
 def _after_a_level_shift(step: int, **kw: Any) -> float:
