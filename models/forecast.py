@@ -272,7 +272,8 @@ class ForecasterParams:
         (932.0, True, 0.0),
         (932.0, False, 1.0),
         (4054.0, True, 1.0),
-        (227.0, False, 0.0),
+        (0.0, False, 0.0),
+        (4054.0, False, 1.0),
     )
     season_gamma: float = 0.1
     season_level_seconds: float = 28800.0
@@ -673,7 +674,8 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             (932.0, True, 0.0),
             (932.0, False, 1.0),
             (4054.0, True, 1.0),
-            (227.0, False, 0.0),
+            (0.0, False, 0.0),
+            (4054.0, False, 1.0),
         ),
         season_gamma: float = 0.1,
         season_level_seconds: float = 28800.0,

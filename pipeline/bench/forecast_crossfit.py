@@ -25,22 +25,25 @@ from typing import Any
 
 from pipeline.bench.river_forecast import run
 
+#: The smoothers of the previous default (the per-step constants chosen at 300 s, as half-lives).
 _DEFAULT = ((932.0, True, 0.0), (932.0, False, 1.0), (4054.0, True, 1.0), (227.0, False, 0.0))
 
-#: Candidate defaults: name -> the forecaster's keyword arguments on top of its defaults.
+#: Candidate defaults: name -> the forecaster's keyword arguments on top of its defaults. Every one
+#: names its smoothers, so the set means the same whatever the defaults are.
 CANDIDATES: dict[str, dict[str, Any]] = {
-    "default": {},
-    "season_level_4h": {"season_level_seconds": 14400.0},
-    "season_level_2h": {"season_level_seconds": 7200.0},
-    "season_level_1h": {"season_level_seconds": 3600.0},
-    "season_gamma_0.05": {"season_gamma": 0.05},
-    "weight_power_10": {"weight_power": 10.0},
-    "error_half_life_1h": {"error_half_life": 3600.0},
-    "error_half_life_8h": {"error_half_life": 28800.0},
+    "previous": {"smoothers": _DEFAULT},
+    "season_level_4h": {"smoothers": _DEFAULT, "season_level_seconds": 14400.0},
+    "season_level_2h": {"smoothers": _DEFAULT, "season_level_seconds": 7200.0},
+    "season_level_1h": {"smoothers": _DEFAULT, "season_level_seconds": 3600.0},
+    "season_gamma_0.05": {"smoothers": _DEFAULT, "season_gamma": 0.05},
+    "weight_power_10": {"smoothers": _DEFAULT, "weight_power": 10.0},
+    "error_half_life_1h": {"smoothers": _DEFAULT, "error_half_life": 3600.0},
+    "error_half_life_8h": {"smoothers": _DEFAULT, "error_half_life": 28800.0},
     "plus_slow_plain": {"smoothers": (*_DEFAULT, (4054.0, False, 1.0))},
     "plus_last": {"smoothers": (*_DEFAULT, (0.0, False, 0.0))},
     "plus_last_slow_plain": {"smoothers": (*_DEFAULT, (0.0, False, 0.0), (4054.0, False, 1.0))},
     "last_for_fastest": {"smoothers": (*_DEFAULT[:3], (0.0, False, 0.0))},
+    "last_for_fastest_slow_plain": {"smoothers": (*_DEFAULT[:3], (0.0, False, 0.0), (4054.0, False, 1.0))},
     "plus_last_season_level_1h": {
         "smoothers": (*_DEFAULT, (0.0, False, 0.0)),
         "season_level_seconds": 3600.0,
@@ -134,7 +137,7 @@ def main() -> int:
     out["in_sample"] = {c: table(r) for c, r in runs.items()}
     out["other_steps"] = {}
     for step in (int(s) for s in args.other_steps.split(",") if s):
-        for name in dict.fromkeys(("default", overall)):
+        for name in dict.fromkeys(("previous", overall)):
             result = run(step, spec(CANDIDATES[name]))
             out["other_steps"][f"{step} {name}"] = table(per_series(result))
             line = {"step": step, "candidate": name, **out["other_steps"][f"{step} {name}"]}

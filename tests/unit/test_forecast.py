@@ -287,7 +287,9 @@ def test_smoothing_memory_is_the_same_in_seconds_at_every_step(step: int) -> Non
     p = OnlineForecaster(step_seconds=step).params
     hour = 3600 / step  # steps in an hour
     for (a, _, _), (h, _, _) in zip(p.candidates, p.smoothers, strict=True):
-        assert math.isclose((1 - a) ** hour, 2 ** (-3600 / h), rel_tol=1e-9)
+        # A half-life of 0 is the last value at any step.
+        assert a == 1.0 if h == 0 else math.isclose((1 - a) ** hour, 2 ** (-3600 / h), rel_tol=1e-9)
+    assert any(h == 0 for h, _, _ in p.smoothers) and any(h > 3600 for h, _, _ in p.smoothers)
     for alpha, hl in ((p.error_alpha, p.error_half_life), (p.spread_alpha, p.spread_half_life)):
         if 2 ** (-step / hl) > 1 - 1 / p.min_outcomes:  # the half-life holds enough outcomes
             assert math.isclose((1 - alpha) ** hour, 2 ** (-3600 / hl), rel_tol=1e-9)
