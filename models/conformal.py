@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from models.forecast import track_quantile
+from models.forecast import averaging, track_quantile
 
 __all__ = ["ConformalBand"]
 
@@ -35,7 +35,10 @@ class ConformalBand:
         Nominal coverage, in (0, 1).
     calibrated_steps
         Strictly increasing horizons, in steps, whose errors are tracked.
-    coverage_lr, width_clip, spread_alpha, step_floor, error_alpha, prior_half_width
+    step_seconds
+        Seconds between steps: the half-lives below become per-step constants at this step
+        (:func:`models.forecast.averaging`), so the band's memory in time is the same at every step.
+    coverage_lr, width_clip, spread_half_life, step_floor, error_half_life, min_outcomes, prior_half_width
         As for :class:`models.forecast.OnlineForecaster` (same defaults).
 
     Examples
@@ -54,11 +57,13 @@ class ConformalBand:
         self,
         level: float,
         calibrated_steps: Sequence[int],
+        step_seconds: int = 300,
         coverage_lr: float = 0.05,
         width_clip: float = 3.0,
-        spread_alpha: float = 0.01,
+        spread_half_life: float = 20690.0,
         step_floor: float = 0.1,
-        error_alpha: float = 0.02,
+        error_half_life: float = 10293.0,
+        min_outcomes: int = 50,
         prior_half_width: float = 1.0,
     ) -> None:
         if not 0.0 < level < 1.0:
@@ -66,13 +71,24 @@ class ConformalBand:
         steps = tuple(int(h) for h in calibrated_steps)
         if not steps or steps[0] < 1 or list(steps) != sorted(set(steps)):
             raise ValueError(f"calibrated_steps must be strictly increasing positive integers, got {steps!r}")
+        if not (isinstance(step_seconds, int) and step_seconds > 0):
+            raise ValueError(f"step_seconds must be a positive integer, got {step_seconds!r}")
+        for name, value in (("spread_half_life", spread_half_life), ("error_half_life", error_half_life)):
+            if not 0.0 <= value < math.inf:
+                raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+        if not (isinstance(min_outcomes, int) and min_outcomes >= 1):
+            raise ValueError(f"min_outcomes must be a positive integer, got {min_outcomes!r}")
         self.level = float(level)
+        self.step_seconds = step_seconds
         self.calibrated_steps = steps
         self.coverage_lr = coverage_lr
         self.width_clip = width_clip
-        self.spread_alpha = spread_alpha
+        self.spread_half_life = spread_half_life
         self.step_floor = step_floor
-        self.error_alpha = error_alpha
+        self.error_half_life = error_half_life
+        self.min_outcomes = min_outcomes
+        self.spread_alpha = averaging(spread_half_life, step_seconds, min_outcomes)
+        self.error_alpha = averaging(error_half_life, step_seconds, min_outcomes)
         self.prior_half_width = prior_half_width
         n = len(steps)
         self._q = [0.0] * n
@@ -150,10 +166,12 @@ class ConformalBand:
         return {
             "level": self.level,
             "calibrated_steps": list(self.calibrated_steps),
+            "step_seconds": self.step_seconds,
             "coverage_lr": self.coverage_lr,
             "width_clip": self.width_clip,
-            "spread_alpha": self.spread_alpha,
+            "spread_half_life": self.spread_half_life,
             "step_floor": self.step_floor,
-            "error_alpha": self.error_alpha,
+            "error_half_life": self.error_half_life,
+            "min_outcomes": self.min_outcomes,
             "prior_half_width": self.prior_half_width,
         }

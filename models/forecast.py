@@ -2,7 +2,7 @@
 
 :class:`OnlineForecaster` is what the forecast stage keeps per deployment and feature:
 
-* **Point forecast.** A few exponential smoothers -- different smoothing constants, some on the
+* **Point forecast.** A few exponential smoothers -- different half-lives, in seconds, some on the
   seasonally adjusted series (an additive daily profile of at most ``max_season_bins`` bins,
   interpolated between bins), some Huberised so that CPU spikes do not drag them -- combined with
   weights ``mae_k ** -weight_power`` from each smoother's recent absolute error *at each calibrated
@@ -44,16 +44,21 @@ __all__ = [
     "Interval",
     "OnlineForecaster",
     "apply_plan",
+    "averaging",
     "calibrated_steps_for",
+    "half_life",
     "interpolate_interval",
+    "per_step",
     "plan_seconds",
     "track_quantile",
 ]
 
 _NAN = float("nan")
 _TINY = 1e-12
-#: Version of :meth:`OnlineForecaster.to_dict`; bump when the layout changes.
-_STATE_VERSION = 1
+#: Version of :meth:`OnlineForecaster.to_dict`; bump when the layout changes (and migrate the old one).
+#: 2: the smoothing constants are half-lives in seconds (``smoothers``, ``error_half_life``,
+#: ``spread_half_life``) where 1 had per-step constants (``candidates``, ``error_alpha``, ``spread_alpha``).
+_STATE_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,51 @@ def track_quantile(q: float, miss: bool, spread: float, target: float, lr: float
     step = lr * (low if low > q else q)
     q = q + step * ((1.0 if miss else 0.0) - target)
     return q if q > 0.0 else 0.0
+
+
+def per_step(half_life: float, step_seconds: float) -> float:
+    """The per-step smoothing constant of an exponential average with the given half-life in seconds.
+
+    ``1 - 2 ** (-step / half_life)``: after ``half_life`` seconds a value's weight has halved, whatever
+    the step, so one half-life gives the same memory in time at 60 s and at 30-minute steps. A half-life
+    of 0 is no memory (constant 1).
+
+    Examples
+    --------
+    >>> round(per_step(932.0, 300), 4), round(per_step(932.0, 60), 4), per_step(0.0, 60)
+    (0.2, 0.0436, 1.0)
+    """
+    if half_life <= 0.0:
+        return 1.0
+    return 1.0 - 2.0 ** (-step_seconds / half_life)
+
+
+def averaging(half_life: float, step_seconds: float, min_outcomes: int) -> float:
+    """The per-step constant of an error average: half-life ``half_life`` seconds, but never fewer
+    than about ``min_outcomes`` outcomes weighed (constant at most ``1 / min_outcomes``).
+
+    At coarse steps a half-life in time holds only a few outcomes, and an average of a few absolute
+    errors is too noisy to weigh smoothers by (the weights raise error ratios to a high power).
+
+    Examples
+    --------
+    >>> round(averaging(10293.0, 60, 50), 4), round(averaging(10293.0, 1800, 50), 4)
+    (0.004, 0.02)
+    """
+    return min(per_step(half_life, step_seconds), 1.0 / min_outcomes)
+
+
+def half_life(alpha: float, step_seconds: float) -> float:
+    """Inverse of :func:`per_step`: the half-life in seconds of a per-step constant ``alpha`` in (0, 1].
+
+    Examples
+    --------
+    >>> round(half_life(0.2, 300), 1), half_life(1.0, 300)
+    (931.9, 0.0)
+    """
+    if alpha >= 1.0:
+        return 0.0
+    return step_seconds * math.log(2.0) / -math.log1p(-alpha)
 
 
 def interpolate_interval(a: Interval, b: Interval, f: float) -> Interval:
@@ -218,27 +268,35 @@ class ForecasterParams:
     season_seconds: int = 86400
     level: float = 0.9
     calibrated_steps: tuple[int, ...] = (1, 5, 15, 30, 60)
-    candidates: tuple[tuple[float, bool, float], ...] = (
-        (0.2, True, 0.0),
-        (0.2, False, 1.0),
-        (0.05, True, 1.0),
-        (0.6, False, 0.0),
+    smoothers: tuple[tuple[float, bool, float], ...] = (
+        (932.0, True, 0.0),
+        (932.0, False, 1.0),
+        (4054.0, True, 1.0),
+        (0.0, False, 0.0),
+        (4054.0, False, 1.0),
     )
     season_gamma: float = 0.1
     season_level_seconds: float = 28800.0
     season_prior: float = 1.0
     max_season_bins: int = 288
     clip: float = 5.0
-    error_alpha: float = 0.02
+    error_half_life: float = 10293.0
     weight_power: float = 20.0
     coverage_lr: float = 0.05
     max_pending: int = 12
     width_clip: float = 3.0
-    spread_alpha: float = 0.01
+    spread_half_life: float = 20690.0
+    min_outcomes: int = 50
     symmetric: bool = True
     step_floor: float = 0.1
     prior_center: float = 0.5
     prior_half_width: float = 1.0
+    #: The smoothers as per-step ``(alpha, seasonal, clip)``: their half-lives at ``step_seconds``.
+    candidates: tuple[tuple[float, bool, float], ...] = field(init=False)
+    #: Per-step smoothing constants of the error averages and of the spread (from their half-lives, at
+    #: most ``1 / min_outcomes``).
+    error_alpha: float = field(init=False)
+    spread_alpha: float = field(init=False)
     #: Per-step smoothing constant of the level the seasonal deviations are measured against.
     season_alpha: float = field(init=False)
     #: Bins of the seasonal profile (0: no profile) and the seconds each covers.
@@ -264,7 +322,7 @@ class ForecasterParams:
         derive = functools.partial(object.__setattr__, self)  # the documented way into a frozen dataclass
         # Kept as validated: the saved form holds these, so a restored forecaster is built alike.
         derive("calibrated_steps", tuple(int(h) for h in self.calibrated_steps))
-        derive("candidates", tuple((float(a), bool(s), float(c)) for a, s, c in self.candidates))
+        derive("smoothers", tuple((float(a), bool(s), float(c)) for a, s, c in self.smoothers))
         for name, kind in _COERCED:
             derive(name, kind(getattr(self, name)))
         self._derive(derive)
@@ -282,20 +340,24 @@ class ForecasterParams:
                 "calibrated_steps must be strictly increasing integers in [1, 1440], "
                 f"got {self.calibrated_steps!r}"
             )
-        cands = tuple((float(a), bool(s), float(c)) for a, s, c in self.candidates)
-        if not cands or any(not (0.0 < a <= 1.0 and c >= 0.0) for a, _, c in cands):
+        smoothers = tuple((float(a), bool(s), float(c)) for a, s, c in self.smoothers)
+        if not smoothers or any(not (0.0 <= a < math.inf and c >= 0.0) for a, _, c in smoothers):
             raise ValueError(
-                "candidates must be non-empty (alpha in (0, 1], seasonal, clip >= 0) triples, "
-                f"got {self.candidates!r}"
+                "smoothers must be non-empty (half-life in seconds >= 0, seasonal, clip >= 0) triples, "
+                f"got {self.smoothers!r}"
             )
-        for name in ("season_gamma", "error_alpha", "coverage_lr", "spread_alpha"):
+        for name in ("error_half_life", "spread_half_life"):
+            value = getattr(self, name)
+            if not 0.0 <= value < math.inf:
+                raise ValueError(f"{name} must be a non-negative number of seconds, got {value!r}")
+        for name in ("season_gamma", "coverage_lr"):
             value = getattr(self, name)
             if not 0.0 < value <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {value!r}")
         self._validate_scalars()
 
     def _validate_scalars(self) -> None:
-        for name, top in (("max_season_bins", 2016), ("max_pending", 1440)):
+        for name, top in (("max_season_bins", 2016), ("max_pending", 1440), ("min_outcomes", 100000)):
             if not 1 <= getattr(self, name) <= top:
                 raise ValueError(f"{name} must be in [1, {top}], got {getattr(self, name)!r}")
         if not self.season_level_seconds > 0.0:
@@ -316,6 +378,10 @@ class ForecasterParams:
             raise ValueError(f"prior_half_width must be positive and finite, got {w!r} (prior_center {c!r})")
 
     def _derive(self, derive: Callable[[str, Any], None]) -> None:
+        step = self.step_seconds
+        derive("candidates", tuple((per_step(h, step), s, c) for h, s, c in self.smoothers))
+        derive("error_alpha", averaging(self.error_half_life, step, self.min_outcomes))
+        derive("spread_alpha", averaging(self.spread_half_life, step, self.min_outcomes))
         derive("season_alpha", min(1.0, self.step_seconds / self.season_level_seconds))
         # A season shorter than two steps carries no shape: disable it.
         per_season = self.season_seconds / self.step_seconds if self.season_seconds else 0.0
@@ -357,10 +423,12 @@ else:
 #: The arguments the validated parameters hold converted (the others are kept as given).
 _COERCED: tuple[tuple[str, Callable[[Any], Any]], ...] = (
     *((name, float) for name in ("level", "season_gamma", "season_level_seconds", "season_prior", "clip")),
-    *((name, float) for name in ("error_alpha", "weight_power", "coverage_lr", "width_clip", "spread_alpha")),
+    *((name, float) for name in ("error_half_life", "weight_power", "coverage_lr", "width_clip")),
+    ("spread_half_life", float),
     *((name, float) for name in ("step_floor", "prior_center", "prior_half_width")),
     ("max_season_bins", int),
     ("max_pending", int),
+    ("min_outcomes", int),
     ("symmetric", bool),
 )
 
@@ -499,10 +567,12 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         widths are learned for these; other horizons interpolate between them (weights and half-widths
         linearly in the horizon) and beyond the last one the half-width grows like the square root of
         the horizon.
-    candidates
-        The smoothers combined, as ``(alpha, seasonal, clip)``: a level smoothed with ``alpha``, on the
-        seasonally adjusted series if ``seasonal``, its updates Huberised at ``clip`` times the recent
-        one-step error (0: not clipped).
+    smoothers
+        The smoothers combined, as ``(half_life, seasonal, clip)``: a level exponentially smoothed with a
+        half-life of ``half_life`` seconds (the per-step constant follows from ``step_seconds``, see
+        :func:`per_step`, so the memory in time is the same at every step size), on the seasonally
+        adjusted series if ``seasonal``, its updates Huberised at ``clip`` times the recent one-step
+        error (0: not clipped).
     season_gamma
         Learning rate of the seasonal profile once ``1 / season_gamma - season_prior`` cycles are seen;
         before that it is ``1 / (season_prior + 1 + cycles)``, a running mean shrunk towards 0, so the
@@ -516,20 +586,27 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         Resolution cap of the seasonal profile; with finer steps several steps share a bin.
     clip
         Huber bound (times the recent one-step error) of the updates of the seasonal profile and level.
-    error_alpha
-        Smoothing constant of the per-horizon error averages (weights, ``accuracy()``).
+    error_half_life
+        Half-life in seconds of the per-horizon error averages (weights, ``accuracy()``) and of the
+        one-step error scale the clipping uses.
     weight_power
         Candidate ``k`` gets weight proportional to ``mae_k ** -weight_power`` (large: close to picking
         the best smoother at that horizon, but smooth).
     coverage_lr
         Relative step of the conformal quantile tracker; before ``1 / coverage_lr`` scored forecasts the
-        half-width is ``-ln(1 - level)`` times the mean absolute error (exact for Laplace errors).
+        half-width is ``-ln(1 - level)`` times the mean absolute error (exact for Laplace errors). Per
+        scored forecast, not per second: the tracker's miss rate converges in the number of outcomes.
     max_pending
         At most this many forecasts wait per calibrated horizon (every ``ceil(h / max_pending)``-th
         forecast is kept for scoring), which bounds the state for long horizons.
-    width_clip, spread_alpha
+    width_clip, spread_half_life
         The tracker's step has a floor of ``step_floor`` times a spread: the exponentially weighted
-        (``spread_alpha``) absolute error, each error capped at ``width_clip`` times the spread.
+        (half-life ``spread_half_life`` seconds) absolute error, each error capped at ``width_clip``
+        times the spread.
+    min_outcomes
+        The error and spread averages weigh at least about this many outcomes, whatever their half-life
+        (see :func:`averaging`): at 30-minute steps a half-life of hours is only a few outcomes. The
+        default is what the half-lives give at 5-minute steps, the step they were chosen at.
     symmetric
         Track one quantile of ``|error|`` (default) or, if False, each tail at ``(1 - level) / 2``.
     step_floor
@@ -593,23 +670,25 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         season_seconds: int = 86400,
         level: float = 0.9,
         calibrated_steps: Sequence[int] = (1, 5, 15, 30, 60),
-        candidates: Sequence[tuple[float, bool, float]] = (
-            (0.2, True, 0.0),
-            (0.2, False, 1.0),
-            (0.05, True, 1.0),
-            (0.6, False, 0.0),
+        smoothers: Sequence[tuple[float, bool, float]] = (
+            (932.0, True, 0.0),
+            (932.0, False, 1.0),
+            (4054.0, True, 1.0),
+            (0.0, False, 0.0),
+            (4054.0, False, 1.0),
         ),
         season_gamma: float = 0.1,
         season_level_seconds: float = 28800.0,
         season_prior: float = 1.0,
         max_season_bins: int = 288,
         clip: float = 5.0,
-        error_alpha: float = 0.02,
+        error_half_life: float = 10293.0,
         weight_power: float = 20.0,
         coverage_lr: float = 0.05,
         max_pending: int = 12,
         width_clip: float = 3.0,
-        spread_alpha: float = 0.01,
+        spread_half_life: float = 20690.0,
+        min_outcomes: int = 50,
         symmetric: bool = True,
         step_floor: float = 0.1,
         prior_center: float = 0.5,
@@ -1059,8 +1138,8 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
     def accuracy(self) -> dict[int, tuple[float, float]]:
         """Per calibrated horizon: (recent mean absolute error, recent interval coverage in [0, 1]).
 
-        Both are exponentially weighted (``error_alpha``). A horizon with no scored forecast yet
-        reports ``(0.0, 1.0)``.
+        Both are exponentially weighted (half-life ``error_half_life`` seconds). A horizon with no scored
+        forecast yet reports ``(0.0, 1.0)``.
         """
         return {
             h: ((self._mae[j], self._cover[j]) if self._count[j] else (0.0, 1.0))
@@ -1078,11 +1157,29 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OnlineForecaster:
         """Rebuild a forecaster from :meth:`to_dict` output; it forecasts exactly as the original."""
+        if d.get("v") == 1:
+            d = _migrate_v1(d)
         if d.get("v") != _STATE_VERSION:
             raise ValueError(
-                f"unsupported forecaster state version {d.get('v')!r}, expected {_STATE_VERSION}"
+                f"unsupported forecaster state version {d.get('v')!r}, expected {_STATE_VERSION} (or 1)"
             )
         m = cls(**d["params"])
         for f in _STATE:
             setattr(m, f"_{f.key}", f.load(d[f.key], m.params))
         return m
+
+
+def _migrate_v1(d: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 state as version 2: its per-step constants as half-lives at its own step.
+
+    The learned state is kept as it is; the per-step constants derived back from the half-lives equal
+    the saved ones to about 1e-15, so the forecaster carries on as it would have.
+    """
+    params = dict(d["params"])
+    step = float(params["step_seconds"])
+    cands = params.pop("candidates")
+    params["smoothers"] = [[half_life(float(a), step), bool(s), float(c)] for a, s, c in cands]
+    params["error_half_life"] = half_life(float(params.pop("error_alpha")), step)
+    params["spread_half_life"] = half_life(float(params.pop("spread_alpha")), step)
+    params["min_outcomes"] = 1  # no floor: the saved constants are kept as they were
+    return {**d, "v": _STATE_VERSION, "params": params}

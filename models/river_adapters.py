@@ -169,7 +169,9 @@ class RiverForecaster:
         self.spec = spec
         self.step_seconds = step_seconds
         self.prior_center = prior_center
-        self.band = ConformalBand(level, calibrated_steps, prior_half_width=prior_half_width)
+        self.band = ConformalBand(
+            level, calibrated_steps, step_seconds=step_seconds, prior_half_width=prior_half_width
+        )
         self.level = self.band.level
         self.calibrated_steps = self.band.calibrated_steps
         self._t0 = math.nan

@@ -130,7 +130,7 @@ def run() -> dict[str, Any]:
                 step_seconds=60,
                 season_seconds=3600,
                 calibrated_steps=[1, 3, 30],
-                candidates=[[0.3, True, 2.0], (0.1, False, 0.0)],
+                smoothers=[[120.0, True, 2.0], (400.0, False, 0.0)],
                 symmetric=False,
                 max_pending=5,
                 max_season_bins=20,

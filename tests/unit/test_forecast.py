@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,12 +90,12 @@ def test_reproducible() -> None:
 
 def test_inputs_not_mutated() -> None:
     steps = [1, 3, 6, 12]
-    cands = [(0.2, True, 0.0), (0.5, False, 1.0)]
-    f = OnlineForecaster(step_seconds=300, calibrated_steps=steps, candidates=cands)
+    cands = [(900.0, True, 0.0), (300.0, False, 1.0)]
+    f = OnlineForecaster(step_seconds=300, calibrated_steps=steps, smoothers=cands)
     for t, y in _series(300, 300):
         f.learn_at(t, y)
     assert steps == [1, 3, 6, 12]
-    assert cands == [(0.2, True, 0.0), (0.5, False, 1.0)]
+    assert cands == [(900.0, True, 0.0), (300.0, False, 1.0)]
     state = f.to_dict()
     kept = copy.deepcopy(state)
     OnlineForecaster.from_dict(state).learn_at(T0 + 300 * 300, 0.9)
@@ -245,7 +246,8 @@ def test_daily_profile_helps_once_seen() -> None:
         ({"step_seconds": 60, "level": 1.0}, "level"),
         ({"step_seconds": 60, "calibrated_steps": (5, 1)}, "calibrated_steps"),
         ({"step_seconds": 60, "calibrated_steps": ()}, "calibrated_steps"),
-        ({"step_seconds": 60, "candidates": ((1.5, True, 0.0),)}, "candidates"),
+        ({"step_seconds": 60, "smoothers": ((-1.0, True, 0.0),)}, "smoothers"),
+        ({"step_seconds": 60, "error_half_life": math.inf}, "error_half_life"),
         ({"step_seconds": 60, "season_gamma": 0.0}, "season_gamma"),
         ({"step_seconds": 60, "coverage_lr": 2.0}, "coverage_lr"),
         ({"step_seconds": 60, "max_season_bins": 0}, "max_season_bins"),
@@ -278,3 +280,39 @@ def test_score_before_learn_order() -> None:
     g.learn_at(T0 + 300 * 300, 100.0)
     assert f.intervals(1)[0] == before
     assert g.intervals(1)[0].point > before.point
+
+
+@pytest.mark.parametrize("step", [60, 300, 1800])
+def test_smoothing_memory_is_the_same_in_seconds_at_every_step(step: int) -> None:
+    p = OnlineForecaster(step_seconds=step).params
+    hour = 3600 / step  # steps in an hour
+    for (a, _, _), (h, _, _) in zip(p.candidates, p.smoothers, strict=True):
+        # A half-life of 0 is the last value at any step.
+        assert a == 1.0 if h == 0 else math.isclose((1 - a) ** hour, 2 ** (-3600 / h), rel_tol=1e-9)
+    assert any(h == 0 for h, _, _ in p.smoothers) and any(h > 3600 for h, _, _ in p.smoothers)
+    for alpha, hl in ((p.error_alpha, p.error_half_life), (p.spread_alpha, p.spread_half_life)):
+        if 2 ** (-step / hl) > 1 - 1 / p.min_outcomes:  # the half-life holds enough outcomes
+            assert math.isclose((1 - alpha) ** hour, 2 ** (-3600 / hl), rel_tol=1e-9)
+        else:  # a half-life of a few outcomes: the average weighs min_outcomes of them
+            assert alpha == 1 / p.min_outcomes
+    if step == 1800:  # the defaults' error averages hold too few 30-minute outcomes in their half-life
+        assert p.error_alpha == 1 / p.min_outcomes
+
+
+def _after_a_level_shift(step: int, **kw: Any) -> float:
+    # The same process in time at any step: 0.2 for 12 h, then 0.6; the forecast 2 h after the shift.
+    f = OnlineForecaster(step_seconds=step, season_seconds=0, calibrated_steps=(1,), **kw)
+    for i in range(round(14 * 3600 / step)):  # 2 h of 0.6: 7200 / step updates
+        t = i * step
+        f.learn_at(T0 + t, 0.2 if t < 12 * 3600 else 0.6)
+    return f.forecast(1)[0]
+
+
+def test_a_60s_and_a_30min_series_of_the_same_process_forecast_alike() -> None:
+    one = {"smoothers": ((3600.0, False, 0.0),)}
+    # One smoother with a 1-hour half-life: 2 h after a 0.4 shift a quarter of it is left, at any step.
+    assert _after_a_level_shift(60, **one) == pytest.approx(0.5, abs=1e-3)
+    assert _after_a_level_shift(1800, **one) == pytest.approx(0.5, abs=1e-3)
+    # The defaults (a combination of smoothers) follow the shift alike at both steps.
+    fine, coarse = _after_a_level_shift(60), _after_a_level_shift(1800)
+    assert abs(fine - coarse) < 0.05 and min(fine, coarse) > 0.5

@@ -272,3 +272,12 @@ def test_a_river_detectors_state_is_its_name() -> None:
     )
     helios = make_detector(detector_spec("helios"), (CPU,), 2.5, 288)
     assert isinstance(restore_detector(helios.to_dict()), StreamingDetector)
+
+
+@pytest.mark.parametrize("step", [60, 300, 1800])
+def test_a_river_forecasters_band_has_the_forecasters_memory_in_seconds(step: int) -> None:
+    spec = "river.time_series.HoltWinters(alpha=0.2, beta=0.001, gamma=0.05, seasonality=24)"
+    river_band = make_forecaster(forecaster_spec(spec), step, 0.9, (1, 3)).band
+    own = OnlineForecaster(step_seconds=step).params
+    assert river_band.error_alpha == own.error_alpha and river_band.spread_alpha == own.spread_alpha
+    assert river_band.params()["step_seconds"] == step

@@ -111,12 +111,24 @@ def test_a_saved_state_of_the_wrong_size_names_its_field() -> None:
         OnlineForecaster.from_dict(d)
 
 
-def test_states_saved_before_the_declarations_load_and_save_unchanged() -> None:
+def test_states_saved_before_the_declarations_load_and_save_alike() -> None:
     # states_b961780.json: a forecaster and a detector saved by the models of commit b961780.
     saved = json.loads((Path(__file__).parent / "states_b961780.json").read_text())
-    f = OnlineForecaster.from_dict(saved["forecaster"])
+    # The forecaster's is a version-1 state: per-step constants, migrated to half-lives on load.
+    old = saved["forecaster"]
+    f = OnlineForecaster.from_dict(old)
     d = StreamingDetector.from_dict(saved["detector"])
-    assert f.to_dict() == saved["forecaster"]
+    mine = f.to_dict()
+    assert old["v"] == 1 and mine["v"] == 2
+    assert {k: v for k, v in mine.items() if k not in ("v", "params")} == {
+        k: v for k, v in old.items() if k not in ("v", "params")
+    }
+    p = f.params
+    for (a, s, c), (a2, s2, c2) in zip(old["params"]["candidates"], p.candidates, strict=True):
+        assert math.isclose(a, a2, rel_tol=1e-12) and (s, c) == (s2, c2)
+    assert math.isclose(p.error_alpha, old["params"]["error_alpha"], rel_tol=1e-12)
+    assert math.isclose(p.spread_alpha, old["params"]["spread_alpha"], rel_tol=1e-12)
+    assert OnlineForecaster.from_dict(mine).to_dict() == mine  # once migrated, saved back unchanged
     assert d.to_dict() == saved["detector"]
     assert f.n_seen == 300 and d.n_learned("cpu_utilization") == 300
-    assert f.params is OnlineForecaster(**saved["forecaster"]["params"]).params
+    assert f.params is OnlineForecaster(**mine["params"]).params
