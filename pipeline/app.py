@@ -224,5 +224,5 @@ def create_app(
     if wire is not None:
         wire(app, helios)
     web.blueprint.register(app)
-    status_page.register(app, helios)
+    status_page.blueprint.register(app)
     return app

@@ -74,6 +74,9 @@ class Entry:
     write_after: int = 1
     #: Recent outputs for the status page (``HELIOS_HISTORY``; not persisted).
     history: DeploymentHistory | None = None
+    #: The runtime's output count when this deployment's latest output came: it changes whenever the
+    #: history, the accuracy or the recommendations may have, and never repeats on another entry.
+    version: int = 0
 
 
 def first_write_after(key: str, every: int) -> int:
@@ -146,6 +149,7 @@ class Runtime:
         #: Called with (key, window start, values) for every window a sample closes (Prophet's history).
         self.on_window_closed: Callable[[str, float, dict[str, float]], None] | None = None
         self._topics = (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
+        self._outputs = 0
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self, raw: RawRecord, now: float) -> MetricSample:
@@ -285,6 +289,8 @@ class Runtime:
                 result.emits.append(Emit(topic, kafka_key, value))
             if entry.history is not None:
                 entry.history.record(prep.window.start, out, values[2])
+            self._outputs += 1
+            entry.version = self._outputs
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))
