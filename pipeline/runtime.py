@@ -84,9 +84,9 @@ def first_write_after(key: str, every: int) -> int:
 
     Every later write comes ``every`` samples after the one before. Deployments report on the same
     interval and a worker picks them all up at once when it starts, so writing every one of them after
-    exactly ``every`` samples wrote the whole fleet's state in the same interval (the last tenth of the
-    bench's latency run had a median of ~120 ms against ~18 ms for the others); spread by key, each
-    interval writes about ``1 / every`` of it.
+    exactly ``every`` samples writes the whole fleet's state in the same interval, and that interval's
+    samples wait behind the writes (benchmarks/perf.md); spread by key, each interval writes about
+    ``1 / every`` of it.
 
     >>> sorted({first_write_after(f"ns/api-{i}", 10) for i in range(100)})
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
