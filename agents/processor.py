@@ -26,8 +26,8 @@ from pipeline.runtime import BatchResult, RawRecord
 
 log = logging.getLogger(__name__)
 
-#: Records processed between two yields to the event loop (about 10 ms of work, one XGBoost call each):
-#: larger chunks let /health wait behind a batch (benchmarks/perf.md).
+#: Records processed between two yields to the event loop (one XGBoost call each): a larger chunk lets
+#: /health wait behind it, a smaller one pays the call's fixed cost more often (benchmarks/perf.md).
 CHUNK = 16
 
 #: Reads offset ranges straight from Kafka: (client kwargs, topic, gaps) -> (records per gap, unfinished).

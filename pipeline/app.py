@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 STATE_TABLE = "helios-state"
 
 #: Linger of Faust's producer, which writes the state table's changelog (the outputs go through
-#: pipeline.output). Without one, every record left in its own produce request: a socket write each,
-#: a quarter of the worker's time when the outputs went this way too. 20 ms added ~40 ms to the
-#: end-to-end latency (a batch's flush waits out the linger).
+#: pipeline.output). Without one, every record leaves in its own produce request, a socket write each;
+#: a long one holds back every batch's flush, which waits it out (figures in benchmarks/perf.md).
 PRODUCER_LINGER_MS = 5
 
 
@@ -224,5 +223,5 @@ def create_app(
     if wire is not None:
         wire(app, helios)
     web.blueprint.register(app)
-    status_page.register(app, helios)
+    status_page.blueprint.register(app)
     return app

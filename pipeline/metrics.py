@@ -100,10 +100,10 @@ _NAN = float("nan")
 class DeploymentSeries(Collector):
     """Every per-deployment series, kept as one ``array('d')`` per deployment and rendered at scrape time.
 
-    A ``Gauge`` child per series cost ~0.6 KB and ~1 µs per ``labels(...).set``; a deployment has
-    about 65 series. Here a deployment is one small array (NaN = never set), an update is an index
-    store, and forgetting a deployment is one ``dict.pop``. ``helios_prediction_age_seconds`` is
-    computed at scrape time from the last prediction's time.
+    A ``Gauge`` child per series is an object and a labels lookup per update, and a deployment has
+    about 65 series (the figures are in benchmarks/perf.md). Here a deployment is one small array
+    (NaN = never set), an update is an index store, and forgetting a deployment is one ``dict.pop``.
+    ``helios_prediction_age_seconds`` is computed at scrape time from the last prediction's time.
 
     Examples
     --------

@@ -74,6 +74,9 @@ class Entry:
     write_after: int = 1
     #: Recent outputs for the status page (``HELIOS_HISTORY``; not persisted).
     history: DeploymentHistory | None = None
+    #: The runtime's output count when this deployment's latest output came: it changes whenever the
+    #: history, the accuracy or the recommendations may have, and never repeats on another entry.
+    version: int = 0
 
 
 def first_write_after(key: str, every: int) -> int:
@@ -81,9 +84,9 @@ def first_write_after(key: str, every: int) -> int:
 
     Every later write comes ``every`` samples after the one before. Deployments report on the same
     interval and a worker picks them all up at once when it starts, so writing every one of them after
-    exactly ``every`` samples wrote the whole fleet's state in the same interval (the last tenth of the
-    bench's latency run had a median of ~120 ms against ~18 ms for the others); spread by key, each
-    interval writes about ``1 / every`` of it.
+    exactly ``every`` samples writes the whole fleet's state in the same interval, and that interval's
+    samples wait behind the writes (benchmarks/perf.md); spread by key, each interval writes about
+    ``1 / every`` of it.
 
     >>> sorted({first_write_after(f"ns/api-{i}", 10) for i in range(100)})
     [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
@@ -146,6 +149,7 @@ class Runtime:
         #: Called with (key, window start, values) for every window a sample closes (Prophet's history).
         self.on_window_closed: Callable[[str, float, dict[str, float]], None] | None = None
         self._topics = (settings.topic_forecasts, settings.topic_anomalies, settings.topic_recommendations)
+        self._outputs = 0
 
     # -- decoding ---------------------------------------------------------------------------
     def decode(self, raw: RawRecord, now: float) -> MetricSample:
@@ -285,6 +289,8 @@ class Runtime:
                 result.emits.append(Emit(topic, kafka_key, value))
             if entry.history is not None:
                 entry.history.record(prep.window.start, out, values[2])
+            self._outputs += 1
+            entry.version = self._outputs
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
         self.metrics.samples.labels("processed").inc(len(prepared))

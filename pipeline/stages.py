@@ -169,8 +169,8 @@ class StageOutput:
 
 @functools.lru_cache(maxsize=4096)
 def _ts(seconds: float) -> datetime:
-    # Window starts and horizons are multiples of the step, shared by every deployment: building the
-    # same datetimes again cost ~25 µs per sample.
+    # Window starts and horizons are multiples of the step, shared by every deployment: each datetime
+    # is built once, not again for every deployment and sample.
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
@@ -441,7 +441,7 @@ def advice_items(decision: Decision) -> list[RecommendationItem]:
 
 
 def score_batch(model: XGBAnomalyModel | None, prepared: Sequence[Prepared]) -> list[float | None]:
-    """One XGBoost call for a whole micro-batch (a single-row call costs ~300x a row in a batch)."""
+    """One XGBoost call for a whole micro-batch (a call's fixed cost is far above a row's)."""
     if model is None or not prepared:
         return [None] * len(prepared)
     # A River detector gives no XGBoost features (an empty row): its samples get no probability.

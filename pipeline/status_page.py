@@ -17,19 +17,20 @@ HttpOnly, SameSite=Strict) and redirects to the same page without it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import html
 import logging
 import re
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote, urlencode
 
-import faust
 import orjson
 from faust import web
 
@@ -60,14 +61,6 @@ COOKIE = "helios_session"
 #: Rows the index lists at most; the filter narrows the rest down.
 INDEX_ROWS = 500
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
-
-
-def _static_files() -> dict[str, tuple[bytes, str]]:
-    files = {}
-    for path in sorted(STATIC.iterdir()):
-        if path.suffix in _TYPES and path.is_file():
-            files[path.name] = (path.read_bytes(), _TYPES[path.suffix])
-    return files
 
 
 def session_cookie(token: str) -> str:
@@ -250,10 +243,76 @@ class Access:
         return hmac.compare_digest(request.cookies.get(COOKIE, ""), self.cookie)
 
 
+#: The status page's views; ``create_app`` registers it next to :data:`pipeline.web.blueprint`.
+blueprint = web.Blueprint("status")
+
+
+@dataclass(frozen=True)
+class StaticFile:
+    """A file of ``pipeline/static/``, read once, with the ETag a browser revalidates against."""
+
+    body: bytes
+    content_type: str
+    etag: str
+
+
+@functools.cache
+def static_files() -> dict[str, StaticFile]:
+    """The vendored files by name; read once per process, they do not change while it runs."""
+    files = {}
+    for path in sorted(STATIC.iterdir()):
+        if path.suffix in _TYPES and path.is_file():
+            body = path.read_bytes()
+            etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+            files[path.name] = StaticFile(body, _TYPES[path.suffix], etag)
+    return files
+
+
+class HistoryCache:
+    """Encoded history bodies, each until its deployment's next output.
+
+    The ring, the live accuracy and the recommendations change only with an output, so a page polling
+    between two windows is answered from bytes instead of decoding and re-encoding the ring on the event
+    loop. ``generated_at`` says when the bytes were built. At most ``size`` bodies (a full ring's is
+    ~80 KB) are held, the least recently asked for dropped first: a crawl of every page must not hold
+    the whole fleet's history twice.
+    """
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._held: OrderedDict[tuple[str, float | None], tuple[tuple[Any, ...], bytes]] = OrderedDict()
+
+    def get(self, helios: Helios, key: str, window: float | None, now: float) -> bytes | None:
+        entry = helios.runtime.entries.get(key)
+        slot = (key, window)
+        if entry is None or entry.history is None:
+            self._held.pop(slot, None)
+            return None
+        version = (entry.version, helios.models.loaded_at, helios.prophet.available)
+        held = self._held.get(slot)
+        if held is not None and held[0] == version:
+            self._held.move_to_end(slot)
+            return held[1]
+        body = history_json(helios, key, window, now)
+        if body is None:
+            return None
+        encoded = orjson.dumps(body)
+        self._held[slot] = (version, encoded)
+        self._held.move_to_end(slot)
+        while len(self._held) > self.size:
+            self._held.popitem(last=False)
+        return encoded
+
+
 class StatusView(web.View):
     """What the status views share: HTML with the security headers, errors, the token, forwarding."""
 
-    access: Access = Access(None, None)
+    helios: Helios
+    access: Access
+
+    def __post_init__(self) -> None:
+        self.helios = cast(Any, self.app).helios
+        self.access = Access.from_settings(self.helios.settings)
 
     def page(self, body: str, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
         return self.bytes(
@@ -287,7 +346,7 @@ class StatusView(web.View):
     async def forwarded(self, request: Any, key: str) -> web.Response | None:
         """The owner's answer when another worker owns ``key`` (as ``/predict`` forwards)."""
         app = cast(Any, self.app)
-        url = owner_url(app, app.helios, request, key)
+        url = owner_url(app, self.helios, request, key)
         if url is None:
             return None
         headers = {FORWARDED: "1"}
@@ -320,63 +379,74 @@ def history_window(query: Any, settings: Settings) -> float | None:
     return parse_duration(query["window"])
 
 
-def register(app: faust.App, helios: Helios) -> None:
-    settings = helios.settings
-    files = _static_files()
-    horizons = list(settings.horizon_steps)
-    base = type("BoundStatusView", (StatusView,), {"access": Access.from_settings(settings)})
+@blueprint.route("/")
+class Index(StatusView):
+    async def get(self, request: web.Request) -> web.Response:
+        if (denied := self.denied(request, as_html=True)) is not None:
+            return denied
+        helios = self.helios
+        return self.page(index_html(helios, request.query.get("q", "")[:200], helios.clock()))
 
-    @app.page("/")
-    class Index(base):  # type: ignore[valid-type,misc]
-        async def get(self, request: web.Request) -> web.Response:
-            if (denied := self.denied(request, as_html=True)) is not None:
-                return denied
-            return self.page(index_html(helios, request.query.get("q", "")[:200], helios.clock()))
 
-    @app.page("/deployments/{namespace}/{deployment}")
-    class DeploymentPage(base):  # type: ignore[valid-type,misc]
-        async def get(self, request: Any, namespace: str, deployment: str) -> web.Response:
-            if (denied := self.denied(request, as_html=True)) is not None:
-                return denied
-            key = checked_key(namespace, deployment)
-            if key is None:
-                return self.fail(404, "not a namespace/deployment name", as_html=True)
-            if (routed := await self.forwarded(request, key)) is not None:
-                return routed
-            if key not in helios.runtime.entries:
-                return self.fail(404, f"no deployment {key} on this worker or its owner", as_html=True)
-            return self.page(deployment_html(namespace, deployment, settings.history, horizons))
+@blueprint.route("/deployments/{namespace}/{deployment}")
+class DeploymentPage(StatusView):
+    async def get(self, request: Any, namespace: str, deployment: str) -> web.Response:
+        if (denied := self.denied(request, as_html=True)) is not None:
+            return denied
+        key = checked_key(namespace, deployment)
+        if key is None:
+            return self.fail(404, "not a namespace/deployment name", as_html=True)
+        if (routed := await self.forwarded(request, key)) is not None:
+            return routed
+        if key not in self.helios.runtime.entries:
+            return self.fail(404, f"no deployment {key} on this worker or its owner", as_html=True)
+        settings = self.helios.settings
+        horizons = list(settings.horizon_steps)
+        return self.page(deployment_html(namespace, deployment, settings.history, horizons))
 
-    @app.page("/deployments/{namespace}/{deployment}/history")
-    class History(base):  # type: ignore[valid-type,misc]
-        async def get(self, request: web.Request, namespace: str, deployment: str) -> web.Response:
-            if (denied := self.denied(request, as_html=False)) is not None:
-                return denied
-            key = checked_key(namespace, deployment)
-            if key is None:
-                return self.fail(404, "not a namespace/deployment name", as_html=False)
-            try:
-                window = history_window(request.query, settings)
-            except ValueError as exc:
-                return self.fail(422, f"window: {exc}", as_html=False)
-            if (routed := await self.forwarded(request, key)) is not None:
-                return routed
-            started = time.perf_counter()
-            body = history_json(helios, key, window, helios.clock())
-            if body is None:
-                return self.fail(404, f"no history for {key} on this worker or its owner", as_html=False)
-            encoded = orjson.dumps(body)
-            helios.metrics.inference_duration.labels("/history").observe(time.perf_counter() - started)
-            return self.bytes(encoded, content_type="application/json", headers={"Cache-Control": "no-store"})
 
-    @app.page("/static/{name}")
-    class Static(base):  # type: ignore[valid-type,misc]
-        async def get(self, request: web.Request, name: str) -> web.Response:
-            found = files.get(name)
-            if found is None:
-                return self.fail(404, f"no static file {name!r}", as_html=False)
-            headers = {"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"}
-            return self.bytes(found[0], content_type=found[1], headers=headers)
+@blueprint.route("/deployments/{namespace}/{deployment}/history")
+class History(StatusView):
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.cache = HistoryCache()
+
+    async def get(self, request: web.Request, namespace: str, deployment: str) -> web.Response:
+        if (denied := self.denied(request, as_html=False)) is not None:
+            return denied
+        key = checked_key(namespace, deployment)
+        if key is None:
+            return self.fail(404, "not a namespace/deployment name", as_html=False)
+        helios = self.helios
+        try:
+            window = history_window(request.query, helios.settings)
+        except ValueError as exc:
+            return self.fail(422, f"window: {exc}", as_html=False)
+        if (routed := await self.forwarded(request, key)) is not None:
+            return routed
+        started = time.perf_counter()
+        encoded = self.cache.get(helios, key, window, helios.clock())
+        if encoded is None:
+            return self.fail(404, f"no history for {key} on this worker or its owner", as_html=False)
+        helios.metrics.inference_duration.labels("/history").observe(time.perf_counter() - started)
+        return self.bytes(encoded, content_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@blueprint.route("/static/{name}")
+class Static(StatusView):
+    async def get(self, request: web.Request, name: str) -> web.Response:
+        found = static_files().get(name)
+        if found is None:
+            return self.fail(404, f"no static file {name!r}", as_html=False)
+        headers = {
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "max-age=3600",
+            "ETag": found.etag,
+        }
+        # A browser that holds the file revalidates it: an empty 304 instead of the file again.
+        if found.etag in request.headers.get("If-None-Match", ""):
+            return self.bytes(b"", status=304, headers=headers)
+        return self.bytes(found.body, content_type=found.content_type, headers=headers)
 
 
 def _message_html(message: str) -> str:

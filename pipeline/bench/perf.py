@@ -57,9 +57,6 @@ from pipeline.testing import Worker, metric_value
 ROOT = Path(__file__).resolve().parents[2]
 
 PY = sys.executable
-#: The Faust floor imports ``agents`` (it is a Faust app on the worker's paths), so it stays a script:
-#: ``pipeline`` never imports ``agents``.
-SCRIPTS = ROOT / "scripts"
 OUT = ROOT / "benchmarks"
 PARTITIONS = 8
 STEP = 60
@@ -231,8 +228,10 @@ async def phase_floor(run: Run, source: str, n: int) -> dict[str, Any]:
     counter = OutputCounter(run.bootstrap, sink)
     await counter.start()
     started = time.time()
+    # A process, not an import: the floor is a Faust app built from ``agents``, which ``pipeline`` never
+    # imports.
     proc = subprocess.Popen(
-        [PY, str(SCRIPTS / "bench_faust_floor.py"), "--bootstrap", run.bootstrap, "--input", source,
+        [PY, "-m", "agents.bench_floor", "--bootstrap", run.bootstrap, "--input", source,
          "--output", sink, "--group", f"{run.prefix}-floor"]
     )  # fmt: skip
     run.procs.append(proc)

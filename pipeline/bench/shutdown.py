@@ -1,4 +1,6 @@
-"""How long a signalled ``helios worker`` takes to exit, over 20 tries across the five moments of issue 16.
+"""How long a signalled ``helios worker`` takes to exit, over 20 tries across five hard moments.
+
+The moments are :mod:`pipeline.bench.shutdown_moments`'s.
 
     KAFKA_LOCAL_PORT=29292 KAFKA_LOCAL_CONTROLLER_PORT=29293 scripts/kafka-local start
     .venv/bin/python -m pipeline.bench.shutdown --bootstrap 127.0.0.1:29292 [--tries 20]

@@ -1,6 +1,6 @@
 """Stop signals sent to a real ``helios worker`` at the moments a stop is hard, and the time it took to exit.
 
-The five moments of issue 16: during start-up, during table recovery, during a rebalance (a second
+The five moments a stop must survive: during start-up, during table recovery, during a rebalance (a second
 worker joining), under full load on freshly created topics, and with the broker away. Each ``at_*``
 function brings a worker there and returns it; :func:`stop_timed` sends the signal and measures the
 exit. Used by ``tests/integration/test_shutdown.py`` (one try per moment) and ``pipeline.bench.shutdown``
@@ -24,7 +24,7 @@ from pipeline.testing import Ingester, PrivateBroker, Worker, free_port, metric_
 
 MOMENTS = ("startup", "recovery", "rebalance", "load", "broker_away")
 
-#: The bound issue 16 sets: a signalled worker is gone this many seconds later.
+#: The target (benchmarks/shutdown.md): a signalled worker is gone this many seconds later.
 EXIT_BOUND = 10.0
 
 #: How long a worker is given before it is called hung, its stacks dumped and it is killed.

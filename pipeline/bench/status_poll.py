@@ -10,6 +10,11 @@ alone; with a plain HTTP client fetching what the page loads (page, static files
 reloading the page of the first deployment every ``--every`` seconds (the page's own 5 s poll of the
 history on top). The browser runs on the same cores as the worker here, which a user's browser does
 not. ``/health`` counts between the first and the last output, as in ``make bench``.
+
+``--cost`` instead times, in-process and without a broker, what one poll costs the worker's event loop:
+the index and deployment pages' HTML, the history built and encoded (what every poll pays while outputs
+arrive flat out) and answered from the held bytes (between two outputs), over the real Runtime fed
+``--deployments x --steps`` samples. Those milliseconds do not depend on the machine's other load.
 """
 
 from __future__ import annotations
@@ -20,7 +25,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from pipeline.bench.common import (
     OutputCounter,
@@ -31,6 +39,9 @@ from pipeline.bench.common import (
     sustained_rate,
 )
 from pipeline.bench.perf import PARTITIONS, PY, STEP, Run, health_poller, log, stop_poller
+
+#: What the deployment page loads from ``/static/``.
+STATIC_NAMES = ("uPlot.iife.min.js", "uPlot.min.css", "status.css", "status.js")
 
 
 def browse(url: str, every: float, duration: float) -> None:
@@ -68,10 +79,7 @@ def fetch(url: str, every: float, duration: float) -> None:
     stop: list[int] = []
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.append(signum))
     base = url.split("/deployments/")[0]
-    paths = [
-        url,
-        *(f"{base}/static/{f}" for f in ("uPlot.iife.min.js", "uPlot.min.css", "status.css", "status.js")),
-    ]
+    paths = [url, *(f"{base}/static/{f}" for f in STATIC_NAMES)]
     paths.append(url + "/history?window=21600")
     rounds, ok = 0, 0
     deadline = time.monotonic() + duration
@@ -137,6 +145,55 @@ async def one_run(run: Run, source: str, n: int, name: str, browser_every: float
     return res
 
 
+def timed(fn: Callable[[], object], reps: int) -> float:
+    """Median milliseconds of ``fn`` over ``reps`` calls (after one to warm it)."""
+    fn()
+    times = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - started) * 1000)
+    return percentile(times, 50)
+
+
+def page_cost(deployments: int, steps: int, reps: int = 50) -> dict[str, float]:
+    """Loop milliseconds of each part of a poll, on a worker holding ``deployments`` full rings."""
+    from prometheus_client import CollectorRegistry
+
+    from pipeline.app import create_app
+    from pipeline.bench.inproc import raw_records, run_batches
+    from pipeline.settings import load_settings
+    from pipeline.status_page import HistoryCache, deployment_html, history_json, index_html, static_files
+
+    settings = load_settings({"HELIOS_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    helios: Any = create_app(settings, registry=CollectorRegistry()).helios  # type: ignore[attr-defined]
+    if not helios.models.reload():
+        raise SystemExit(f"no XGBoost model under {settings.model_path}: {helios.models.last_error}")
+    run_batches(
+        helios.runtime, raw_records(make_samples(deployments, steps, STEP, seed=11)), settings.batch_size
+    )
+    key = next(iter(helios.runtime.entries))
+    ns, dep = key.split("/")
+    now, cache = helios.clock(), HistoryCache()
+    horizons = list(settings.horizon_steps)
+    res = {
+        "index_html": timed(lambda: index_html(helios, "", now), reps),
+        "deployment_html": timed(lambda: deployment_html(ns, dep, settings.history, horizons), reps),
+        "history_build": timed(lambda: orjson.dumps(history_json(helios, key, None, now)), reps),
+        "history_held": timed(lambda: cache.get(helios, key, None, now), reps),
+        "static_lookup": timed(lambda: [static_files()[n] for n in STATIC_NAMES], reps),
+        "history_kb": len(orjson.dumps(history_json(helios, key, None, now))) / 1000,
+    }
+    for name, value in res.items():
+        log(f"{name}: {value:.4f} {'KB' if name.endswith('kb') else 'ms'}")
+    reload_ms = res["deployment_html"] + res["static_lookup"] + res["history_build"]
+    log(
+        f"a page load while outputs arrive: {reload_ms:.2f} ms of loop (HTML, static files, history built); "
+        f"its 5 s poll between two outputs: {res['history_held']:.4f} ms"
+    )
+    return res
+
+
 async def bench(deployments: int, steps: int, every: float) -> None:
     import os
 
@@ -157,6 +214,7 @@ def main() -> None:
     p.add_argument("--deployments", type=int, default=100)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--every", type=float, default=5.0)
+    p.add_argument("--cost", action="store_true", help="time each part of a poll in-process (no broker)")
     p.add_argument("--browse", help=argparse.SUPPRESS)
     p.add_argument("--fetch", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -165,6 +223,9 @@ def main() -> None:
         return
     if a.fetch:
         fetch(a.fetch, a.every, duration=3600)
+        return
+    if a.cost:
+        page_cost(a.deployments, a.steps)
         return
     asyncio.run(bench(a.deployments, a.steps, a.every))
     sys.exit(0)

@@ -14,6 +14,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +265,19 @@ def test_with_a_token_the_pages_need_it_and_a_cookie_stands_for_it(
             visit.close()
     finally:
         worker.terminate()
+
+
+def test_a_browser_holding_a_static_file_is_answered_304_and_polls_get_the_same_history(fed: Worker) -> None:
+    status, body = fed.get("/static/status.js")
+    assert status == 200 and body
+    # Worker.get returns no headers: read the ETag off a plain request.
+    with urllib.request.urlopen(f"{base_url(fed)}/static/status.js", timeout=10) as resp:
+        etag = resp.headers["ETag"]
+    assert etag and etag.startswith('"')
+    status, body = fed.request("GET", "/static/status.js", headers={"If-None-Match": etag})
+    assert status == 304 and body == b""
+    status, body = fed.request("GET", "/static/status.js", headers={"If-None-Match": '"other"'})
+    assert status == 200 and body
+    # The feed is done: two polls see the same output, so the same bytes (built once).
+    first, second = fed.get(f"/deployments/{NS}/{DEP}/history"), fed.get(f"/deployments/{NS}/{DEP}/history")
+    assert first[0] == 200 and first == second

@@ -53,6 +53,20 @@ def test_importing_every_bench_module_starts_nothing(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+def test_the_faust_floor_perf_runs_is_a_module_of_the_composition_layer() -> None:
+    perf = (REPO / "pipeline" / "bench" / "perf.py").read_text()
+    assert '"-m", "agents.bench_floor"' in perf
+    done = subprocess.run(
+        [sys.executable, "-m", "agents.bench_floor", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "--bootstrap" in done.stdout and "--batch" in done.stdout
+
+
 def test_the_perf_report_has_every_section_from_the_recorded_run(tmp_path: Path) -> None:
     res = json.loads((REPO / "benchmarks" / "perf.json").read_text())
     out = tmp_path / "perf.md"

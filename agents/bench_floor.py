@@ -1,12 +1,14 @@
 """The floor of ``make bench``: the ceiling's passthrough, run as a Faust agent on the worker's own paths.
 
-The same work per sample as ``bench_passthrough.py`` (orjson parse, one small JSON record out, acks=all),
-but consumed the way ``helios worker`` consumes (a Faust agent, ``micro_batches`` of the stream with
-manual acks, offsets committed by Faust) and produced the way it produces (``pipeline.output.BatchSender``).
+The same work per sample as :mod:`pipeline.bench.passthrough` (orjson parse, one small JSON record out,
+acks=all), but consumed the way ``helios worker`` consumes (a Faust agent, ``micro_batches`` of the
+stream with manual acks, offsets committed by Faust) and produced the way it produces
+(``pipeline.output.BatchSender``).
 What this costs per sample is what any Faust agent on this design pays before it does any work.
-Runs until it is stopped.
+Runs until it is stopped. It lives in the composition layer because it builds a Faust agent from
+:mod:`agents.wiring`; ``pipeline.bench.perf`` runs it as a process, never imports it.
 
-    python scripts/bench_faust_floor.py --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G
+    python -m agents.bench_floor --bootstrap 127.0.0.1:9092 --input IN --output OUT --group G
 """
 
 from __future__ import annotations
