@@ -187,7 +187,8 @@ class Recommender:
     min_replicas, max_replicas
         Bounds of the recommendation.
     cooldown_seconds
-        No scale-down within this long of the last change.
+        No scale-down within this long of the last change (up or down): the replicas a burst brought
+        are held through the decisions after it rather than released and asked for again.
     startup_seconds
         Pod start-up lead time subtracted from the predicted crossing for ``execute_by``.
     db_cpu_saturation
@@ -238,7 +239,7 @@ class Recommender:
         memory_warning: float = 0.85,
         min_replicas: int = 1,
         max_replicas: int = 10,
-        cooldown_seconds: float = 300.0,
+        cooldown_seconds: float = 900.0,
         startup_seconds: float = 60.0,
         db_cpu_saturation: float = 0.9,
         db_connections_limit: float | None = None,

@@ -98,7 +98,10 @@ class Settings(BaseModel):
     # Scaling policy
     min_replicas: int = Field(1, ge=1, le=10_000, validation_alias="HELIOS_MIN_REPLICAS")
     max_replicas: int = Field(10, ge=1, le=10_000, validation_alias="HELIOS_MAX_REPLICAS")
-    cooldown_seconds: float = Field(300.0, ge=0.0, le=86400.0, validation_alias="HELIOS_COOLDOWN_SECONDS")
+    #: No scale-down within this long of the last change. Longer than KEDA's 300 s window: a burst's
+    #: replicas are held through the steps after it instead of released and asked for again (the
+    #: default was chosen by cross-fitting, benchmarks/simulate.md).
+    cooldown_seconds: float = Field(900.0, ge=0.0, le=86400.0, validation_alias="HELIOS_COOLDOWN_SECONDS")
     startup_seconds: float = Field(60.0, ge=0.0, le=3600.0, validation_alias="HELIOS_POD_STARTUP_SECONDS")
     #: The bands' nominal two-sided coverage and, through :attr:`sizing_quantile`, the recommender's.
     risk_level: float = Field(0.9, ge=0.75, lt=1.0, validation_alias="HELIOS_RISK_LEVEL")

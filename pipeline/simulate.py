@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -387,15 +387,22 @@ class HeliosStep:
 
 
 def make_helios(
-    step_seconds: int, startup_seconds: float, cpu_scale_up: float, max_replicas: int
+    step_seconds: int,
+    startup_seconds: float,
+    cpu_scale_up: float,
+    max_replicas: int,
+    environ: Mapping[str, str] | None = None,
 ) -> Callable[[float, int, float], HeliosStep]:
-    """A function ``(t, ready_replicas, cpu_utilisation) -> HeliosStep`` running the stream's stages."""
+    """A function ``(t, ready_replicas, cpu_utilisation) -> HeliosStep`` running the stream's stages.
+
+    ``environ``: further ``HELIOS_*`` settings, as the worker reads them (default: none, the defaults).
+    """
     from pipeline.records import Metrics, MetricSample
     from pipeline.settings import load_settings
     from pipeline.stages import DeploymentPipeline, PipelineConfig, score_batch
 
     settings = load_settings(
-        {},
+        dict(environ or {}),
         HELIOS_SCORING_INTERVAL=step_seconds,
         HELIOS_POD_STARTUP_SECONDS=startup_seconds,
         HELIOS_CPU_SCALE_UP=cpu_scale_up,

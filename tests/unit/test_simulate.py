@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime
@@ -283,3 +284,44 @@ def test_helios_scales_before_each_daily_ramp_once_it_has_recurred() -> None:
     assert steps.loc[late, "hpa_under_seconds"].sum() > 0
     night = [d * per_day + 2 * 2 for d in range(4, 7)]  # 02:00, long after the evening fall
     assert (steps.loc[night, "helios_replicas"] <= steps.loc[night, "hpa_replicas"] + 1).all()
+
+
+def _bursts(days: float, step: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Steady load (1.2 cores, 5 % noise) with one-step bursts of 3-5x at random, 6 % of the steps."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 86400 // step)
+    demand = 1.2 * np.exp(rng.normal(0, 0.05, n))
+    on = rng.random(n) < 0.06
+    demand[on] *= rng.uniform(3, 5, int(on.sum()))
+    return _trace(list(demand), step), demand
+
+
+def test_the_cooldown_holds_a_bursts_replicas_instead_of_asking_again() -> None:
+    # Bursts that come back within a few steps: a short cooldown releases the replicas after each one
+    # and asks for them again at the next, two actions per burst more than holding them.
+    trace, demand = _bursts(3, 300, seed=5)
+    so = sim.ScaledObjectSpec.from_manifest()
+
+    def run(environ: dict[str, str]) -> dict[str, float]:
+        helios = sim.make_helios(300, 60.0, 0.8, so.max_replicas, environ)
+        summary = sim.simulate(trace, demand, scaled_object=so, helios=helios, sweep=()).summary()
+        return dict(summary["helios"])
+
+    default, short = run({}), run({"HELIOS_COOLDOWN_SECONDS": "300"})
+    assert load_settings({}).cooldown_seconds > so.downscale_stabilization_seconds
+    assert default["scaling_actions"] < short["scaling_actions"]
+    assert default["under_provisioned_minutes"] <= short["under_provisioned_minutes"]
+
+
+def test_the_scaled_object_scales_up_a_jump_as_fast_as_the_default_hpa() -> None:
+    # From 1 pod's worth of load to 11 at once: the HPA's default scale-up (double or 4 pods per 15 s)
+    # reaches the ten-pod maximum in two actions; a 4-pods-per-30-s limit took three, the last 30 s late.
+    demand = np.array([0.5] * 12 + [7.5] * 12)
+    trace = _trace(list(demand))
+    so = sim.ScaledObjectSpec.from_manifest()
+    tight = dataclasses.replace(so, scale_up_policies=(("Pods", 4.0, 30.0),))
+    project = sim.simulate(trace, demand, scaled_object=so, sweep=()).summary()
+    limited = sim.simulate(trace, demand, scaled_object=tight, sweep=()).summary()
+    assert project["helios"]["scaling_actions"] < limited["helios"]["scaling_actions"]
+    assert project["helios"]["under_provisioned_minutes"] < limited["helios"]["under_provisioned_minutes"]
+    assert project["helios"]["under_provisioned_minutes"] <= project["hpa"]["under_provisioned_minutes"]
