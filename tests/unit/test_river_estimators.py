@@ -121,3 +121,21 @@ def test_forecast_seconds_with_current_does_not_change_the_forecaster() -> None:
     assert f.to_dict() == before
     f.learn_at(T0 + 600 * 300, 0.9)
     assert peek == f.forecast_seconds([450, 900])
+
+
+def test_conformal_band_defaults_are_the_forecasters() -> None:
+    """ConformalBand documents "same defaults" as OnlineForecaster: a River model's band must not drift
+    from Helios' own when one of them changes (both are written out in their signatures)."""
+    import inspect
+
+    from models.conformal import ConformalBand
+    from models.forecast import OnlineForecaster
+
+    band = inspect.signature(ConformalBand).parameters
+    own = inspect.signature(OnlineForecaster).parameters
+    empty = inspect.Parameter.empty
+    shared = [
+        n for n, p in band.items() if n in own and empty is not p.default and empty is not own[n].default
+    ]
+    assert {"error_half_life", "spread_half_life", "min_outcomes", "coverage_lr"} <= set(shared)
+    assert {n: band[n].default for n in shared} == {n: own[n].default for n in shared}
