@@ -29,6 +29,7 @@ HALVES: tuple[tuple[str, ...], tuple[str, ...]] = (
 
 def one(job: tuple[str, str, float]) -> dict[str, Any]:
     from pipeline import simulate as sim
+    from pipeline.bench.simulate_results import meets_equal_cost_targets
 
     shared, name, cooldown = job
     if name == "saleor":
@@ -42,10 +43,7 @@ def one(job: tuple[str, str, float]) -> dict[str, Any]:
     helios = sim.make_helios(300, 60.0, 0.8, so.max_replicas, {"HELIOS_COOLDOWN_SECONDS": str(cooldown)})
     s = sim.simulate(trace, demand, scaled_object=so, helios=helios).summary()
     h, k, eq = s["hpa"], s["helios"], s["equal_cost"]
-    met = (
-        k["under_provisioned_minutes"] <= eq["hpa_under_provisioned_minutes"] + 5
-        and k["scaling_actions"] <= h["scaling_actions"]
-    )
+    met = meets_equal_cost_targets(s)
     return {
         "name": name,
         "cooldown": cooldown,

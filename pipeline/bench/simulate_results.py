@@ -99,17 +99,27 @@ def trace_class(r: dict[str, Any]) -> str:
     return "periodic" if r["acf"] >= PERIODIC_ACF else "bursty"
 
 
+def meets_equal_cost_targets(summary: dict[str, Any]) -> bool:
+    """The per-trace targets: Helios short no longer than the equal-cost HPA plus one step, and no more
+    scaling actions than the default HPA."""
+    h, k, eq = summary["hpa"], summary["helios"], summary["equal_cost"]
+    slack = summary["config"]["trace_step_seconds"] / 60
+    return bool(
+        k["under_provisioned_minutes"] <= eq["hpa_under_provisioned_minutes"] + slack
+        and k["scaling_actions"] <= h["scaling_actions"]
+    )
+
+
 def row(r: dict[str, Any]) -> tuple[str, bool | None]:
     """A table row and whether the trace meets the per-trace targets (None: nobody is ever short)."""
     s = r["summary"]
     h, k, eq = s["hpa"], s["helios"], s["equal_cost"]
-    slack = r["step"] / 60
     hs, ks, es = (
         h["under_provisioned_minutes"],
         k["under_provisioned_minutes"],
         eq["hpa_under_provisioned_minutes"],
     )
-    ok = ks <= es + slack and k["scaling_actions"] <= h["scaling_actions"]
+    ok = meets_equal_cost_targets(s)
     never = not (hs or ks or es)
     default_ratio = f"{ks / hs:.2f}" if hs else "n/a"
     eq_ratio = "n/a" if eq["ratio"] is None else f"{eq['ratio']:.2f}"
