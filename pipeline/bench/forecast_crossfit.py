@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.bench.river_forecast import run
+from pipeline.evaluation.forecast_eval import summarise
 
 #: The smoothers of the previous default (the per-step constants chosen at 300 s, as half-lives).
 _DEFAULT = ((932.0, True, 0.0), (932.0, False, 1.0), (4054.0, True, 1.0), (227.0, False, 0.0))
@@ -52,8 +53,8 @@ CANDIDATES: dict[str, dict[str, Any]] = {
 
 HORIZONS = ("1", "6")
 
-#: series -> horizon -> (MASE helios, seasonal naive, Holt-Winters, band coverage).
-Rows = dict[str, dict[str, tuple[float, float, float, float]]]
+#: series -> its result in the forecast benchmark (``EvalResult.to_json``).
+Rows = dict[str, dict[str, Any]]
 
 
 def spec(kwargs: dict[str, Any]) -> str:
@@ -64,45 +65,32 @@ def spec(kwargs: dict[str, Any]) -> str:
 
 
 def per_series(result: dict[str, Any]) -> Rows:
-    """series -> horizon -> (MASE helios, seasonal naive, Holt-Winters, coverage) of one benchmark run."""
-    out: Rows = {}
-    for r in result["series"]:
-        m = r["metrics"]
-        out[r["file"]] = {
-            h: (
-                m["helios"][h]["mase"],
-                m["seasonal_naive"][h]["mase"],
-                m["holt_winters"][h]["mase"],
-                m["helios"][h]["coverage"],
-            )
-            for h in HORIZONS
-        }
-    return out
+    """series -> its result, of one benchmark run."""
+    return {r["file"]: r for r in result["series"]}
 
 
 def score(rows: Rows, names: list[str]) -> tuple[int, float]:
     """(pairs beating both references, -mean log MASE ratio to the better reference): larger is better."""
     beats, logs = 0, []
     for name in names:
+        m = rows[name]["metrics"]
         for h in HORIZONS:
-            he, sn, hw, _ = rows[name][h]
-            beats += he < min(sn, hw)
-            logs.append(math.log(he / min(sn, hw)))
+            he, better = (
+                m["helios"][h]["mase"],
+                min(m["seasonal_naive"][h]["mase"], m["holt_winters"][h]["mase"]),
+            )
+            beats += he < better
+            logs.append(math.log(he / better))
     return beats, -statistics.fmean(logs)
 
 
 def table(rows: Rows) -> dict[str, dict[str, Any]]:
-    """The issue's figures per horizon over the given per-series rows."""
-    out = {}
-    for h in HORIZONS:
-        vals = [r[h] for r in rows.values()]
-        hw_median = statistics.median(v[2] for v in vals)
-        out[h] = {
-            "beats_both": f"{sum(v[0] < min(v[1], v[2]) for v in vals)}/{len(vals)}",
-            "ratio": round(statistics.median(v[0] for v in vals) / hw_median, 4),
-            "coverage": [round(min(v[3] for v in vals), 3), round(max(v[3] for v in vals), 3)],
-        }
-    return out
+    """The issue's figures per horizon (the benchmark's own summary) over the given series."""
+    summary = summarise(list(rows.values()), [int(h) for h in HORIZONS])
+    return {
+        h: {k: summary[h][k] for k in ("beats_both", "ratio", "coverage_min", "coverage_max")}
+        for h in HORIZONS
+    }
 
 
 def crossfit(runs: dict[str, Rows]) -> dict[str, Any]:
