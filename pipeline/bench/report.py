@@ -458,55 +458,18 @@ def _scaling(res: dict[str, Any], fig: Figures) -> list[str]:
     return lines
 
 
-def _changes(res: dict[str, Any], fig: Figures) -> list[str]:
-    """Section 6: what was changed since the previous runs."""
-    lines: list[str] = []
-    w = lines.append
-    w("## 6. Where the time went, what was changed, and what is left")
-    w(
-        "Changed since the 2026-11-29 05:37 run (1,048 samples/s, 933 µs CPU/sample, 22.6 KB per deployment; "
-        "the 03:34 run before it: 816 samples/s, 1,161 µs, 88.7 KB):"
-    )
-    w("")
-    w(
-        "1. **Outputs in batches of records** (`pipeline/output.py`): a micro-batch's forecasts, anomalies, "
-        "recommendations and dead letters are written straight into aiokafka batch builders, one per topic and "
-        "partition (the partition a keyed send would pick), and each batch is awaited whole and resent until "
-        "delivered. Faust's `Topic.send_soon` had wrapped each record in a `FutureMessage` and resolved a future "
-        "per record: 7-8 % of the worker's time in the last profile, more with the producer buffer's task; "
-        "CPU per sample fell by ~230 µs with this alone on the same 1,000 x 30 sample backlog."
-    )
-    w(
-        "2. **Model state in shared parameters and flat arrays** (`models/params.py`): a forecaster or detector "
-        "keeps its hyperparameters in one frozen object shared by every instance built with the same arguments, "
-        "and its learned state in `__slots__` and `array('d')` instead of lists of Python floats. A mature "
-        "deployment's pipeline went from 26.5 KB to 11.6 KB of Python heap, outputs bit-identical."
-    )
-    w(
-        "3. **A cheaper forecaster**: combination weights cached per calibrated horizon until that horizon is scored "
-        "again (they were rebuilt for every horizon of every forecast), parameters and ring indexes hoisted out of "
-        "the hot loops, the season lookup inlined, and an explicit clone for the peek at the open window: "
-        "`learn_one` ~15 % and `forecast_at` ~27 % cheaper, outputs bit-identical (+0.25 KB per forecaster)."
-    )
-    w(
-        "4. **Less repeated work per sample**: the detector's features are computed once for the score and the "
-        "XGBoost row (they were computed twice); gauge families hash by identity (a field-wise dataclass hash ran "
-        "~60 times per sample); the window datetimes shared by every deployment are cached; the in-process bench "
-        "now runs with the worker's garbage-collector settings (`tune_gc`), so its stage costs are the worker's."
-    )
-    w(
-        "5. **State writes spread over the interval**: a deployment's first write on a worker comes after 1 to "
-        "`HELIOS_SNAPSHOT_EVERY` samples, by its key, and later ones every N. A fleet that a worker picks up at "
-        "once had written all its state in the same interval: the last tenth of the paced run had a median "
-        "latency of ~120 ms against ~18 ms for the others, and the p99 was 213-230 ms. The output producer also "
-        "runs without a linger (it builds whole batches itself; a linger only held back each partition's last one)."
-    )
-    w("")
-    return lines
+def _history_pointer(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 6: where the history of the changes is kept."""
+    return [
+        "## 6. Where the time goes, and what is left",
+        "What was changed between earlier runs, with the figures of their day, is in `benchmarks/perf-history.md`. "
+        "This run's figures for the choices made then:",
+        "",
+    ]
 
 
-def _earlier_changes(res: dict[str, Any], fig: Figures) -> list[str]:
-    """Section 6, continued: the earlier changes."""
+def _design_figures(res: dict[str, Any], fig: Figures) -> list[str]:
+    """Section 6, continued: this run's figures for the design choices of earlier runs."""
     pot = res["inproc"]["potentials"]
     state_json = fig.state_json
     lines: list[str] = []
@@ -518,34 +481,25 @@ def _earlier_changes(res: dict[str, Any], fig: Figures) -> list[str]:
     at = pot.get("forecast_at(published, current) us/call")
     quick_clone = pot.get("_clone() us/call")
     socket = sum(v for k, v in own.items() if "_SelectorSocketTransport.write" in k)
-    w("Earlier:")
-    w("")
     w(
-        "- **Producer linger 5 ms.** With Faust's default of 0 every output record left in its own produce "
-        "request: one socket write each, 24-27 % of the worker's time in a py-spy profile. Now "
+        "- **Producer linger** (`PRODUCER_LINGER_MS`): the socket writes are "
         + (
-            f"{socket:.1%} of it (self time in `_SelectorSocketTransport.write`)."
+            f"{socket:.1%} of the worker's time (self time in `_SelectorSocketTransport.write`)."
             if socket
-            else f"under {min(own.values(), default=0):.1%} of it (`_SelectorSocketTransport.write` is not among the "
+            else f"under {min(own.values(), default=0):.1%} of the worker's time (`_SelectorSocketTransport.write` is not among the "
             f"{len(own)} largest self-time entries)."
         )
-        + " 20 ms added ~40 ms to the end-to-end p50 (each batch's delivery waits out the linger)."
     )
     w(
-        f"- **State written every `HELIOS_SNAPSHOT_EVERY` (10) samples** of a deployment, or "
-        "`HELIOS_SNAPSHOT_MAX_AGE` (300 s) after the first unsaved one, instead of after every sample: "
-        f"{_f(pot['state to_dict+orjson us/deployment'])} µs and ~{_f(state_json / 1024, 1)} KB per write, now once per "
-        "ten samples. A per-partition marker in the same table says where the input must be read again; a worker "
+        f"- **State written every `HELIOS_SNAPSHOT_EVERY` samples** of a deployment, or "
+        "`HELIOS_SNAPSHOT_MAX_AGE` after the first unsaved one: "
+        f"{_f(pot['state to_dict+orjson us/deployment'])} µs and ~{_f(state_json / 1024, 1)} KB per write. "
+        "A per-partition marker in the same table says where the input must be read again; a worker "
         "that takes a partition over or restarts reads those samples back from Kafka (`agents/gaps.py`)."
     )
     w(
         f"- **Gauges as one array per deployment**, rendered at scrape time (`DeploymentSeries`): an update is an "
-        f"index store ({_f(pot.get('gauges: one series update us/call'), 2)} µs for a whole update call) instead of "
-        "~1 µs per `labels(...).set` x ~63 series; ~0.85 KB per deployment instead of ~40 KB."
-    )
-    w(
-        "- **XGBoost `inplace_predict` on one thread**: building a `DMatrix` (multi-threaded) cost more than the "
-        "prediction for the stream's batches of a few dozen rows."
+        f"index store ({_f(pot.get('gauges: one series update us/call'), 2)} µs for a whole update call)."
     )
     if at is not None:
         w(
@@ -619,8 +573,8 @@ def write_report(res: dict[str, Any], path: Path) -> None:
         _inproc_profile,
         _memory,
         _scaling,
-        _changes,
-        _earlier_changes,
+        _history_pointer,
+        _design_figures,
         _whats_left,
     )
     path.write_text("\n".join(line for section in sections for line in section(res, fig)) + "\n")
