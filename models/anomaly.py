@@ -587,12 +587,12 @@ class StreamingDetector(_DetectorAttributes, river_base.AnomalyDetector):
     # -- persistence ---------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe state and hyperparameters (about 0.3 KB per feature, 0.6 KB with a daily profile)."""
+        """JSON-safe state and hyperparameters (sizes in ``benchmarks/memory.md``)."""
         return {
             "format": _STATE_FORMAT,
             "params": self.params.to_dict(),
-            # 12 significant digits keep the state compact (under 4 KB for six features with two daily
-            # profiles); a restored detector's scores differ from the original's by ~1e-10 relative.
+            # 12 significant digits keep the state compact; a restored detector's scores then differ from
+            # the original's only in the last digits (a test bounds the difference).
             "state": {f: [float(f"{v:.12g}") for v in s] for f, s in self._state.items()},
         }
 

@@ -14,13 +14,13 @@
 
 Every forecast for a calibrated horizon waits in a small ring until its target step arrives and is
 then scored (score, then learn): that drives both the weights and the interval. The state is JSON
-(:meth:`OnlineForecaster.to_dict`), float arrays as base64 float32: about 4.8 KB with the defaults,
-whatever ``step_seconds`` is.
+(:meth:`OnlineForecaster.to_dict`), float arrays as base64 float32; its size does not depend on
+``step_seconds`` (``benchmarks/memory.md`` has the figures).
 
 The worker keeps two forecasters per tracked deployment, so their resident size matters: the
 parameters and everything derived from them live in one :class:`ForecasterParams` shared by every
 forecaster built with the same arguments, and the learned state in flat ``array`` buffers (a Python
-float in a list costs 32 bytes, in an ``array('d')`` 8): under 4 KB per forecaster with the defaults.
+float in a list costs 32 bytes, in an ``array('d')`` 8).
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ def _from_f32(text: str, size: int, name: str) -> array:
     if len(raw) != 4 * size:
         raise ValueError(f"state field {name!r} has {len(raw) / 4:g} values, expected {size}")
     out = _filled("f", 0.0, size)
-    memoryview(out).cast("B")[:] = raw  # frombytes() would over-allocate by ~6 %
+    memoryview(out).cast("B")[:] = raw  # frombytes() would over-allocate
     return out
 
 

@@ -243,7 +243,7 @@ class PeriodicLoad:
     bands on the current CPU for that reason; the load here is utilisation x replicas, free of it.
 
     Loads are stored as 16-bit codes of their logarithm (0.1 % resolution, any magnitude), so the state
-    costs ``11`` bytes per bin: about 2.8 KB for an hour, a day and a week at a 60 s step.
+    costs ``11`` bytes per bin (sizes in ``benchmarks/memory.md``).
 
     Parameters
     ----------

@@ -11,7 +11,7 @@
   median and 99th percentile (0 during a warm-up, never negative). Whatever the shape of a model's
   raw scores, 2.326 sigma is then its 1 % tail, as for a Gaussian, and the scale grows linearly beyond;
   so the threshold (2.5 by default), the severity, the gauges and the alerts keep their meaning (a
-  plain running z of a skewed raw score flagged 6-11 % of calm points at 2.5). The one
+  plain running z of a skewed raw score flags far more than 1 % of calm points). The one
   exception is ``GaussianScorer``, whose score ``2 |Phi(z) - 0.5|`` is a probability that saturates
   at 1 (a running z of it cannot exceed about 1.6): its score is mapped back to ``|z|`` exactly.
 * :class:`SafeHoltWinters` is River's Holt-Winters with its pitfalls fixed.

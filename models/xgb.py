@@ -56,7 +56,7 @@ class XGBAnomalyModel:
                 f"but the booster expects {booster.num_features()}"
             )
         # One thread: the stream calls it with a micro-batch of a few rows, where OpenMP's thread
-        # start-up and spinning cost more than the trees (10x slower on a busy 2-core box).
+        # start-up and spinning cost more than the trees.
         booster.set_param({"nthread": 1})
         self.booster = booster
         self.feature_names = list(feature_names)
