@@ -302,6 +302,9 @@ class ForecasterParams:
     #: Bins of the seasonal profile (0: no profile) and the seconds each covers.
     bins: int = field(init=False)
     bin_seconds: float = field(init=False)
+    #: The share of a bin's width one step covers (1 unless several steps share a bin): each step's update
+    #: of the profile is scaled by it, so ``season_gamma`` is a rate per cycle at every step size.
+    season_share: float = field(init=False)
     #: Values per pending slot: k candidate forecasts, combined point, band below, above.
     width: int = field(init=False)
     #: Per calibrated horizon: every stride-th forecast is kept, in a ring of length slots from offset.
@@ -388,6 +391,7 @@ class ForecasterParams:
         bins = min(self.max_season_bins, round(per_season)) if per_season >= 2 else 0
         derive("bins", bins)
         derive("bin_seconds", self.season_seconds / bins if bins else 0.0)
+        derive("season_share", min(1.0, self.step_seconds * bins / self.season_seconds) if bins else 0.0)
         derive("width", len(self.candidates) + 3)
         # Horizon h keeps every stride-th forecast it issues, so at most max_pending wait for their
         # outcome: the state stays small for long horizons, which still get h / stride scores per h steps.
@@ -574,9 +578,10 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         adjusted series if ``seasonal``, its updates Huberised at ``clip`` times the recent one-step
         error (0: not clipped).
     season_gamma
-        Learning rate of the seasonal profile once ``1 / season_gamma - season_prior`` cycles are seen;
-        before that it is ``1 / (season_prior + 1 + cycles)``, a running mean shrunk towards 0, so the
-        profile helps after one day without copying one noisy day.
+        Learning rate of the seasonal profile per cycle once ``1 / season_gamma - season_prior`` cycles
+        are seen; before that it is ``1 / (season_prior + 1 + cycles)``, a running mean shrunk towards 0,
+        so the profile helps after one day without copying one noisy day. A rate per cycle, not per
+        step: when several steps share a bin each one's update is scaled by its share of the bin.
     season_level_seconds
         Time constant of the level the seasonal deviations are measured against; much shorter than the
         season, or the level would absorb the daily shape itself.
@@ -955,7 +960,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             # noisy CPU series one day's deviations are mostly noise, and a first day at 0 stays harmless.
             cycles = math.floor((t - self._first_t) / p.season_seconds)
             g = 1.0 / (p.season_prior + 1.0 + cycles)
-            gamma = g if g > p.season_gamma else p.season_gamma
+            gamma = (g if g > p.season_gamma else p.season_gamma) * p.season_share
             dev = y - season_level
             if clip_season:
                 dev = dev if dev < bound else bound

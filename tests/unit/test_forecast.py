@@ -239,6 +239,33 @@ def test_daily_profile_helps_once_seen() -> None:
     assert seasonal < 0.02
 
 
+def _profile_at_peak_before_and_after_an_inverted_day(step: int) -> tuple[float, float]:
+    f = OnlineForecaster(step_seconds=step, calibrated_steps=(1,))
+    before = math.nan
+    last_normal = 11 * DAY // step - 1
+    for i in range(12 * DAY // step):
+        t = i * step
+        sign = 1.0 if t < 11 * DAY else -1.0
+        f.learn_at(t, 0.5 + sign * 0.2 * math.sin(2 * math.pi * t / DAY))
+        if i == last_normal:
+            before = f._season_at(DAY / 4)  # the profile itself: the level moves as well
+    return before, f._season_at(DAY / 4)
+
+
+def test_the_profile_learns_at_the_same_rate_per_day_at_every_step_size() -> None:
+    # Eleven days of a daily sine, then one day upside down. At 60 s five steps share each of the
+    # profile's 288 bins; the profile must still move by the share of a day that season_gamma says,
+    # as it does at 300 s and 1800 s, not five times as fast.
+    moved = {}
+    for step in (60, 300, 1800):
+        before, after = _profile_at_peak_before_and_after_an_inverted_day(step)
+        assert before > 0.1  # the peak was learnt
+        moved[step] = (before - after) / before
+    assert 0.05 < moved[300] < 0.5
+    assert moved[60] == pytest.approx(moved[300], abs=0.05)
+    assert moved[1800] == pytest.approx(moved[300], abs=0.05)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "name"),
     [
