@@ -20,7 +20,8 @@ then scored (score, then learn): that drives both the weights and the interval. 
 The worker keeps two forecasters per tracked deployment, so their resident size matters: the
 parameters and everything derived from them live in one :class:`ForecasterParams` shared by every
 forecaster built with the same arguments, and the learned state in flat ``array`` buffers (a Python
-float in a list costs 32 bytes, in an ``array('d')`` 8).
+float in a list costs 32 bytes, in an ``array('d')`` 8), the small ones of doubles packed into one
+array at offsets the parameters hold (each array object has a header of its own).
 """
 
 from __future__ import annotations
@@ -319,6 +320,18 @@ class ForecasterParams:
     seasonal: tuple[bool, ...] = field(init=False)
     #: Per calibrated horizon ``j``: ``(j, h, stride, offset, length)``, for the hot loops.
     rings: tuple[tuple[int, int, int, int, int], ...] = field(init=False)
+    #: Where each learned array of doubles starts in the forecaster's one packed ``array('d')`` (see
+    #: ``_PACKED``), and that array's length: one object instead of nine, each with its own header.
+    at_levels: int = field(init=False)
+    at_cand_mae: int = field(init=False)
+    at_mae: int = field(init=False)
+    at_spread: int = field(init=False)
+    at_lo: int = field(init=False)
+    at_up: int = field(init=False)
+    at_cover: int = field(init=False)
+    at_count: int = field(init=False)
+    at_wts: int = field(init=False)
+    packed_size: int = field(init=False)
 
     def __post_init__(self) -> None:
         self._validate()
@@ -409,6 +422,11 @@ class ForecasterParams:
         derive("initial_q", -math.log(1.0 - self.level))
         derive("seasonal", tuple(seasonal for _, seasonal, _ in self.candidates))
         derive("rings", tuple(zip(itertools.count(), self.calibrated_steps, strides, offsets, lengths)))
+        at = 0
+        for buffer in _PACKED:
+            derive(f"at_{buffer.key}", at)
+            at += buffer.length(self)
+        derive("packed_size", at)
 
     def to_dict(self) -> dict[str, Any]:
         """The constructor's arguments, JSON-safe (the ``params`` of :meth:`OnlineForecaster.to_dict`)."""
@@ -465,9 +483,11 @@ Encoding = Literal["list", "f32", "rows"]
 
 @dataclass(frozen=True, slots=True)
 class _Buffer:
-    """A flat ``array`` of a forecaster's learned state, saved under ``key`` (attribute ``_<key>``), of
-    ``size`` values: one per candidate, per calibrated horizon, per both, per profile bin, or the
-    pending ring.
+    """A flat ``array`` of a forecaster's learned state, saved under ``key``, of ``size`` values: one per
+    candidate, per calibrated horizon, per both, per profile bin, or the pending ring.
+
+    Held as attribute ``_<key>``, or, if ``packed``, as doubles from offset ``params.at_<key>`` of the
+    forecaster's one ``_packed`` array (a ``"q"`` buffer's whole numbers are exact there up to 2 ** 53).
     """
 
     key: str
@@ -475,6 +495,7 @@ class _Buffer:
     initial: float
     size: Literal["candidates", "horizons", "horizons x candidates", "bins", "pending"]
     encoding: Encoding = "list"
+    packed: bool = False
 
     def length(self, p: ForecasterParams) -> int:
         match self.size:
@@ -498,6 +519,8 @@ class _Buffer:
         if self.encoding == "rows":
             k = len(p.candidates)
             return [value[i : i + k].tolist() for i in range(0, len(value), k)]
+        if self.typecode == "q":
+            return [int(x) for x in value]  # as saved before it was packed into doubles
         return value.tolist()
 
     def load(self, saved: Any, p: ForecasterParams) -> array:
@@ -523,28 +546,34 @@ _STATE: tuple[_Number | _Buffer, ...] = (
     _Number("t_last", _NAN, optional=True),
     _Number("y_last", _NAN, optional=True),
     _Number("first_t", _NAN, optional=True),
-    _Buffer("levels", "d", 0.0, "candidates"),
+    _Buffer("levels", "d", 0.0, "candidates", packed=True),
     _Number("season_level", 0.0),
     _Number("scale", 0.0),  # recent mean absolute one-step error of the season level, for clipping
     _Buffer("season", "f", 0.0, "bins", "f32"),
     _Number("season_mean", 0.0),
-    _Buffer("cand_mae", "d", 0.0, "horizons x candidates", "rows"),  # row j: the candidates' errors at j
-    _Buffer("mae", "d", 0.0, "horizons"),
-    _Buffer("spread", "d", 0.0, "horizons"),
-    _Buffer("lo", "d", 0.0, "horizons"),
-    _Buffer("up", "d", 0.0, "horizons"),
-    _Buffer("cover", "d", 1.0, "horizons"),
-    _Buffer("count", "q", 0, "horizons"),
+    # Row j: the candidates' errors at calibrated horizon j.
+    _Buffer("cand_mae", "d", 0.0, "horizons x candidates", "rows", packed=True),
+    _Buffer("mae", "d", 0.0, "horizons", packed=True),
+    _Buffer("spread", "d", 0.0, "horizons", packed=True),
+    _Buffer("lo", "d", 0.0, "horizons", packed=True),
+    _Buffer("up", "d", 0.0, "horizons", packed=True),
+    _Buffer("cover", "d", 1.0, "horizons", packed=True),
+    _Buffer("count", "q", 0, "horizons", packed=True),
     _Buffer("pending", "f", _NAN, "pending", "f32"),
 )
 #: Not state (to_dict leaves it out): row j caches _weights(j); NaN first marks a stale row.
-_CACHE = _Buffer("wts", "d", _NAN, "horizons x candidates")
+_CACHE = _Buffer("wts", "d", _NAN, "horizons x candidates", packed=True)
+#: The buffers held in ``_packed``, in its order; the others are attributes of their own.
+_PACKED = tuple(f for f in (*_STATE, _CACHE) if isinstance(f, _Buffer) and f.packed)
+#: The learned state held as attributes of their own: the numbers, the profile and the pending ring.
+_OWN = tuple(f for f in _STATE if not (isinstance(f, _Buffer) and f.packed))
 
 
 @functools.lru_cache(maxsize=64)
 def _initial_state(p: ForecasterParams) -> tuple[tuple[str, float | array], ...]:
     """``(attribute, initial value)`` of a new forecaster's state; the arrays are templates to copy."""
-    return tuple((f"_{f.key}", f.new(p)) for f in (*_STATE, _CACHE))
+    packed = array("d", [x for f in _PACKED for x in f.new(p)])  # from a list: sized exactly
+    return (*((f"_{f.key}", f.new(p)) for f in _OWN), ("_packed", packed))
 
 
 @reads_params(ForecasterParams)
@@ -645,7 +674,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
     True
     """
 
-    __slots__ = ("params", *(f"_{f.key}" for f in (*_STATE, _CACHE)))
+    __slots__ = ("params", "_packed", *(f"_{f.key}" for f in _OWN))
     # The types of the state's attributes, for the type checker (the unit tests keep them equal to
     # _STATE and _CACHE, from which the slots, the initial values and the saved form come).
     params: ForecasterParams
@@ -654,20 +683,12 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
     _t_last: float
     _y_last: float
     _first_t: float
-    _levels: array
     _season_level: float
     _scale: float
     _season: array
     _season_mean: float
-    _cand_mae: array
-    _mae: array
-    _spread: array
-    _lo: array
-    _up: array
-    _cover: array
-    _count: array
     _pending: array
-    _wts: array
+    _packed: array
 
     def __init__(
         self,
@@ -753,42 +774,45 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             s = (1.0 - frac) * season[i % b] + frac * season[(i + 1) % b] - self._season_mean
         else:
             s = 0.0
-        return [lv + s if seasonal else lv for lv, seasonal in zip(self._levels, p.seasonal, strict=True)]
+        levels = self._packed[p.at_levels : p.at_levels + len(p.seasonal)]
+        return [lv + s if seasonal else lv for lv, seasonal in zip(levels, p.seasonal, strict=True)]
 
     def _weights(self, j: int) -> Sequence[float]:
         """The combination weights at calibrated horizon ``j``, cached until that horizon is scored."""
-        k = len(self.params.candidates)
-        row = j * k
-        cache = self._wts
-        first = cache[row]
+        p = self.params
+        k = len(p.candidates)
+        state = self._packed
+        row = p.at_wts + j * k
+        first = state[row]
         if first == first:  # NaN marks a stale row
-            return cache[row : row + k]
-        if self._count[j] == 0:
+            return state[row : row + k]
+        if state[p.at_count + j] == 0:
             out = [1.0 / k] * k
         else:
-            maes = self._cand_mae[row : row + k].tolist()  # a list: each read of an array makes a float
+            errors = p.at_cand_mae + j * k
+            maes = state[errors : errors + k].tolist()  # a list: each read of an array makes a float
             floor = max(_TINY, 1e-6 * max(maes))
             best = min(maes) + floor
             # Relative to the best candidate, so a large weight_power cannot overflow.
-            power = self.params.weight_power
+            power = p.weight_power
             raw = [(best / (m + floor)) ** power for m in maes]
             total = sum(raw)
             out = [r / total for r in raw]
-        cache[row : row + k] = array("d", out)
+        state[row : row + k] = array("d", out)
         return out
 
     def _band_calibrated(self, j: int) -> tuple[float, float]:
         """(below, above): how far under and over the point the band reaches at calibrated horizon j."""
-        count = self._count
-        if count[j] > 0:
-            return self._lo[j], self._up[j]
-        # No outcome yet at this horizon: borrow from the nearest shorter horizon that has one.
         p = self.params
+        state, count = self._packed, p.at_count
+        if state[count + j] > 0:
+            return state[p.at_lo + j], state[p.at_up + j]
+        # No outcome yet at this horizon: borrow from the nearest shorter horizon that has one.
         h = p.calibrated_steps[j]
         for i in range(j - 1, -1, -1):
-            if count[i] > 0:
+            if state[count + i] > 0:
                 f = math.sqrt(h / p.calibrated_steps[i])
-                return self._lo[i] * f, self._up[i] * f
+                return state[p.at_lo + i] * f, state[p.at_up + i] * f
         # No outcome at all yet: twice the one-step error scale grown like sqrt(h), or the prior.
         w = p.initial_q * 2.0 * self._scale * math.sqrt(h) if self._n >= 2 else p.prior_half_width
         return w, w
@@ -832,7 +856,9 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         if self._n == 0:
             self._first_t = t
             s_t = self._season_at(t)
-            self._levels = array("d", [y - s_t if seasonal else y for seasonal in self.params.seasonal])
+            p = self.params
+            levels = array("d", [y - s_t if seasonal else y for seasonal in p.seasonal])
+            self._packed[p.at_levels : p.at_levels + len(levels)] = levels
             self._season_level = y
         else:
             if t <= self._t_last:
@@ -878,8 +904,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         k = len(p.candidates)
         width = p.width
         step = self._step
-        pending, maes, count, cache = self._pending, self._cand_mae, self._count, self._wts
-        lo, up, mae_, spread_, cover_ = self._lo, self._up, self._mae, self._spread, self._cover
+        pending, st = self._pending, self._packed
         lr, sa, symmetric, floor = p.coverage_lr, p.spread_alpha, p.symmetric, p.step_floor
         for j, h, stride, offset, length in p.rings:
             origin = step - h  # as _base(j, step - h)
@@ -889,43 +914,46 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             point = pending[base + k]
             if point != point:  # NaN: never issued, or lost to a gap
                 continue
-            n = count[j] + 1
+            lo, up, count = p.at_lo + j, p.at_up + j, p.at_count + j
+            n = st[count] + 1  # a whole number held as a double: exact, and it divides as the int did
             inv = 1.0 / n
             w = inv if inv > a else a  # running mean until 1/a samples: no start-up bias
-            row = j * k
+            row = p.at_cand_mae + j * k
             for c in range(k):
-                old = maes[row + c]  # each read of an array makes a float: read once
-                maes[row + c] = old + w * (abs(y - pending[base + c]) - old)
-            cache[row] = _NAN  # the weights at this horizon are stale
+                old = st[row + c]  # each read of an array makes a float: read once
+                st[row + c] = old + w * (abs(y - pending[base + c]) - old)
+            st[p.at_wts + j * k] = _NAN  # the weights at this horizon are stale
             resid = y - point
             err = abs(resid)
             below, above = pending[base + k + 1], pending[base + k + 2]
-            spread = spread_[j]
-            mae = mae_[j]
+            spread = st[p.at_spread + j]
+            mae = st[p.at_mae + j]
             # Float32 storage of the issued band must not turn a value on its edge into a miss.
             covered = -below * (1.0 + 1e-6) - _TINY <= resid <= above * (1.0 + 1e-6) + _TINY
             if n * lr <= 1.0:
                 # Too few outcomes to track a quantile: the Laplace rule on the running mean error.
-                lo[j] = up[j] = p.initial_q * (mae + (err - mae) / n)
+                st[lo] = st[up] = p.initial_q * (mae + (err - mae) / n)
             elif symmetric:
-                up[j] = lo[j] = track_quantile(up[j], not covered, spread, 1.0 - p.level, lr, floor)
+                st[up] = st[lo] = track_quantile(st[up], not covered, spread, 1.0 - p.level, lr, floor)
             else:
                 # Conformal quantile tracking of each tail at (1 - level) / 2: CPU errors are skewed
                 # (spikes go up), so the band is as wide as each side needs rather than twice the larger.
                 tail = (1.0 - p.level) / 2.0
-                up[j] = track_quantile(up[j], resid > above * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor)
-                lo[j] = track_quantile(lo[j], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor)
-            cover = cover_[j]
-            cover_[j] = cover + w * ((1.0 if covered else 0.0) - cover)
-            mae_[j] = mae + w * (err - mae)
+                st[up] = track_quantile(st[up], resid > above * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor)
+                st[lo] = track_quantile(
+                    st[lo], -resid > below * (1.0 + 1e-6) + _TINY, spread, tail, lr, floor
+                )
+            cover = st[p.at_cover + j]
+            st[p.at_cover + j] = cover + w * ((1.0 if covered else 0.0) - cover)
+            st[p.at_mae + j] = mae + w * (err - mae)
             # The spread ignores the excess of spikes, so one outlier does not inflate the step for days.
             if spread > _TINY and n * sa > 1.0:
                 cap = p.width_clip * spread
                 capped = cap if cap < err else err
             else:
                 capped = err
-            spread_[j] = spread + (inv if inv > sa else sa) * (capped - spread)
-            count[j] = n
+            st[p.at_spread + j] = spread + (inv if inv > sa else sa) * (capped - spread)
+            st[count] = n
 
     def _update(self, t: float, y: float) -> None:
         p = self.params
@@ -939,15 +967,15 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         self._scale = scale
         # _clipped(e, clip), spelt out: Huberised at clip times the (updated) scale after two samples.
         clipping = self._n > 2
-        levels = self._levels
+        levels, at = self._packed, p.at_levels
         for c, (alpha, seasonal, clip) in enumerate(p.candidates):
-            e = y - (levels[c] + (s_t if seasonal else 0.0))
+            e = y - (levels[at + c] + (s_t if seasonal else 0.0))
             if clip > 0.0:
                 bound = clip * scale
                 if clipping and bound > 0.0:
                     e = e if e < bound else bound
                     e = e if e > -bound else -bound
-            levels[c] += alpha * e
+            levels[at + c] += alpha * e
         bound = p.clip * scale
         clip_season = clipping and bound > 0.0
         if clip_season:
@@ -1127,17 +1155,9 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         other._season_level = self._season_level
         other._scale = self._scale
         other._season_mean = self._season_mean
-        other._levels = self._levels[:]
         other._season = self._season[:]
-        other._cand_mae = self._cand_mae[:]
-        other._mae = self._mae[:]
-        other._lo = self._lo[:]
-        other._up = self._up[:]
-        other._spread = self._spread[:]
-        other._cover = self._cover[:]
-        other._count = self._count[:]
         other._pending = self._pending[:]
-        other._wts = self._wts[:]
+        other._packed = self._packed[:]
         return other
 
     def accuracy(self) -> dict[int, tuple[float, float]]:
@@ -1146,9 +1166,10 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         Both are exponentially weighted (half-life ``error_half_life`` seconds). A horizon with no scored
         forecast yet reports ``(0.0, 1.0)``.
         """
+        p, st = self.params, self._packed
         return {
-            h: ((self._mae[j], self._cover[j]) if self._count[j] else (0.0, 1.0))
-            for j, h in enumerate(self.params.calibrated_steps)
+            h: ((st[p.at_mae + j], st[p.at_cover + j]) if st[p.at_count + j] else (0.0, 1.0))
+            for j, h in enumerate(p.calibrated_steps)
         }
 
     # ------------------------------------------------------------------ persistence
@@ -1156,8 +1177,15 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         """JSON-safe state (parameters and learned state); float arrays are base64 float32."""
 
         p = self.params
-        saved = {f.key: f.save(getattr(self, f"_{f.key}"), p) for f in _STATE}
+        saved = {f.key: f.save(self._held(f), p) for f in _STATE}
         return {"v": _STATE_VERSION, "params": p.to_dict(), **saved}
+
+    def _held(self, f: _Number | _Buffer) -> Any:
+        """The value of one part of the state, from its own attribute or from ``_packed``."""
+        if isinstance(f, _Buffer) and f.packed:
+            at = getattr(self.params, f"at_{f.key}")
+            return self._packed[at : at + f.length(self.params)]
+        return getattr(self, f"_{f.key}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OnlineForecaster:
@@ -1170,7 +1198,11 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             )
         m = cls(**d["params"])
         for f in _STATE:
-            setattr(m, f"_{f.key}", f.load(d[f.key], m.params))
+            if isinstance(f, _Buffer) and f.packed:
+                at = getattr(m.params, f"at_{f.key}")
+                m._packed[at : at + f.length(m.params)] = array("d", f.load(d[f.key], m.params))
+            else:
+                setattr(m, f"_{f.key}", f.load(d[f.key], m.params))
         return m
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from models.anomaly import DetectorParams, StreamingDetector
-from models.forecast import _CACHE, _STATE, ForecasterParams, OnlineForecaster
+from models.forecast import _CACHE, _OWN, _PACKED, _STATE, ForecasterParams, OnlineForecaster
 from models.params import shared, signature_mismatches
 
 MODELS = [(StreamingDetector, DetectorParams), (OnlineForecaster, ForecasterParams)]
@@ -77,10 +77,18 @@ def _trained() -> OnlineForecaster:
 
 
 def test_the_forecaster_state_is_declared_once() -> None:
-    names = {f"_{f.key}" for f in (*_STATE, _CACHE)}
-    assert set(OnlineForecaster.__slots__) == names | {"params"}
+    names = {f"_{f.key}" for f in _OWN}
+    assert set(OnlineForecaster.__slots__) == names | {"params", "_packed"}
     annotated = {k for k in OnlineForecaster.__annotations__ if k.startswith("_")}
-    assert annotated == names
+    assert annotated == names | {"_packed"}
+    # Every part of the state is held once: as its own attribute or in the packed array, in its order.
+    assert {f.key for f in _OWN} | {f.key for f in _PACKED} == {f.key for f in (*_STATE, _CACHE)}
+    assert not {f.key for f in _OWN} & {f.key for f in _PACKED}
+    p = _trained().params
+    starts = [getattr(p, f"at_{f.key}") for f in _PACKED]
+    lengths = [f.length(p) for f in _PACKED]
+    assert starts == [sum(lengths[:i]) for i in range(len(lengths))]
+    assert len(_trained()._packed) == p.packed_size == sum(lengths)
     saved = _trained().to_dict()
     assert list(saved) == ["v", "params", *(f.key for f in _STATE)]
 
