@@ -549,9 +549,26 @@ class Recommender:
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
         down_target = thr if deep_idle else thr * self.scale_down_margin
-        down_need = self._need(replicas, cpu_now, down_target) if cpu_now is not None else previous
-        for _, b in down_bands:
-            down_need = max(down_need, self._need(replicas, self._q(b), down_target))
+
+        def need_at(n: int) -> int:
+            # On n pods the same load is spread over n (per-pod centre x replicas / n) while the band's
+            # half-widths, per pod, stay: the headroom in cores shrinks with the count.
+            scale = replicas / n
+            need = self._need(n, cpu_now * scale, down_target) if cpu_now is not None else previous
+            for _, b in down_bands:
+                q = b.point * scale + (b.upper - b.point) * self._q_frac
+                need = max(need, self._need(n, q, down_target))
+            return need
+
+        # Go straight to where repeated scale-downs at this load and band would end: one pod fewer
+        # leaves less headroom in cores, so a need computed on the current count alone walks the
+        # count down one move per decision where a reactive HPA drops in one.
+        down_need = need_at(replicas)
+        while 1 <= down_need < replicas:
+            lower = need_at(down_need)
+            if lower >= down_need:
+                break
+            down_need = lower
         if scheduled is not None:
             down_need = min(down_need, scheduled)
         return down_need
