@@ -41,6 +41,10 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    well below the threshold — is below the current recommendation, ``cooldown_seconds`` have passed since
    the last change, and no anomaly is under way (never scale down during an anomaly). When both the
    current and the predicted upper CPU are below ``cpu_scale_down`` the margin is not applied.
+   A scale-down goes in one move to the count where the next decision at the same load and band would
+   stop: the band is per pod, so on fewer pods the same load sits higher but its headroom in cores is
+   smaller, and a need computed on the current count alone walks the count down one move per decision
+   (9 -> 4 -> 3) where a reactive HPA drops in one.
 5. **Bounds.** ``min_replicas <= target <= max_replicas``; a need above the maximum is reported.
 6. **Database guard.** When the database CPU is at ``db_cpu_saturation`` or the connections at
    ``db_connections_limit``, more API replicas will not help: the forecast-driven scale-up is withheld
