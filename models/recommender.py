@@ -628,7 +628,11 @@ class Recommender:
         if action == "scale_down":
             uppers = [self._q(b) for _, b in bands]
             top = max(uppers) if uppers else (cpu_now or 0.0)
-            after = top * replicas / target
+            # On ``target`` pods the load per pod grows by replicas / target; the band's per-pod
+            # half-width does not (as in the scale-down need).
+            scale = replicas / target
+            afters = [b.point * scale + (b.upper - b.point) * self._q_frac for _, b in bands]
+            after = max(afters) if afters else top * scale
             reason = (
                 f"Predicted CPU at most {_pct(top)} ({self._band_name()}, next "
                 f"{self.down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 
 import pytest
 
@@ -357,6 +358,10 @@ def test_a_scale_down_goes_in_one_move_to_where_further_decisions_would_hold(hal
     first = rec.recommend(state, at(9, 0.0))
     assert first.action == "scale_down"
     n = first.target_replicas
+    # The reason states the CPU on n pods, under the threshold it names.
+    on_n = re.search(rf"on {n} replicas \((\d+)%\)", first.advice[0].reason)
+    assert on_n is not None, first.advice[0].reason
+    assert int(on_n.group(1)) <= 100 * rec.cpu_scale_up
     again = rec.recommend(state, at(n, 1_800.0))
     assert again.action == "hold" and again.target_replicas == n
     # ... and n keeps the sizing quantile under the threshold on n pods; one pod fewer would not keep it
