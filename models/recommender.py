@@ -9,8 +9,8 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    interval and ``q = point + (upper - point) * z(quantile) / z(0.5 + band_level / 2)``. The default
    ``quantile=0.8`` accepts a 20 % chance per horizon that CPU ends above the threshold after scaling
    (then the reactive CPU trigger still catches it); ``quantile=None`` sizes on the band's upper end
-   itself (the 95 % quantile of a 90 % band), which on the NAB traces costs 20-70 % more replica-hours
-   than a reactive HPA (``benchmarks/simulate.md``).
+   itself (the 95 % quantile of a 90 % band), which costs more replica-hours than a reactive HPA
+   (measured in ``benchmarks/simulate.md``).
    With ``center_on_current`` (the default) each band is first moved to centre on the *current* CPU,
    keeping its half-widths: ``q = cpu_now + (upper - point) * z(quantile) / z(...)``. The forecaster
    learns per-pod utilisation, which every scaling action shifts (1 -> 5 pods divides it by five), and

@@ -328,9 +328,10 @@ def test_the_scaled_object_scales_up_a_jump_as_fast_as_the_default_hpa() -> None
 
 
 def test_after_a_burst_the_count_comes_down_in_one_move_at_long_steps() -> None:
-    # At 30-min steps the band, per pod and widened by each burst, used to walk the count down one
-    # move per decision after it (4 -> 3 -> 2) where the HPA drops in one. Going straight to where
-    # the descent would end leaves few decreases of the recommendation that follow another one.
+    # At 30-min steps the band, per pod and widened by each burst, would walk the count down one move
+    # per decision after it (4 -> 3 -> 2) where the HPA drops in one, if each scale-down were sized on
+    # the count it starts from. Going straight to where that descent ends leaves few decreases of the
+    # recommendation that follow another one.
     decreases = chained = 0
     for seed in (5, 6, 7):
         trace, demand = _bursts(7, 1800, seed)
