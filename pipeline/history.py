@@ -20,8 +20,8 @@ synthetic workloads against 31 raw; ~20 on uniform noise, the worst case, where 
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
-The latest recommendation (the record sent to Kafka, as sent) and the last episode of each kind of
-decision that did something (scale up during an anomaly, other scale-ups, scale down, resource or
+The latest recommendation (the record sent to Kafka, as sent) and the last two episodes of each kind
+of decision that did something (scale up during an anomaly, other scale-ups, scale down, resource or
 database advice; an episode keeps the decision that started it) are kept for the audit table, so an
 incident's scale-up stays listed however many routine decisions follow it. The kept ones are deflated
 against a dictionary shared by every ring of the worker (the first record it saw: the keys and most of
@@ -93,8 +93,9 @@ class HistoryConfig:
     threshold: float
     replica_dtype: Any = np.uint8
     #: Episodes kept per kind of decision that did something (see :meth:`DeploymentHistory._keep`): the
-    #: last one (its first decision), ~290 bytes each.
-    decisions: int = 1
+    #: last two (each its first decision), so an incident's scale-up stays listed when one more episode
+    #: of its kind follows it (a recovery that is itself flagged, a later ramp).
+    decisions: int = 2
     #: Windows per chunk (see the module docstring); at most the capacity.
     chunk: int = CHUNK_ROWS
     #: Derived: the score's quantum, the replica columns' "absent" value (their dtype's largest), bytes
