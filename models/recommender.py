@@ -9,8 +9,8 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    interval and ``q = point + (upper - point) * z(quantile) / z(0.5 + band_level / 2)``. The default
    ``quantile=0.8`` accepts a 20 % chance per horizon that CPU ends above the threshold after scaling
    (then the reactive CPU trigger still catches it); ``quantile=None`` sizes on the band's upper end
-   itself (the 95 % quantile of a 90 % band), which costs markedly more replica-hours than a reactive
-   HPA (figures in ``benchmarks/simulate.md``).
+   itself (the 95 % quantile of a 90 % band), which costs more replica-hours than a reactive HPA
+   (measured in ``benchmarks/simulate.md``).
    With ``center_on_current`` (the default) each band is first moved to centre on the *current* CPU,
    keeping its half-widths: ``q = cpu_now + (upper - point) * z(quantile) / z(...)``. The forecaster
    learns per-pod utilisation, which every scaling action shifts (1 -> 5 pods divides it by five), and
@@ -41,6 +41,10 @@ The rule, in the order it is applied (each :class:`Decision` names the rule in `
    well below the threshold — is below the current recommendation, ``cooldown_seconds`` have passed since
    the last change, and no anomaly is under way (never scale down during an anomaly). When both the
    current and the predicted upper CPU are below ``cpu_scale_down`` the margin is not applied.
+   A scale-down goes in one move to the count where the next decision at the same load and band would
+   stop: the band is per pod, so on fewer pods the same load sits higher but its headroom in cores is
+   smaller, and a need computed on the current count alone walks the count down one move per decision
+   (9 -> 4 -> 3) where a reactive HPA drops in one.
 5. **Bounds.** ``min_replicas <= target <= max_replicas``; a need above the maximum is reported.
 6. **Database guard.** When the database CPU is at ``db_cpu_saturation`` or the connections at
    ``db_connections_limit``, more API replicas will not help: the forecast-driven scale-up is withheld
@@ -549,9 +553,26 @@ class Recommender:
             self._q(b) < self.cpu_scale_down for _, b in down_bands
         )
         down_target = thr if deep_idle else thr * self.scale_down_margin
-        down_need = self._need(replicas, cpu_now, down_target) if cpu_now is not None else previous
-        for _, b in down_bands:
-            down_need = max(down_need, self._need(replicas, self._q(b), down_target))
+
+        def need_at(n: int) -> int:
+            # On n pods the same load is spread over n (per-pod centre x replicas / n) while the band's
+            # half-widths, per pod, stay: the headroom in cores shrinks with the count.
+            scale = replicas / n
+            need = self._need(n, cpu_now * scale, down_target) if cpu_now is not None else previous
+            for _, b in down_bands:
+                q = b.point * scale + (b.upper - b.point) * self._q_frac
+                need = max(need, self._need(n, q, down_target))
+            return need
+
+        # Go straight to where repeated scale-downs at this load and band would end: one pod fewer
+        # leaves less headroom in cores, so a need computed on the current count alone walks the
+        # count down one move per decision where a reactive HPA drops in one.
+        down_need = need_at(replicas)
+        while 1 <= down_need < replicas:
+            lower = need_at(down_need)
+            if lower >= down_need:
+                break
+            down_need = lower
         if scheduled is not None:
             down_need = min(down_need, scheduled)
         return down_need
@@ -607,7 +628,11 @@ class Recommender:
         if action == "scale_down":
             uppers = [self._q(b) for _, b in bands]
             top = max(uppers) if uppers else (cpu_now or 0.0)
-            after = top * replicas / target
+            # On ``target`` pods the load per pod grows by replicas / target; the band's per-pod
+            # half-width does not (as in the scale-down need).
+            scale = replicas / target
+            afters = [b.point * scale + (b.upper - b.point) * self._q_frac for _, b in bands]
+            after = max(afters) if afters else top * scale
             reason = (
                 f"Predicted CPU at most {_pct(top)} ({self._band_name()}, next "
                 f"{self.down_horizon / 60:.0f}m) stays below threshold {_pct(thr)} "

@@ -6,6 +6,7 @@ import dataclasses
 import itertools
 import json
 import math
+import re
 
 import pytest
 
@@ -338,3 +339,35 @@ def test_a_recurring_ramp_is_sized_a_start_up_ahead_on_the_band_and_holds_off_sc
     assert Recommender().recommend(RecommenderState(), calm).action == "scale_down"
     due = dataclasses.replace(calm, periodic_growth=4.0)
     assert Recommender().recommend(RecommenderState(), due).target_replicas >= 4
+
+
+@pytest.mark.parametrize("half_width", [0.05, 0.1, 0.2, 0.3])
+def test_a_scale_down_goes_in_one_move_to_where_further_decisions_would_hold(half_width: float) -> None:
+    # After a burst: 9 pods carry 1.5 cores (17 % each) and the band, per pod, is still wide. The same
+    # load and band on fewer pods leave less headroom in cores, so the count the first decision picks is
+    # where the next decisions at that load would stop, not one pod on the way down to it.
+    load = 1.5
+    rec = Recommender(cooldown_seconds=0.0)
+    state = RecommenderState(target=9, changed_at=-10_000.0, direction="up")
+
+    def at(n: int, now: float) -> ScalingInputs:
+        cpu = load / n
+        band = (cpu, max(0.0, cpu - half_width), cpu + half_width)
+        return inputs(now=now, replicas=n, cpu=cpu, bands={300: band, 900: band})
+
+    first = rec.recommend(state, at(9, 0.0))
+    assert first.action == "scale_down"
+    n = first.target_replicas
+    # The reason states the CPU on n pods, under the threshold it names.
+    on_n = re.search(rf"on {n} replicas \((\d+)%\)", first.advice[0].reason)
+    assert on_n is not None, first.advice[0].reason
+    assert int(on_n.group(1)) <= 100 * rec.cpu_scale_up
+    again = rec.recommend(state, at(n, 1_800.0))
+    assert again.action == "hold" and again.target_replicas == n
+    # ... and n keeps the sizing quantile under the threshold on n pods; one pod fewer would not keep it
+    # under the scale-down margin.
+    q = load / n + half_width * rec._q_frac
+    assert q <= rec.cpu_scale_up
+    if n > rec.min_replicas:
+        q1 = load / (n - 1) + half_width * rec._q_frac
+        assert q1 > rec.cpu_scale_up * rec.scale_down_margin
