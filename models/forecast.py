@@ -497,6 +497,11 @@ class _Buffer:
     encoding: Encoding = "list"
     packed: bool = False
 
+    def span(self, p: ForecasterParams) -> slice:
+        """Where a packed buffer lies in the forecaster's ``_packed`` array."""
+        at: int = getattr(p, f"at_{self.key}")
+        return slice(at, at + self.length(p))
+
     def length(self, p: ForecasterParams) -> int:
         match self.size:
             case "candidates":
@@ -1183,8 +1188,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
     def _held(self, f: _Number | _Buffer) -> Any:
         """The value of one part of the state, from its own attribute or from ``_packed``."""
         if isinstance(f, _Buffer) and f.packed:
-            at = getattr(self.params, f"at_{f.key}")
-            return self._packed[at : at + f.length(self.params)]
+            return self._packed[f.span(self.params)]
         return getattr(self, f"_{f.key}")
 
     @classmethod
@@ -1199,8 +1203,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         m = cls(**d["params"])
         for f in _STATE:
             if isinstance(f, _Buffer) and f.packed:
-                at = getattr(m.params, f"at_{f.key}")
-                m._packed[at : at + f.length(m.params)] = array("d", f.load(d[f.key], m.params))
+                m._packed[f.span(m.params)] = array("d", f.load(d[f.key], m.params))
             else:
                 setattr(m, f"_{f.key}", f.load(d[f.key], m.params))
         return m

@@ -324,9 +324,13 @@ class Recommender:
         # Rounding first keeps 4 * 0.8 / 0.8 from becoming 4.000000001 and asking for a fifth pod.
         return math.ceil(round(replicas * max(utilisation, 0.0) / target, 9))
 
-    def _q(self, band: Interval) -> float:
-        """The sizing quantile of a band: its upper end, or the ``quantile`` read from it as a normal."""
-        return band.point + (band.upper - band.point) * self._q_frac
+    def _q(self, band: Interval, scale: float = 1.0) -> float:
+        """The sizing quantile of a band: its upper end, or the ``quantile`` read from it as a normal.
+
+        With ``scale`` the centre is for ``scale`` times the pods' share of the load (on ``n`` pods
+        instead of ``replicas``: ``replicas / n``); the half-width, per pod, stays.
+        """
+        return band.point * scale + (band.upper - band.point) * self._q_frac
 
     def _band_name(self) -> str:
         if self.quantile is None:
@@ -560,8 +564,7 @@ class Recommender:
             scale = replicas / n
             need = self._need(n, cpu_now * scale, down_target) if cpu_now is not None else previous
             for _, b in down_bands:
-                q = b.point * scale + (b.upper - b.point) * self._q_frac
-                need = max(need, self._need(n, q, down_target))
+                need = max(need, self._need(n, self._q(b, scale), down_target))
             return need
 
         # Go straight to where repeated scale-downs at this load and band would end: one pod fewer
@@ -631,7 +634,7 @@ class Recommender:
             # On ``target`` pods the load per pod grows by replicas / target; the band's per-pod
             # half-width does not (as in the scale-down need).
             scale = replicas / target
-            afters = [b.point * scale + (b.upper - b.point) * self._q_frac for _, b in bands]
+            afters = [self._q(b, scale) for _, b in bands]
             after = max(afters) if afters else top * scale
             reason = (
                 f"Predicted CPU at most {_pct(top)} ({self._band_name()}, next "
