@@ -24,6 +24,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -228,6 +229,15 @@ async def run_ingest(
     return s
 
 
+def _past_instant(text: str) -> float:
+    """``--end``'s value: an ISO 8601 time (UTC when it names no offset) as epoch seconds."""
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``helios ingest``."""
     parser.add_argument("--source", required=True, choices=SOURCES, help="where samples come from")
@@ -251,6 +261,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--count", type=int, help="steps per deployment (default: endless, following the clock)")
     g.add_argument("--incident-at", type=int, help="step index of the injected incident")
+    g.add_argument(
+        "--end",
+        type=_past_instant,
+        help="with --count: event time of the last step, ISO 8601 (e.g. 2026-12-01T06:30Z; default now)",
+    )
     g.add_argument(
         "--incident-rate",
         type=float,
@@ -292,6 +307,7 @@ def build_source(settings: Settings, args: argparse.Namespace) -> Source:
             backfill=args.backfill,
             batch_size=settings.batch_size,
             incident_rate=args.incident_rate,
+            end=args.end,
         )
     if args.source == "replay":
         from pipeline.sources.replay import ReplaySource, parse_speedup

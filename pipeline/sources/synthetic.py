@@ -15,8 +15,9 @@ The model of the shop, one step per scoring interval:
   (the incident is not load, so the HPA misreads it; that is what Helios should flag).
 
 :func:`synthetic_trace` is the pure generator (a DataFrame, seeded, reproducible);
-:class:`SyntheticSource` lays its steps out in event time so a run ends at about "now" and
-emits them at ``--rate`` samples per second.
+:class:`SyntheticSource` lays its steps out in event time so a run ends at about "now" (or at a
+given past ``end``, so a test sees the same time of day whenever it runs) and emits them at ``--rate``
+samples per second.
 """
 
 from __future__ import annotations
@@ -261,11 +262,14 @@ class SyntheticSource:
         Seed of the first deployment; the others use ``seed + i``.
     backfill
         Endless stream only: steps before "now" to emit first (so the models have history).
+    end
+        With a ``count`` only: event time (epoch seconds, not in the future) of the last step instead
+        of now, so the feed's time of day, and with it the daily cycle, does not depend on when it runs.
     batch_size
         Most samples per batch.
 
     Event times: with a known ``count`` the steps are laid out so the last one is at about
-    now (start = now - count x interval); with an endless stream they start ``backfill``
+    now, or ``end`` (start = end - count x interval); with an endless stream they start ``backfill``
     steps in the past and then follow the wall clock (a step is emitted once its event
     time has come), so no sample ever carries a future timestamp.
     """
@@ -287,6 +291,7 @@ class SyntheticSource:
         batch_size: int = 500,
         incident_rate: float | None = None,
         incident_length: int = 15,
+        end: float | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -302,6 +307,10 @@ class SyntheticSource:
             raise ValueError(f"incident_rate must be positive, got {incident_rate}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if end is not None and count is None:
+            raise ValueError("end needs a count: an endless stream follows the clock")
+        if end is not None and end > clock():
+            raise ValueError(f"end must not be in the future (no sample carries a future time), got {end}")
         self.namespace = namespace
         self.deployment = deployment
         self.interval = interval
@@ -314,12 +323,13 @@ class SyntheticSource:
         self.batch_size = batch_size
         self.incident_rate = incident_rate
         self.incident_length = incident_length
+        self.end = end
         self.names = deployment_names(deployment, deployments)
         self._clock = clock
         self._sleep = sleep
 
     def _start(self) -> float:
-        now = self._clock()
+        now = self._clock() if self.end is None else self.end
         steps = self.count if self.count is not None else self.backfill
         # Aligned to the interval so windows downstream see whole steps.
         return (math.floor(now / self.interval) - steps) * self.interval

@@ -34,6 +34,10 @@ STEP = 60
 #: More steps than the default ring holds (6 h at 60 s = 360), so the page shows a full ring.
 COUNT = 600
 INCIDENT_AT = 450
+#: The feed's last event time: fixed, so the daily cycle around the incident (here the night trough,
+#: 04:00 UTC) is the same whenever the suite runs; ending at "now" put it on any hour, next to a ramp's
+#: scale-ups at some of them.
+FEED_END = "2026-12-01T06:30:00+00:00"
 #: The incident's steps (SaleorWorkload's default) and the detection hold after it (HELIOS_ANOMALY_HOLD).
 INCIDENT_STEPS = 15
 HOLD_STEPS = 5
@@ -81,7 +85,7 @@ def fed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     worker, env = start_worker(kafka_bootstrap, folder)
     try:
         cmd = [sys.executable, "-m", "pipeline.cli", "ingest", "--source", "synthetic", "--rate", "400"]
-        cmd += ["--count", str(COUNT), "--incident-at", str(INCIDENT_AT)]
+        cmd += ["--count", str(COUNT), "--incident-at", str(INCIDENT_AT), "--end", FEED_END]
         with (folder / "ingest.log").open("ab") as log:
             subprocess.run(
                 cmd, env={**os.environ, **env}, cwd=REPO, check=True, timeout=180, stdout=log, stderr=log

@@ -108,6 +108,27 @@ async def test_counted_run_ends_at_about_now_with_no_future_stamp() -> None:
     assert samples[55].metrics.cpu_utilization > samples[45].metrics.cpu_utilization  # the incident
 
 
+async def test_a_given_end_fixes_the_time_of_day_whenever_it_runs() -> None:
+    end = datetime(2026, 12, 1, 6, 30, tzinfo=UTC).timestamp()
+    runs = []
+    for now in (end + 3_600.0, end + 5 * 86_400.0 + 1_234.0):
+        t = FakeTime(now)
+        source = SyntheticSource(interval=60, count=30, end=end, clock=t.clock, sleep=t.sleep)
+        runs.append(
+            [(s.timestamp.timestamp(), s.metrics.cpu_utilization) for b in await collect(source) for s in b]
+        )
+    assert runs[0] == runs[1]  # same event times, same values, a day or five later
+    assert runs[0][-1][0] == end and runs[0][0][0] == end - 29 * 60
+
+
+def test_an_end_in_the_future_or_without_a_count_is_refused() -> None:
+    t = FakeTime(1_700_000_000.0)
+    with pytest.raises(ValueError, match="end must not be in the future"):
+        SyntheticSource(count=10, end=1_700_000_060.0, clock=t.clock)
+    with pytest.raises(ValueError, match="end needs a count"):
+        SyntheticSource(end=1_600_000_000.0, clock=t.clock)
+
+
 async def test_rate_paces_emission() -> None:
     t = FakeTime(1_700_000_000.0)
     source = SyntheticSource(interval=60, count=50, rate=10, clock=t.clock, sleep=t.sleep)
