@@ -57,7 +57,8 @@ def daily_acf(demand: np.ndarray, step: int) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def one(job: tuple[str, str, int]) -> dict[str, Any]:
+def replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
+    """One replay of the benchmark: its row's figures, and the per-step table of the simulation."""
     from pipeline import simulate as sim
 
     name, path, step = job
@@ -88,7 +89,22 @@ def one(job: tuple[str, str, int]) -> dict[str, Any]:
         "beyond_min": float((steps["demand"] > 10 * 0.8).sum() * step_seconds / 60),
         "hpa_jump_min": float(steps.loc[jump, "hpa_under_seconds"].sum() / 60),
         "seconds": time.time() - started,
-    }
+    }, steps
+
+
+def one(job: tuple[str, str, int]) -> dict[str, Any]:
+    return replay(job)[0]
+
+
+def all_jobs(shared: Path) -> list[tuple[str, str, int]]:
+    """Every replay of the benchmark: (name, path, step seconds; 0: the trace's own)."""
+    data = shared / "nab" / "data"
+    cloudwatch = sorted((data / "realAWSCloudwatch").glob("*.csv"))
+    jobs = [(p.stem, str(p), 0) for p in cloudwatch]
+    jobs += [(p.stem, str(p), step) for step in RESAMPLED for p in cloudwatch]
+    jobs += [(p.stem, str(p), 0) for p in sorted((data / "realAdExchange").glob("*.csv"))]
+    jobs += [(name, "", 0) for name in [*SYNTHETIC, *DAILY]]
+    return jobs
 
 
 def trace_class(r: dict[str, Any]) -> str:
@@ -172,13 +188,7 @@ def main() -> int:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--only", default="", help="replay only traces whose name contains this (a quick look)")
     args = ap.parse_args()
-    data = args.shared / "nab" / "data"
-    cloudwatch = sorted((data / "realAWSCloudwatch").glob("*.csv"))
-    jobs = [(p.stem, str(p), 0) for p in cloudwatch]
-    jobs += [(p.stem, str(p), step) for step in RESAMPLED for p in cloudwatch]
-    jobs += [(p.stem, str(p), 0) for p in sorted((data / "realAdExchange").glob("*.csv"))]
-    jobs += [(name, "", 0) for name in [*SYNTHETIC, *DAILY]]
-    jobs = [j for j in jobs if args.only in j[0]]
+    jobs = [j for j in all_jobs(args.shared) if args.only in j[0]]
     # Longest first, so the two workers finish together.
     jobs.sort(key=lambda j: 0 if j[2] == 60 or j[0].startswith("exchange") else 1)
     started = time.time()
