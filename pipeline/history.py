@@ -20,12 +20,14 @@ synthetic workloads against 31 raw; ~20 on uniform noise, the worst case, where 
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
-The latest recommendation (the record sent to Kafka, as sent) and the last two episodes of each kind
-of decision that did something (scale up during an anomaly, other scale-ups, scale down, resource or
-database advice; an episode keeps the decision that started it) are kept for the audit table, so an
-incident's scale-up stays listed however many routine decisions follow it. The kept ones are deflated
-against a dictionary shared by every ring of the worker (the first record it saw: the keys and most of
-the words recur in every record), ~290 bytes each instead of ~1.2 KB.
+The latest recommendation (the record sent to Kafka) and the last two episodes of each kind of decision
+that did something (scale up during an anomaly, other scale-ups, scale down, resource or database advice;
+an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
+stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
+every ring of the worker (the first record it saw: the keys and most of the words recur in every record),
+~250 bytes each instead of ~1.2 KB, and inflated when the page asks. The latest is deflated once per
+micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
+in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
 """
 
@@ -56,6 +58,9 @@ CHUNK_ROWS = 60
 _WBITS = -15
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
+#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
+#: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
+_KEPT_LEVEL = 6
 
 CPU_COL, MEM_COL, SCORE_COL, FLAGS_COL = 0, 1, 2, 3
 _FIRST_FORECAST_COL = 4
@@ -142,11 +147,11 @@ class HistoryConfig:
         return DeploymentHistory(self) if self.capacity > 0 else None
 
     # -- the encodings ----------------------------------------------------------------------------
-    def pack(self, record: bytes) -> bytes:
+    def pack(self, record: bytes, level: int = 1) -> bytes:
         """A recommendation record deflated against the shared dictionary."""
         if not self.dictionary:
             self.dictionary.append(record)
-        z = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, self.dictionary[0])
+        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, self.dictionary[0])
         return z.compress(record) + z.flush()
 
     def unpack(self, packed: bytes) -> bytes:
@@ -184,7 +189,7 @@ class HistoryConfig:
 class DeploymentHistory:
     """The ring of one deployment (see the module docstring)."""
 
-    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_lead", "_notable", "_open", "config")
+    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_lead", "_notable", "_open", "_sent", "config")
 
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
@@ -197,8 +202,10 @@ class DeploymentHistory:
         self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
         self._chunks: list[bytes] = []
-        #: The latest record as sent (the bytes built for Kafka: no copy).
+        #: The latest record packed (:meth:`HistoryConfig.pack`), or until :meth:`settle` as sent (the
+        #: bytes built for Kafka: no copy) in ``_sent``.
         self._latest: bytes | None = None
+        self._sent: bytes | None = None
         #: Kind (first byte) and packed record of the decisions that did something (see :meth:`_keep`).
         self._notable: list[bytes] = []
         self._kind = 0
@@ -206,7 +213,7 @@ class DeploymentHistory:
     @property
     def nbytes(self) -> int:
         """Bytes of the rows, raw and compressed, and of the kept records (without object headers)."""
-        kept = sum(len(b) for b in self._notable) + len(self._latest or b"")
+        kept = sum(len(b) for b in self._notable) + len(self._sent or self._latest or b"")
         return len(self._open) + sum(len(b) for b in self._chunks) + kept
 
     def record(self, start: float, out: StageOutput, recommendation: bytes) -> None:
@@ -248,8 +255,7 @@ class DeploymentHistory:
         ):
             row += (count,) if cfg.replica_bytes == 1 else (count & 255, count >> 8)
         self._put(slot, bytes(row))
-        # Kept as sent, not packed: deflating ~1.2 KB every sample costs 6-13 µs, the ring's whole budget.
-        self._latest = recommendation
+        self._sent = recommendation
         kind = action or (_ADVICE_KIND if adv else 0)
         if kind == _ACTION_CODE["scale_up"] and anomaly.is_anomaly:
             # Scale-ups during an anomaly are what an SRE audits after an incident: routine ones later
@@ -304,15 +310,24 @@ class DeploymentHistory:
         need = -(-max(0, cfg.capacity - slot % size - 1) // size)
         del self._chunks[: max(0, len(self._chunks) - need)]
 
+    def settle(self) -> None:
+        """Pack the latest record (the runtime calls it once per micro-batch for the rings it fed)."""
+        if self._sent is not None:
+            self._latest = self.config.pack(self._sent)
+            self._sent = None
+
     def _keep(self, kind: int, recommendation: bytes) -> None:
         """Keep the decision that starts an episode (the same kind window after window: the one that says
         why it started), and of each kind the last ``decisions`` episodes."""
         if self._kind == kind:
             return
         mine = [i for i, b in enumerate(self._notable) if b[0] == kind]
-        self._notable.append(bytes((kind,)) + self.config.pack(recommendation))
+        packed = self.config.pack(recommendation, _KEPT_LEVEL)
+        self._notable.append(bytes((kind,)) + packed)
         if len(mine) >= self.config.decisions:
             del self._notable[mine[0]]
+        if recommendation is self._sent:  # it is the latest too: no second deflate in settle
+            self._latest, self._sent = packed, None
 
     def _rows(self, n: int) -> np.ndarray:
         """The rows of the last ``n`` slots (``n`` x ``width``), absent before the first."""
@@ -358,8 +373,10 @@ class DeploymentHistory:
         """The latest recommendation and the last ones that did something, newest first."""
         unpack = self.config.unpack
         raws = {unpack(b[1:]) for b in self._notable}
-        if self._latest is not None:
-            raws.add(self._latest)
+        if self._sent is not None:
+            raws.add(self._sent)
+        elif self._latest is not None:
+            raws.add(unpack(self._latest))
         records = [orjson.loads(raw) for raw in raws]
         return sorted(records, key=lambda r: str(r.get("timestamp", "")), reverse=True)
 

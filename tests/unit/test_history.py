@@ -164,6 +164,40 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int,
     assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
 
 
+def test_the_latest_record_is_kept_packed_after_each_batch_and_read_back_as_sent() -> None:
+    clock = Clock(T0 + 10 * STEP)
+    rt, _ = make_runtime(clock, HELIOS_SNAPSHOT_EVERY="1000")
+    bodies = [
+        {
+            "namespace": "saleor",
+            "deployment": "saleor-api",
+            "timestamp": T0 + i * STEP + 5,
+            "replicas": 3,
+            "metrics": {"cpu_utilization": cpu_at(i), "memory_utilization": 0.4},
+        }
+        for i in range(8)
+    ]
+    records = [RawRecord(KEY, json.dumps(b).encode(), TOPIC, 0, i) for i, b in enumerate(bodies)]
+    for batch in (records[:1], records[1:5], records[5:]):  # one sample, then several in a batch
+        result = rt.process(batch, lambda key: None)
+        history = rt.entries["saleor/saleor-api"].history
+        assert history is not None
+        sent = [e.value for e in result.emits if e.topic == rt.settings.topic_recommendations][-1]
+        assert history._sent is None and history._latest is not None
+        assert len(history._latest) < len(sent) / 3  # packed, not the record as sent
+        assert json.loads(sent) in history.recommendations()
+        assert history.recommendations()[0] == json.loads(sent)  # the newest first
+    # Before it is settled, the ring serves the record as sent.
+    out = result.outputs[-1]
+    stamp = out.recommendation.timestamp.replace(year=2099)
+    later = out.recommendation.model_copy(update={"timestamp": stamp})
+    raw = later.model_dump_json().encode()
+    history.record(out.forecast.timestamp.timestamp() + STEP, out, raw)
+    assert history._sent is raw and history.recommendations()[0] == json.loads(raw)
+    history.settle()
+    assert history._sent is None and history.recommendations()[0] == json.loads(raw)
+
+
 def test_pages_escape_names_and_check_them() -> None:
     page = deployment_html("ns", '"><script>alert(1)</script>', 6 * 3600, ["5m", "15m"])
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
