@@ -27,6 +27,8 @@ from typing import Any
 __all__ = ["PeriodicLoad", "RecurringLoad"]
 
 _STATE_VERSION = 1
+#: Seconds from the epoch to the end of year 9999, the latest time a sample can carry.
+_LAST_SECOND = 253_402_300_800
 #: Log-load codes per unit of natural log: 0.1 % resolution.
 _LOG_RESOLUTION = 1000.0
 
@@ -90,8 +92,9 @@ class RecurringLoad:
         whole = period_seconds % step_seconds == 0
         self.phases = period_seconds // step_seconds if whole and period_seconds >= 2 * step_seconds else 0
         #: Per phase: the period of its newest value (-1: none yet), and how many consecutive periods up to
-        #: that one it has values for (capped at the slots).
-        self._newest = array("q", [-1]) * self.phases
+        #: that one it has values for (capped at the slots). Periods since the epoch fit 32 bits for any
+        #: period of two minutes or more (hours: ~70 million by year 9999), half the bytes of 64.
+        self._newest = array(_period_code(period_seconds), [-1]) * self.phases
         self._run = array("B", [0]) * self.phases
         #: Per phase, ``periods + 1`` slots indexed by period modulo that: one more than a forecast reads,
         #: because a jump is judged against the step before it, which is learned first.
@@ -200,7 +203,7 @@ class RecurringLoad:
         if len(d["newest"]) != m.phases or len(d["run"]) != m.phases:
             raise ValueError(f"recurring-load state has {len(d['newest'])} phases, expected {m.phases}")
         base = int(d["base"])
-        m._newest = array("q", [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
+        m._newest = array(m._newest.typecode, [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
         m._run = array("B", [min(m._slots, int(r)) for r in d["run"]])
         m._last_jump = int(d["last_jump"])
         raw = base64.b64decode(d["values"])
@@ -209,6 +212,11 @@ class RecurringLoad:
         m._values = array("f")
         m._values.frombytes(raw)
         return m
+
+
+def _period_code(period_seconds: int) -> str:
+    """The array type of periods since the epoch: 32 bits when every period up to year 9999 fits."""
+    return "i" if _LAST_SECOND // max(1, period_seconds) < 2**31 - 1 else "q"
 
 
 _Layout = tuple[tuple[int, ...], list[int], list[int]]
