@@ -11,12 +11,13 @@ What one byte holds:
   at that ceiling: the chart is about the score against its threshold);
 * flags: present, declared anomaly, severity, the action and the non-scaling advice types.
 
-Rows are grouped in chunks of ``chunk`` consecutive slots. Only the newest chunk is kept raw (a
-``bytearray`` that grows a row per window); a chunk that is over is stored compressed, losslessly:
-each band end as its distance from the point, then every column as its change from the window before,
-column by column, deflated. Utilisations move little from one minute to the next, so a closed chunk
-takes about a third of its raw size (``benchmarks/status-page.md``: ~10 bytes a window on the
-synthetic workloads against 31 raw; ~20 on uniform noise, the worst case, where nothing repeats).
+Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
+losslessly: each band end as its distance from the point, then every column as its change from the
+window before, column by column, deflated. Utilisations move little from one minute to the next, so a
+closed chunk takes about a third of its raw size or less (``benchmarks/status-page.md``). The newest
+chunk grows a raw row per window; every ``seal`` rows, its rows but the newest are compressed the same
+way into one blob with those sealed before, so it holds at most ``seal`` raw rows (the newest stays raw
+for the index page).
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
@@ -54,6 +55,9 @@ _TOP = 254
 #: Windows per chunk: a closed one deflates to a third of its raw size at 60 rows (a third of what it
 #: does at 10), and the open one (raw) stays under 2 KB.
 CHUNK_ROWS = 60
+#: Raw rows of the open chunk before they are sealed: fewer re-deflate the chunk's sealed rows more often
+#: (benchmarks/status-page.md: bytes and µs per sample at 10, 15 and 20).
+SEAL_ROWS = 15
 #: Raw deflate (no zlib header or checksum: 6 bytes a blob saved; the data never leaves the process).
 _WBITS = -15
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
@@ -103,6 +107,9 @@ class HistoryConfig:
     decisions: int = 2
     #: Windows per chunk (see the module docstring); at most the capacity.
     chunk: int = CHUNK_ROWS
+    #: Raw rows the open chunk holds at most before its older rows are compressed (see the module
+    #: docstring); a chunk's size or more seals nothing before the chunk closes.
+    seal: int = SEAL_ROWS
     #: Derived: the score's quantum, the replica columns' "absent" value (their dtype's largest), bytes
     #: per replica count, and the row of a window nothing arrived in.
     score_unit: float = field(init=False)
@@ -117,6 +124,7 @@ class HistoryConfig:
         object.__setattr__(self, "replica_missing", int(np.iinfo(self.replica_dtype).max))
         object.__setattr__(self, "replica_bytes", int(np.dtype(self.replica_dtype).itemsize))
         object.__setattr__(self, "chunk", max(1, min(self.chunk, self.capacity)))
+        object.__setattr__(self, "seal", max(1, self.seal))
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
@@ -159,11 +167,13 @@ class HistoryConfig:
         return z.decompress(packed) + z.flush()
 
     def encode(self, rows: bytes | bytearray) -> bytes:
-        """A closed chunk (``chunk`` rows) compressed: band ends as distances from their point, then each
-        column as its change from the row before, column by column; b"" for a chunk of absent rows."""
-        if rows == self.absent_row * self.chunk:
+        """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
+        from their point, then each column as its change from the row before, column by column; b"" for
+        rows that are all absent."""
+        n = len(rows) // self.width
+        if rows == self.absent_row * n:
             return b""
-        m = np.frombuffer(rows, dtype=np.uint8).reshape(self.chunk, self.width).copy()
+        m = np.frombuffer(rows, dtype=np.uint8).reshape(n, self.width).copy()
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
@@ -172,12 +182,13 @@ class HistoryConfig:
         m[1:] -= m[:-1].copy()
         return zlib.compress(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL, _WBITS)
 
-    def decode(self, blob: bytes) -> np.ndarray:
-        """The rows (``chunk`` x ``width`` uint8) of an :meth:`encode`'d chunk."""
+    def decode(self, blob: bytes, n: int | None = None) -> np.ndarray:
+        """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
+        n = self.chunk if n is None else n
         if not blob:
-            return np.frombuffer(self.absent_row * self.chunk, dtype=np.uint8).reshape(self.chunk, -1)
+            return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
         raw = np.frombuffer(zlib.decompress(blob, _WBITS), dtype=np.uint8)
-        m = np.cumsum(raw.reshape(self.width, self.chunk).T, axis=0, dtype=np.uint8)
+        m = np.cumsum(raw.reshape(self.width, n).T, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
@@ -189,7 +200,18 @@ class HistoryConfig:
 class DeploymentHistory:
     """The ring of one deployment (see the module docstring)."""
 
-    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_lead", "_notable", "_open", "_sent", "config")
+    __slots__ = (
+        "_chunks",
+        "_kind",
+        "_last",
+        "_latest",
+        "_lead",
+        "_notable",
+        "_open",
+        "_sealed",
+        "_sent",
+        "config",
+    )
 
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
@@ -198,6 +220,8 @@ class DeploymentHistory:
         #: The rows of the newest chunk, from its row ``_lead`` to ``_last``: the absent rows before the
         #: first one the chunk received are not held (a new deployment starts mid-chunk, on average half
         #: a chunk of rows that would say only "nothing arrived").
+        #: They are the sealed rows (:meth:`HistoryConfig.encode`), then the raw rows in ``_open``.
+        self._sealed = b""
         self._open = bytearray()
         self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
@@ -214,7 +238,7 @@ class DeploymentHistory:
     def nbytes(self) -> int:
         """Bytes of the rows, raw and compressed, and of the kept records (without object headers)."""
         kept = sum(len(b) for b in self._notable) + len(self._sent or self._latest or b"")
-        return len(self._open) + sum(len(b) for b in self._chunks) + kept
+        return len(self._sealed) + len(self._open) + sum(len(b) for b in self._chunks) + kept
 
     def record(self, start: float, out: StageOutput, recommendation: bytes) -> None:
         """Note one stage output for window ``start``; ``recommendation`` is its record as sent."""
@@ -278,11 +302,14 @@ class DeploymentHistory:
                 self._open += cfg.absent_row * (slot - last - 1)
             self._open += row
             self._last = slot
+            if len(self._open) > cfg.seal * width and slot % size != size - 1:
+                self._seal()
             return
         assert last is not None
         back = last // size - slot // size  # chunks before the open one
         at = (slot % size) * width
         if back == 0:
+            self._unseal()
             if slot % size < self._lead:  # before the first row held: hold the absent rows up to it
                 self._open[:0] = cfg.absent_row * (self._lead - slot % size)
                 self._lead = slot % size
@@ -300,6 +327,7 @@ class DeploymentHistory:
         size = cfg.chunk
         last = self._last
         if last is not None:
+            self._unseal()
             self._open += cfg.absent_row * (size - 1 - last % size)
             self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open))
             skipped = slot // size - last // size - 1
@@ -315,6 +343,24 @@ class DeploymentHistory:
         if self._sent is not None:
             self._latest = self.config.pack(self._sent)
             self._sent = None
+
+    def _sealed_rows(self) -> int:
+        assert self._last is not None
+        return self._last % self.config.chunk + 1 - self._lead - len(self._open) // self.config.width
+
+    def _seal(self) -> None:
+        """Compress the open chunk's rows but the newest into its sealed rows."""
+        cfg = self.config
+        keep = len(self._open) - cfg.width
+        before = cfg.decode(self._sealed, self._sealed_rows()).tobytes()
+        self._sealed = cfg.encode(before + self._open[:keep])
+        del self._open[:keep]
+
+    def _unseal(self) -> None:
+        """Put the open chunk's sealed rows back in front of its raw ones."""
+        if self._sealed:
+            self._open[:0] = self.config.decode(self._sealed, self._sealed_rows()).tobytes()
+            self._sealed = b""
 
     def _keep(self, kind: int, recommendation: bytes) -> None:
         """Keep the decision that starts an episode (the same kind window after window: the one that says
@@ -337,7 +383,8 @@ class DeploymentHistory:
         opened = self._last % size + 1
         chunks = min(len(self._chunks), -(-max(0, n - opened) // size))
         parts = [cfg.decode(b) for b in self._chunks[len(self._chunks) - chunks :]]
-        held = cfg.absent_row * self._lead + self._open
+        sealed = cfg.decode(self._sealed, self._sealed_rows()).tobytes() if self._sealed else b""
+        held = cfg.absent_row * self._lead + sealed + self._open
         parts.append(np.frombuffer(bytes(held), dtype=np.uint8).reshape(opened, width))
         rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if len(rows) < n:

@@ -118,8 +118,8 @@ def describe(ring: DeploymentHistory) -> str:
     per_window = sum(map(len, closed)) / max(1, len(closed) * ring.config.chunk)
     kept = sum(map(len, ring._notable))
     return (
-        f"open chunk {len(ring._open)} B raw, {len(ring._chunks)} closed {per_window:.1f} B/window, "
-        f"latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
+        f"open chunk {len(ring._sealed)} B sealed + {len(ring._open)} B raw, {len(ring._chunks)} closed "
+        f"{per_window:.1f} B/window, latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
     )
 
 
@@ -161,13 +161,13 @@ def main() -> None:
     ring = None
     # Long enough for the ring to fill and then close two chunks of the largest size.
     for name, outputs in workloads(rt, max(args.steps, base.capacity + 240)).items():
-        for chunk in (30, 60, 120):
-            config = dataclasses.replace(base, chunk=chunk)
+        for chunk, seal in ((60, 60), (60, 10), (60, 15), (60, 20), (30, 10), (120, 15)):
+            config = dataclasses.replace(base, chunk=chunk, seal=seal)
             config.dictionary.extend(base.dictionary)
             us, most, ring = hook_cost(config, outputs)
             print(
-                f"{name:6s} chunk {chunk:3d}: record {us:.2f} µs/sample, at most {most:,} B once full "
-                f"({describe(ring)})"
+                f"{name:6s} chunk {chunk:3d} seal {seal:3d}: record {us:.2f} µs/sample, at most {most:,} B "
+                f"once full ({describe(ring)})"
             )
     assert ring is not None
     best, body = float("inf"), b""
