@@ -14,7 +14,7 @@ What one byte holds:
 Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
 losslessly: each band end as its distance from the point, then every column as its change from the
 window before, column by column, deflated. Utilisations move little from one minute to the next, so a
-closed chunk takes about a third of its raw size or less (``benchmarks/status-page.md``). The newest
+closed chunk takes a fraction of its raw size (``benchmarks/status-page.md``). The newest
 chunk grows a raw row per window; every ``seal`` rows, its rows but the newest are compressed the same
 way into one blob with those sealed before, so it holds at most ``seal`` raw rows (the newest stays raw
 for the index page).
@@ -26,7 +26,7 @@ that did something (scale up during an anomaly, other scale-ups, scale down, res
 an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
 stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
 every ring of the worker (the first record it saw: the keys and most of the words recur in every record),
-~250 bytes each instead of ~1.2 KB, and inflated when the page asks. The latest is deflated once per
+a fifth of their size or less, and inflated when the page asks. The latest is deflated once per
 micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
 in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
@@ -52,8 +52,8 @@ FRACTION_SCALE = 250
 SCORE_STEPS = 50
 MISSING = 255
 _TOP = 254
-#: Windows per chunk: a closed one deflates to a third of its raw size at 60 rows (a third of what it
-#: does at 10), and the open one (raw) stays under 2 KB.
+#: Windows per chunk: longer chunks deflate better, but the ring lets old windows go a chunk at a time, so
+#: a longer one holds more windows past the capacity (benchmarks/status-page.md: 30, 60 and 120).
 CHUNK_ROWS = 60
 #: Raw rows of the open chunk before they are sealed: fewer re-deflate the chunk's sealed rows more often
 #: (benchmarks/status-page.md: bytes and µs per sample at 10, 15 and 20).
