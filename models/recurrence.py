@@ -8,10 +8,8 @@ over the next steps, so the replicas can be ready before it arrives instead of a
 Why a model of its own: the forecaster's seasonal profile is daily and coarse (at most
 ``max_season_bins`` interpolated bins), and its smoothers see a one-step spike as an error to spread over
 the band, not as something due at :59. Why "every period": a burst that happened once, or in two of three
-hours, is not a schedule, and holding replicas for it costs more than the reactive start-up it saves. On
-``ec2_network_in_257a54`` (two spikes an hour at fixed minutes) this took Helios from 192 to 54
-under-provisioned minutes against the HPA's 314, and barely moved the traces without such a schedule
-(``benchmarks/simulate.md``).
+hours, is not a schedule, and holding replicas for it costs more than the reactive start-up it saves. What
+it does to traces with and without such a schedule is measured in ``benchmarks/simulate.md``.
 
 The load is utilisation x replicas (a pod's worth = 1.0), free of Helios' own scaling: a peak that was
 met by more pods shows the same load as one that was not.
