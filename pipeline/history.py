@@ -25,8 +25,9 @@ The latest recommendation (the record sent to Kafka) and the last two episodes o
 that did something (scale up during an anomaly, other scale-ups, scale down, resource or database advice;
 an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
 stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
-every ring of the worker (the first record it saw: the keys and most of the words recur in every record),
-a fifth of their size or less, and inflated when the page asks. The latest is deflated once per
+every ring of the worker, per kind: the first record the worker saw, then the first of that kind (the keys
+and most of the words recur in every record, the reasons in those of one kind), a fifth of their size or
+less, and inflated when the page asks. The latest is deflated once per
 micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
 in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
@@ -116,8 +117,9 @@ class HistoryConfig:
     replica_missing: int = field(init=False)
     replica_bytes: int = field(init=False)
     absent_row: bytes = field(init=False, repr=False)
-    #: The deflate dictionary of the kept records, shared by every ring: the first record recorded.
-    dictionary: list[bytes] = field(init=False, repr=False, compare=False)
+    #: The deflate dictionaries of the kept records, shared by every ring: per kind, the first record
+    #: recorded (key -1), then the first of that kind when it is another.
+    dictionaries: dict[int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "score_unit", self.threshold / SCORE_STEPS)
@@ -128,7 +130,7 @@ class HistoryConfig:
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
-        object.__setattr__(self, "dictionary", [])
+        object.__setattr__(self, "dictionaries", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryConfig:
@@ -155,16 +157,19 @@ class HistoryConfig:
         return DeploymentHistory(self) if self.capacity > 0 else None
 
     # -- the encodings ----------------------------------------------------------------------------
-    def pack(self, record: bytes, level: int = 1) -> bytes:
-        """A recommendation record deflated against the shared dictionary."""
-        if not self.dictionary:
-            self.dictionary.append(record)
-        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, self.dictionary[0])
-        return z.compress(record) + z.flush()
+    def pack(self, record: bytes, kind: int, level: int = 1) -> bytes:
+        """A recommendation record of ``kind`` (0-255): the kind's byte, then the record deflated against
+        the kind's shared dictionary."""
+        d = self.dictionaries
+        first = d.setdefault(-1, record)
+        words = d.setdefault(kind, first if record is first else first + record)
+        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, words)
+        return bytes((kind,)) + z.compress(record) + z.flush()
 
     def unpack(self, packed: bytes) -> bytes:
-        z = zlib.decompressobj(_WBITS, self.dictionary[0])
-        return z.decompress(packed) + z.flush()
+        """The record a :meth:`pack` gave ``packed`` for."""
+        z = zlib.decompressobj(_WBITS, self.dictionaries[packed[0]])
+        return z.decompress(packed[1:]) + z.flush()
 
     def encode(self, rows: bytes | bytearray) -> bytes:
         """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
@@ -341,7 +346,7 @@ class DeploymentHistory:
     def settle(self) -> None:
         """Pack the latest record (the runtime calls it once per micro-batch for the rings it fed)."""
         if self._sent is not None:
-            self._latest = self.config.pack(self._sent)
+            self._latest = self.config.pack(self._sent, self._kind)
             self._sent = None
 
     def _sealed_rows(self) -> int:
@@ -368,8 +373,8 @@ class DeploymentHistory:
         if self._kind == kind:
             return
         mine = [i for i, b in enumerate(self._notable) if b[0] == kind]
-        packed = self.config.pack(recommendation, _KEPT_LEVEL)
-        self._notable.append(bytes((kind,)) + packed)
+        packed = self.config.pack(recommendation, kind, _KEPT_LEVEL)
+        self._notable.append(packed)
         if len(mine) >= self.config.decisions:
             del self._notable[mine[0]]
         if recommendation is self._sent:  # it is the latest too: no second deflate in settle
@@ -419,7 +424,7 @@ class DeploymentHistory:
     def recommendations(self) -> list[Any]:
         """The latest recommendation and the last ones that did something, newest first."""
         unpack = self.config.unpack
-        raws = {unpack(b[1:]) for b in self._notable}
+        raws = {unpack(b) for b in self._notable}
         if self._sent is not None:
             raws.add(self._sent)
         elif self._latest is not None:

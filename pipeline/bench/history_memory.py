@@ -163,7 +163,7 @@ def main() -> None:
     for name, outputs in workloads(rt, max(args.steps, base.capacity + 240)).items():
         for chunk, seal in ((60, 60), (60, 10), (60, 15), (60, 20), (30, 10), (120, 15)):
             config = dataclasses.replace(base, chunk=chunk, seal=seal)
-            config.dictionary.extend(base.dictionary)
+            config.dictionaries.update(base.dictionaries)
             us, most, ring = hook_cost(config, outputs)
             print(
                 f"{name:6s} chunk {chunk:3d} seal {seal:3d}: record {us:.2f} µs/sample, at most {most:,} B "
