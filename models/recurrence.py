@@ -8,10 +8,8 @@ over the next steps, so the replicas can be ready before it arrives instead of a
 Why a model of its own: the forecaster's seasonal profile is daily and coarse (at most
 ``max_season_bins`` interpolated bins), and its smoothers see a one-step spike as an error to spread over
 the band, not as something due at :59. Why "every period": a burst that happened once, or in two of three
-hours, is not a schedule, and holding replicas for it costs more than the reactive start-up it saves. On
-``ec2_network_in_257a54`` (two spikes an hour at fixed minutes) this took Helios from 192 to 54
-under-provisioned minutes against the HPA's 314, and barely moved the traces without such a schedule
-(``benchmarks/simulate.md``).
+hours, is not a schedule, and holding replicas for it costs more than the reactive start-up it saves. What
+it does to traces with and without such a schedule is measured in ``benchmarks/simulate.md``.
 
 The load is utilisation x replicas (a pod's worth = 1.0), free of Helios' own scaling: a peak that was
 met by more pods shows the same load as one that was not.
@@ -27,6 +25,8 @@ from typing import Any
 __all__ = ["PeriodicLoad", "RecurringLoad"]
 
 _STATE_VERSION = 1
+#: Seconds from the epoch to the end of year 9999, the latest time a sample can carry.
+_LAST_SECOND = 253_402_300_800
 #: Log-load codes per unit of natural log: 0.1 % resolution.
 _LOG_RESOLUTION = 1000.0
 
@@ -90,8 +90,9 @@ class RecurringLoad:
         whole = period_seconds % step_seconds == 0
         self.phases = period_seconds // step_seconds if whole and period_seconds >= 2 * step_seconds else 0
         #: Per phase: the period of its newest value (-1: none yet), and how many consecutive periods up to
-        #: that one it has values for (capped at the slots).
-        self._newest = array("q", [-1]) * self.phases
+        #: that one it has values for (capped at the slots). Periods since the epoch fit 32 bits for any
+        #: period of two minutes or more (hours: ~70 million by year 9999), half the bytes of 64.
+        self._newest = array(_period_code(period_seconds), [-1]) * self.phases
         self._run = array("B", [0]) * self.phases
         #: Per phase, ``periods + 1`` slots indexed by period modulo that: one more than a forecast reads,
         #: because a jump is judged against the step before it, which is learned first.
@@ -200,7 +201,7 @@ class RecurringLoad:
         if len(d["newest"]) != m.phases or len(d["run"]) != m.phases:
             raise ValueError(f"recurring-load state has {len(d['newest'])} phases, expected {m.phases}")
         base = int(d["base"])
-        m._newest = array("q", [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
+        m._newest = array(m._newest.typecode, [base - int(o) if int(o) >= 0 else -1 for o in d["newest"]])
         m._run = array("B", [min(m._slots, int(r)) for r in d["run"]])
         m._last_jump = int(d["last_jump"])
         raw = base64.b64decode(d["values"])
@@ -209,6 +210,11 @@ class RecurringLoad:
         m._values = array("f")
         m._values.frombytes(raw)
         return m
+
+
+def _period_code(period_seconds: int) -> str:
+    """The array type of periods since the epoch: 32 bits when every period up to year 9999 fits."""
+    return "i" if _LAST_SECOND // max(1, period_seconds) < 2**31 - 1 else "q"
 
 
 _Layout = tuple[tuple[int, ...], list[int], list[int]]

@@ -11,21 +11,25 @@ What one byte holds:
   at that ceiling: the chart is about the score against its threshold);
 * flags: present, declared anomaly, severity, the action and the non-scaling advice types.
 
-Rows are grouped in chunks of ``chunk`` consecutive slots. Only the newest chunk is kept raw (a
-``bytearray`` that grows a row per window); a chunk that is over is stored compressed, losslessly:
-each band end as its distance from the point, then every column as its change from the window before,
-column by column, deflated. Utilisations move little from one minute to the next, so a closed chunk
-takes about a third of its raw size (``benchmarks/status-page.md``: ~10 bytes a window on the
-synthetic workloads against 31 raw; ~20 on uniform noise, the worst case, where nothing repeats).
+Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
+losslessly: each band end as its distance from the point, then every column as its change from the
+window before, column by column, deflated. Utilisations move little from one minute to the next, so a
+closed chunk takes a fraction of its raw size (``benchmarks/status-page.md``). The newest
+chunk grows a raw row per window; every ``seal`` rows, its rows but the newest are compressed the same
+way into one blob with those sealed before, so it holds at most ``seal`` raw rows (the newest stays raw
+for the index page).
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
-The latest recommendation (the record sent to Kafka, as sent) and the last two episodes of each kind
-of decision that did something (scale up during an anomaly, other scale-ups, scale down, resource or
-database advice; an episode keeps the decision that started it) are kept for the audit table, so an
-incident's scale-up stays listed however many routine decisions follow it. The kept ones are deflated
-against a dictionary shared by every ring of the worker (the first record it saw: the keys and most of
-the words recur in every record), ~290 bytes each instead of ~1.2 KB.
+The latest recommendation (the record sent to Kafka) and the last two episodes of each kind of decision
+that did something (scale up during an anomaly, other scale-ups, scale down, resource or database advice;
+an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
+stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
+every ring of the worker, per kind: the first record the worker saw, then the first of that kind (the keys
+and most of the words recur in every record, the reasons in those of one kind), a fifth of their size or
+less, and inflated when the page asks. The latest is deflated once per
+micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
+in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
 """
 
@@ -49,13 +53,19 @@ FRACTION_SCALE = 250
 SCORE_STEPS = 50
 MISSING = 255
 _TOP = 254
-#: Windows per chunk: a closed one deflates to a third of its raw size at 60 rows (a third of what it
-#: does at 10), and the open one (raw) stays under 2 KB.
+#: Windows per chunk: longer chunks deflate better, but the ring lets old windows go a chunk at a time, so
+#: a longer one holds more windows past the capacity (benchmarks/status-page.md: 30, 60 and 120).
 CHUNK_ROWS = 60
+#: Raw rows of the open chunk before they are sealed: fewer re-deflate the chunk's sealed rows more often
+#: (benchmarks/status-page.md: bytes and µs per sample at 10, 15 and 20).
+SEAL_ROWS = 15
 #: Raw deflate (no zlib header or checksum: 6 bytes a blob saved; the data never leaves the process).
 _WBITS = -15
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
+#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
+#: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
+_KEPT_LEVEL = 6
 
 CPU_COL, MEM_COL, SCORE_COL, FLAGS_COL = 0, 1, 2, 3
 _FIRST_FORECAST_COL = 4
@@ -98,24 +108,29 @@ class HistoryConfig:
     decisions: int = 2
     #: Windows per chunk (see the module docstring); at most the capacity.
     chunk: int = CHUNK_ROWS
+    #: Raw rows the open chunk holds at most before its older rows are compressed (see the module
+    #: docstring); a chunk's size or more seals nothing before the chunk closes.
+    seal: int = SEAL_ROWS
     #: Derived: the score's quantum, the replica columns' "absent" value (their dtype's largest), bytes
     #: per replica count, and the row of a window nothing arrived in.
     score_unit: float = field(init=False)
     replica_missing: int = field(init=False)
     replica_bytes: int = field(init=False)
     absent_row: bytes = field(init=False, repr=False)
-    #: The deflate dictionary of the kept records, shared by every ring: the first record recorded.
-    dictionary: list[bytes] = field(init=False, repr=False, compare=False)
+    #: The deflate dictionaries of the kept records, shared by every ring: per kind, the first record
+    #: recorded (key -1), then the first of that kind when it is another.
+    dictionaries: dict[int, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "score_unit", self.threshold / SCORE_STEPS)
         object.__setattr__(self, "replica_missing", int(np.iinfo(self.replica_dtype).max))
         object.__setattr__(self, "replica_bytes", int(np.dtype(self.replica_dtype).itemsize))
         object.__setattr__(self, "chunk", max(1, min(self.chunk, self.capacity)))
+        object.__setattr__(self, "seal", max(1, self.seal))
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
-        object.__setattr__(self, "dictionary", [])
+        object.__setattr__(self, "dictionaries", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryConfig:
@@ -142,23 +157,28 @@ class HistoryConfig:
         return DeploymentHistory(self) if self.capacity > 0 else None
 
     # -- the encodings ----------------------------------------------------------------------------
-    def pack(self, record: bytes) -> bytes:
-        """A recommendation record deflated against the shared dictionary."""
-        if not self.dictionary:
-            self.dictionary.append(record)
-        z = zlib.compressobj(1, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, self.dictionary[0])
-        return z.compress(record) + z.flush()
+    def pack(self, record: bytes, kind: int, level: int = 1) -> bytes:
+        """A recommendation record of ``kind`` (0-255): the kind's byte, then the record deflated against
+        the kind's shared dictionary."""
+        d = self.dictionaries
+        first = d.setdefault(-1, record)
+        words = d.setdefault(kind, first if record is first else first + record)
+        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, words)
+        return bytes((kind,)) + z.compress(record) + z.flush()
 
     def unpack(self, packed: bytes) -> bytes:
-        z = zlib.decompressobj(_WBITS, self.dictionary[0])
-        return z.decompress(packed) + z.flush()
+        """The record a :meth:`pack` gave ``packed`` for."""
+        z = zlib.decompressobj(_WBITS, self.dictionaries[packed[0]])
+        return z.decompress(packed[1:]) + z.flush()
 
     def encode(self, rows: bytes | bytearray) -> bytes:
-        """A closed chunk (``chunk`` rows) compressed: band ends as distances from their point, then each
-        column as its change from the row before, column by column; b"" for a chunk of absent rows."""
-        if rows == self.absent_row * self.chunk:
+        """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
+        from their point, then each column as its change from the row before, column by column; b"" for
+        rows that are all absent."""
+        n = len(rows) // self.width
+        if rows == self.absent_row * n:
             return b""
-        m = np.frombuffer(rows, dtype=np.uint8).reshape(self.chunk, self.width).copy()
+        m = np.frombuffer(rows, dtype=np.uint8).reshape(n, self.width).copy()
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
@@ -167,12 +187,13 @@ class HistoryConfig:
         m[1:] -= m[:-1].copy()
         return zlib.compress(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL, _WBITS)
 
-    def decode(self, blob: bytes) -> np.ndarray:
-        """The rows (``chunk`` x ``width`` uint8) of an :meth:`encode`'d chunk."""
+    def decode(self, blob: bytes, n: int | None = None) -> np.ndarray:
+        """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
+        n = self.chunk if n is None else n
         if not blob:
-            return np.frombuffer(self.absent_row * self.chunk, dtype=np.uint8).reshape(self.chunk, -1)
+            return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
         raw = np.frombuffer(zlib.decompress(blob, _WBITS), dtype=np.uint8)
-        m = np.cumsum(raw.reshape(self.width, self.chunk).T, axis=0, dtype=np.uint8)
+        m = np.cumsum(raw.reshape(self.width, n).T, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
@@ -184,7 +205,18 @@ class HistoryConfig:
 class DeploymentHistory:
     """The ring of one deployment (see the module docstring)."""
 
-    __slots__ = ("_chunks", "_kind", "_last", "_latest", "_lead", "_notable", "_open", "config")
+    __slots__ = (
+        "_chunks",
+        "_kind",
+        "_last",
+        "_latest",
+        "_lead",
+        "_notable",
+        "_open",
+        "_sealed",
+        "_sent",
+        "config",
+    )
 
     def __init__(self, config: HistoryConfig) -> None:
         self.config = config
@@ -193,12 +225,16 @@ class DeploymentHistory:
         #: The rows of the newest chunk, from its row ``_lead`` to ``_last``: the absent rows before the
         #: first one the chunk received are not held (a new deployment starts mid-chunk, on average half
         #: a chunk of rows that would say only "nothing arrived").
+        #: They are the sealed rows (:meth:`HistoryConfig.encode`), then the raw rows in ``_open``.
+        self._sealed = b""
         self._open = bytearray()
         self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
         self._chunks: list[bytes] = []
-        #: The latest record as sent (the bytes built for Kafka: no copy).
+        #: The latest record packed (:meth:`HistoryConfig.pack`), or until :meth:`settle` as sent (the
+        #: bytes built for Kafka: no copy) in ``_sent``.
         self._latest: bytes | None = None
+        self._sent: bytes | None = None
         #: Kind (first byte) and packed record of the decisions that did something (see :meth:`_keep`).
         self._notable: list[bytes] = []
         self._kind = 0
@@ -206,8 +242,8 @@ class DeploymentHistory:
     @property
     def nbytes(self) -> int:
         """Bytes of the rows, raw and compressed, and of the kept records (without object headers)."""
-        kept = sum(len(b) for b in self._notable) + len(self._latest or b"")
-        return len(self._open) + sum(len(b) for b in self._chunks) + kept
+        kept = sum(len(b) for b in self._notable) + len(self._sent or self._latest or b"")
+        return len(self._sealed) + len(self._open) + sum(len(b) for b in self._chunks) + kept
 
     def record(self, start: float, out: StageOutput, recommendation: bytes) -> None:
         """Note one stage output for window ``start``; ``recommendation`` is its record as sent."""
@@ -248,8 +284,7 @@ class DeploymentHistory:
         ):
             row += (count,) if cfg.replica_bytes == 1 else (count & 255, count >> 8)
         self._put(slot, bytes(row))
-        # Kept as sent, not packed: deflating ~1.2 KB every sample costs 6-13 µs, the ring's whole budget.
-        self._latest = recommendation
+        self._sent = recommendation
         kind = action or (_ADVICE_KIND if adv else 0)
         if kind == _ACTION_CODE["scale_up"] and anomaly.is_anomaly:
             # Scale-ups during an anomaly are what an SRE audits after an incident: routine ones later
@@ -272,11 +307,14 @@ class DeploymentHistory:
                 self._open += cfg.absent_row * (slot - last - 1)
             self._open += row
             self._last = slot
+            if len(self._open) > cfg.seal * width and slot % size != size - 1:
+                self._seal()
             return
         assert last is not None
         back = last // size - slot // size  # chunks before the open one
         at = (slot % size) * width
         if back == 0:
+            self._unseal()
             if slot % size < self._lead:  # before the first row held: hold the absent rows up to it
                 self._open[:0] = cfg.absent_row * (self._lead - slot % size)
                 self._lead = slot % size
@@ -294,6 +332,7 @@ class DeploymentHistory:
         size = cfg.chunk
         last = self._last
         if last is not None:
+            self._unseal()
             self._open += cfg.absent_row * (size - 1 - last % size)
             self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open))
             skipped = slot // size - last // size - 1
@@ -304,15 +343,42 @@ class DeploymentHistory:
         need = -(-max(0, cfg.capacity - slot % size - 1) // size)
         del self._chunks[: max(0, len(self._chunks) - need)]
 
+    def settle(self) -> None:
+        """Pack the latest record (the runtime calls it once per micro-batch for the rings it fed)."""
+        if self._sent is not None:
+            self._latest = self.config.pack(self._sent, self._kind)
+            self._sent = None
+
+    def _sealed_rows(self) -> int:
+        assert self._last is not None
+        return self._last % self.config.chunk + 1 - self._lead - len(self._open) // self.config.width
+
+    def _seal(self) -> None:
+        """Compress the open chunk's rows but the newest into its sealed rows."""
+        cfg = self.config
+        keep = len(self._open) - cfg.width
+        before = cfg.decode(self._sealed, self._sealed_rows()).tobytes()
+        self._sealed = cfg.encode(before + self._open[:keep])
+        del self._open[:keep]
+
+    def _unseal(self) -> None:
+        """Put the open chunk's sealed rows back in front of its raw ones."""
+        if self._sealed:
+            self._open[:0] = self.config.decode(self._sealed, self._sealed_rows()).tobytes()
+            self._sealed = b""
+
     def _keep(self, kind: int, recommendation: bytes) -> None:
         """Keep the decision that starts an episode (the same kind window after window: the one that says
         why it started), and of each kind the last ``decisions`` episodes."""
         if self._kind == kind:
             return
         mine = [i for i, b in enumerate(self._notable) if b[0] == kind]
-        self._notable.append(bytes((kind,)) + self.config.pack(recommendation))
+        packed = self.config.pack(recommendation, kind, _KEPT_LEVEL)
+        self._notable.append(packed)
         if len(mine) >= self.config.decisions:
             del self._notable[mine[0]]
+        if recommendation is self._sent:  # it is the latest too: no second deflate in settle
+            self._latest, self._sent = packed, None
 
     def _rows(self, n: int) -> np.ndarray:
         """The rows of the last ``n`` slots (``n`` x ``width``), absent before the first."""
@@ -322,7 +388,8 @@ class DeploymentHistory:
         opened = self._last % size + 1
         chunks = min(len(self._chunks), -(-max(0, n - opened) // size))
         parts = [cfg.decode(b) for b in self._chunks[len(self._chunks) - chunks :]]
-        held = cfg.absent_row * self._lead + self._open
+        sealed = cfg.decode(self._sealed, self._sealed_rows()).tobytes() if self._sealed else b""
+        held = cfg.absent_row * self._lead + sealed + self._open
         parts.append(np.frombuffer(bytes(held), dtype=np.uint8).reshape(opened, width))
         rows = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if len(rows) < n:
@@ -357,9 +424,11 @@ class DeploymentHistory:
     def recommendations(self) -> list[Any]:
         """The latest recommendation and the last ones that did something, newest first."""
         unpack = self.config.unpack
-        raws = {unpack(b[1:]) for b in self._notable}
-        if self._latest is not None:
-            raws.add(self._latest)
+        raws = {unpack(b) for b in self._notable}
+        if self._sent is not None:
+            raws.add(self._sent)
+        elif self._latest is not None:
+            raws.add(unpack(self._latest))
         records = [orjson.loads(raw) for raw in raws]
         return sorted(records, key=lambda r: str(r.get("timestamp", "")), reverse=True)
 

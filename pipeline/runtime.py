@@ -293,6 +293,9 @@ class Runtime:
             entry.version = self._outputs
             self.metrics.observe(out.forecast, out.anomaly, out.recommendation, self._accuracy(entry), now)
             entry.exported = True
+        for _, entry, _ in prepared:
+            if entry.history is not None:
+                entry.history.settle()
         self.metrics.samples.labels("processed").inc(len(prepared))
         result.state_writes += self._save(due, touched)
         result.emits.extend(self.dlq_emit(dead) for dead in result.dead)

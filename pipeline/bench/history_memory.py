@@ -87,8 +87,12 @@ def workloads(rt: Runtime, steps: int) -> dict[str, list[StageOutput]]:
 
 
 def hook_cost(config: HistoryConfig, outputs: list[StageOutput]) -> tuple[float, int, DeploymentHistory]:
-    """µs per DeploymentHistory.record (best of 5) replaying real outputs into a fresh ring, and the most
-    bytes the ring held once full (rows raw and compressed, and the kept records)."""
+    """µs per DeploymentHistory.record and settle (best of 5) replaying real outputs into a fresh ring,
+    and the most bytes the ring held once full (rows raw and compressed, and the kept records).
+
+    Each record is settled (its record packed) before the next, as at a production pace of one sample
+    per deployment per micro-batch: the most a sample pays.
+    """
     blobs = [o.recommendation.model_dump_json().encode() for o in outputs]
     starts = [o.forecast.timestamp.timestamp() for o in outputs]
     best = float("inf")
@@ -98,10 +102,12 @@ def hook_cost(config: HistoryConfig, outputs: list[StageOutput]) -> tuple[float,
         began = time.perf_counter()
         for t, o, b in zip(starts, outputs, blobs, strict=True):
             ring.record(t, o, b)
+            ring.settle()
         best = min(best, (time.perf_counter() - began) / len(outputs))
     most, ring = 0, DeploymentHistory(config)
     for k, (t, o, b) in enumerate(zip(starts, outputs, blobs, strict=True)):
         ring.record(t, o, b)
+        ring.settle()
         if k >= config.capacity:
             most = max(most, ring.nbytes)
     return best * 1e6, most, ring
@@ -112,8 +118,8 @@ def describe(ring: DeploymentHistory) -> str:
     per_window = sum(map(len, closed)) / max(1, len(closed) * ring.config.chunk)
     kept = sum(map(len, ring._notable))
     return (
-        f"open chunk {len(ring._open)} B raw, {len(ring._chunks)} closed {per_window:.1f} B/window, "
-        f"latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
+        f"open chunk {len(ring._sealed)} B sealed + {len(ring._open)} B raw, {len(ring._chunks)} closed "
+        f"{per_window:.1f} B/window, latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
     )
 
 
@@ -155,13 +161,13 @@ def main() -> None:
     ring = None
     # Long enough for the ring to fill and then close two chunks of the largest size.
     for name, outputs in workloads(rt, max(args.steps, base.capacity + 240)).items():
-        for chunk in (30, 60, 120):
-            config = dataclasses.replace(base, chunk=chunk)
-            config.dictionary.extend(base.dictionary)
+        for chunk, seal in ((60, 60), (60, 10), (60, 15), (60, 20), (30, 10), (120, 15)):
+            config = dataclasses.replace(base, chunk=chunk, seal=seal)
+            config.dictionaries.update(base.dictionaries)
             us, most, ring = hook_cost(config, outputs)
             print(
-                f"{name:6s} chunk {chunk:3d}: record {us:.2f} µs/sample, at most {most:,} B once full "
-                f"({describe(ring)})"
+                f"{name:6s} chunk {chunk:3d} seal {seal:3d}: record {us:.2f} µs/sample, at most {most:,} B "
+                f"once full ({describe(ring)})"
             )
     assert ring is not None
     best, body = float("inf"), b""

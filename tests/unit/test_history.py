@@ -103,20 +103,23 @@ def test_closed_chunks_are_lossless_for_any_bytes_and_the_ring_reads_across_them
         rows = rng.integers(0, 256, (7, config.width), dtype=np.uint8)  # wraps in every column
         assert np.array_equal(config.decode(config.encode(rows.tobytes())), rows)
         assert config.encode(config.absent_row * 7) == b""  # a chunk nothing arrived in costs nothing
-    # The same windows through rings of 1-row, 7-row and 60-row chunks read the same, gaps and all.
+    # The same windows through rings of 1-row, 7-row and 60-row chunks, with the open chunk's rows sealed
+    # every 1, 2 or 3 rows or never, read the same, gaps and all.
     outputs, whole = run(100, skip=range(50, 64), HELIOS_HISTORY="1h")
-    assert whole is not None
-    for size in (1, 7):
-        chunked = DeploymentHistory(HistoryConfig(**{**_fields(whole.config), "chunk": size}))
+    assert whole is not None and whole._sealed  # the default seals the open chunk's older rows
+    for size, seal in ((1, 1), (7, 1), (7, 3), (7, 7), (60, 2), (60, 60)):
+        chunked = DeploymentHistory(HistoryConfig(**{**_fields(whole.config), "chunk": size, "seal": seal}))
         replay(outputs, chunked)
         assert chunked.to_json() == whole.to_json()
         assert len(chunked._chunks) <= -(-60 // size)  # only the chunks the hour reaches into
+        assert len(chunked._open) <= seal * whole.config.width
+        assert chunked.latest() == whole.latest()
 
 
 def test_a_late_window_overwrites_its_row_even_in_a_closed_chunk() -> None:
     outputs, whole = run(30, HELIOS_HISTORY="1h")
     assert whole is not None
-    config = HistoryConfig(**{**_fields(whole.config), "chunk": 5})
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 5, "seal": 2})
     ring = DeploymentHistory(config)
     late = outputs[12]
     replay([o for o in outputs if o is not late], ring)
@@ -125,10 +128,17 @@ def test_a_late_window_overwrites_its_row_even_in_a_closed_chunk() -> None:
     assert body["series"]["cpu_utilization"][at] is None and len(ring._chunks) >= 2  # in a closed chunk
     replay([late], ring)
     assert ring.to_json() == whole.to_json()
+    # A late row among the sealed rows of the open chunk.
+    ring = DeploymentHistory(HistoryConfig(**{**_fields(whole.config), "chunk": 60, "seal": 3}))
+    replay([o for o in outputs if o is not late], ring)
+    assert ring._sealed and ring.to_json() != whole.to_json()
+    replay([late], ring)
+    assert ring.to_json() == whole.to_json()
 
 
 def _fields(config: HistoryConfig) -> dict[str, Any]:
     keys = ("capacity", "step_seconds", "horizons", "threshold", "replica_dtype", "decisions", "chunk")
+    keys += ("seal",)
     return {k: getattr(config, k) for k in keys}
 
 
@@ -158,10 +168,44 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int,
             keep(kind, n)
         else:
             history._kind = 0
-    kept = sorted(json.loads(config.unpack(b[1:]))["n"] for b in history._notable)
+    kept = sorted(json.loads(config.unpack(b))["n"] for b in history._notable)
     # The scale-up episode by its first decision; the last (two) scale-downs; the advice episode's first.
     assert kept == expected
     assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
+
+
+def test_the_latest_record_is_kept_packed_after_each_batch_and_read_back_as_sent() -> None:
+    clock = Clock(T0 + 10 * STEP)
+    rt, _ = make_runtime(clock, HELIOS_SNAPSHOT_EVERY="1000")
+    bodies = [
+        {
+            "namespace": "saleor",
+            "deployment": "saleor-api",
+            "timestamp": T0 + i * STEP + 5,
+            "replicas": 3,
+            "metrics": {"cpu_utilization": cpu_at(i), "memory_utilization": 0.4},
+        }
+        for i in range(8)
+    ]
+    records = [RawRecord(KEY, json.dumps(b).encode(), TOPIC, 0, i) for i, b in enumerate(bodies)]
+    for batch in (records[:1], records[1:5], records[5:]):  # one sample, then several in a batch
+        result = rt.process(batch, lambda key: None)
+        history = rt.entries["saleor/saleor-api"].history
+        assert history is not None
+        sent = [e.value for e in result.emits if e.topic == rt.settings.topic_recommendations][-1]
+        assert history._sent is None and history._latest is not None
+        assert len(history._latest) < len(sent) / 3  # packed, not the record as sent
+        assert json.loads(sent) in history.recommendations()
+        assert history.recommendations()[0] == json.loads(sent)  # the newest first
+    # Before it is settled, the ring serves the record as sent.
+    out = result.outputs[-1]
+    stamp = out.recommendation.timestamp.replace(year=2099)
+    later = out.recommendation.model_copy(update={"timestamp": stamp})
+    raw = later.model_dump_json().encode()
+    history.record(out.forecast.timestamp.timestamp() + STEP, out, raw)
+    assert history._sent is raw and history.recommendations()[0] == json.loads(raw)
+    history.settle()
+    assert history._sent is None and history.recommendations()[0] == json.loads(raw)
 
 
 def test_pages_escape_names_and_check_them() -> None:
@@ -176,7 +220,7 @@ def test_pages_escape_names_and_check_them() -> None:
 def test_a_ring_started_mid_chunk_holds_only_its_rows_and_takes_late_ones_before_them() -> None:
     outputs, whole = run(30, HELIOS_HISTORY="1h")
     assert whole is not None
-    config = HistoryConfig(**{**_fields(whole.config), "chunk": 10})
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 10, "seal": 2})
     checked = 0
     for k in range(12):
         fresh = DeploymentHistory(config)
@@ -220,7 +264,8 @@ def test_every_value_read_back_is_within_half_a_step_of_what_was_recorded_on_adv
         [math.nan if i % 4 == 0 else None if i % 4 == 1 else 0.5 for i in range(n)],  # missing
         [float(v) for v in np.random.default_rng(11).uniform(-0.1, 1.1, n)],  # across both clip points
     ]
-    config = HistoryConfig(**{**_fields(whole.config), "chunk": 7})  # most rows in closed chunks
+    # Most rows in closed chunks, most of the others sealed.
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 7, "seal": 2})
     for cpu, mem in zip(cases, cases[1:] + cases[:1], strict=True):
         ring = DeploymentHistory(config)
         for i, o in enumerate(outputs):

@@ -100,6 +100,20 @@ def test_state_round_trips_and_rejects_what_does_not_fit() -> None:
         RecurringLoad.from_dict(bad)
 
 
+@pytest.mark.parametrize(("step", "period"), [(60, HOUR), (1, 2)])
+def test_periods_are_held_up_to_the_last_second_a_sample_can_carry(step: int, period: int) -> None:
+    from datetime import UTC, datetime
+
+    last = datetime(9999, 12, 31, 23, 59, tzinfo=UTC).timestamp()
+    m = RecurringLoad(step_seconds=step, period_seconds=period, periods=1, jump=2.0)
+    phases = period // step
+    for k in range(2 * phases):  # two periods ending at the last minute of year 9999
+        m.learn_one(last - (2 * phases - 1 - k) * step, 3.0 if k % phases == phases - 1 else 1.0)
+    assert m.forecast(last - step, steps=1) == 3.0  # a period ago the last phase jumped to 3
+    copy = RecurringLoad.from_dict(m.to_dict())
+    assert copy._newest == m._newest and copy.forecast(last - step, steps=1) == 3.0
+
+
 def test_on_a_schedule_the_ceiling_is_the_most_the_next_steps_brought_and_elsewhere_none() -> None:
     m = RecurringLoad(step_seconds=60, periods=3)
     spike = {59: 3.0, 0: 2.0}  # a spike at :59 that lasts into :00
