@@ -61,6 +61,10 @@ CHUNK_ROWS = 60
 SEAL_ROWS = 15
 #: Raw deflate (no zlib header or checksum: 6 bytes a blob saved; the data never leaves the process).
 _WBITS = -15
+#: zlib's memory level (1-9, its default 8): the hash table it sizes is set up anew for every blob, and
+#: at 8 that set-up (~250 KB of tables) costs ten times the deflating of a 2 KB blob; at 4 the tables
+#: still cover a blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
+_MEM_LEVEL = 4
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
 #: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
@@ -83,6 +87,15 @@ _ABSENT_BAND = (MISSING, MISSING, MISSING)
 _ADVICE_KIND, _ANOMALY_UP_KIND = 3, 4
 _SERIES = ("cpu_utilization", "memory_utilization", "anomaly_score", "is_anomaly", "severity", "action")
 _REPLICAS = ("current", "recommended", "reactive_hpa")
+
+
+def _deflate(data: bytes, level: int, dictionary: bytes | None = None) -> bytes:
+    """Raw deflate of ``data`` (against ``dictionary``), with the small tables of ``_MEM_LEVEL``."""
+    if dictionary is None:
+        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, _MEM_LEVEL)
+    else:
+        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, dictionary)
+    return z.compress(data) + z.flush()
 
 
 def _frac(v: float | None) -> int:
@@ -163,8 +176,7 @@ class HistoryConfig:
         d = self.dictionaries
         first = d.setdefault(-1, record)
         words = d.setdefault(kind, first if record is first else first + record)
-        z = zlib.compressobj(level, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, words)
-        return bytes((kind,)) + z.compress(record) + z.flush()
+        return bytes((kind,)) + _deflate(record, level, words)
 
     def unpack(self, packed: bytes) -> bytes:
         """The record a :meth:`pack` gave ``packed`` for."""
@@ -185,7 +197,7 @@ class HistoryConfig:
         m[:, lower] = m[:, points] - m[:, lower]  # uint8 arithmetic wraps: exact modulo 256
         m[:, upper] = m[:, upper] - m[:, points]
         m[1:] -= m[:-1].copy()
-        return zlib.compress(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL, _WBITS)
+        return _deflate(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
 
     def decode(self, blob: bytes, n: int | None = None) -> np.ndarray:
         """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
