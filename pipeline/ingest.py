@@ -271,6 +271,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         help="samples per second during the incident (default: --rate); slower keeps it visible in a demo",
     )
+    g.add_argument(
+        "--utc-offset",
+        type=float,
+        default=0.0,
+        help="the shop's time zone in hours east of UTC, which sets its daily cycle's phase (default 0)",
+    )
     g.add_argument("--deployments", type=int, default=1, help="number of deployments (load tests)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--backfill", type=int, default=120, help="endless stream: steps of history emitted first")
@@ -308,6 +314,7 @@ def build_source(settings: Settings, args: argparse.Namespace) -> Source:
             batch_size=settings.batch_size,
             incident_rate=args.incident_rate,
             end=args.end,
+            utc_offset=args.utc_offset,
         )
     if args.source == "replay":
         from pipeline.sources.replay import ReplaySource, parse_speedup

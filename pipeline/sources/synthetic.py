@@ -2,7 +2,8 @@
 
 The model of the shop, one step per scoring interval:
 
-* request rate = base x daily cycle (low at 04:00 UTC, peak mid-afternoon and evening)
+* request rate = base x daily cycle (low at 04:00 in the shop's time zone, UTC unless
+  ``utc_offset`` says otherwise; peak mid-afternoon and evening)
   x weekly cycle (quieter weekends) x slowly wandering AR(1) noise x occasional bursts
   (flash sales: +30..90 % for 3..8 steps, decaying);
 * replicas follow the request rate like an HPA targeting 60 % CPU: up at once (one step
@@ -16,7 +17,8 @@ The model of the shop, one step per scoring interval:
 
 :func:`synthetic_trace` is the pure generator (a DataFrame, seeded, reproducible);
 :class:`SyntheticSource` lays its steps out in event time so a run ends at about "now" (or at a
-given past ``end``, so a test sees the same time of day whenever it runs) and emits them at ``--rate``
+given past ``end``, so a test sees the same time of day whenever it runs; an endless stream that follows
+the clock gets the same with a ``utc_offset`` chosen for the hour it starts) and emits them at ``--rate``
 samples per second.
 """
 
@@ -41,6 +43,8 @@ log = logging.getLogger(__name__)
 #: A Monday at midnight UTC: the default origin, so seasonality is reproducible.
 DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 _MIB = 2**20
+#: Time zones span UTC-12 to UTC+14; ±14 h covers them all.
+MAX_UTC_OFFSET = 14.0
 
 
 class SaleorWorkload:
@@ -62,6 +66,9 @@ class SaleorWorkload:
         Mean request rate at the daily mean; other deployments of a load test scale it.
     min_replicas, max_replicas
         Bounds of the HPA-like replica count.
+    utc_offset
+        The shop's time zone, in hours east of UTC: its daily and weekly cycles follow local time,
+        so a shop at ``+9`` peaks nine hours before one at ``0`` on the same event times.
     """
 
     def __init__(
@@ -74,6 +81,7 @@ class SaleorWorkload:
         base_rps: float = 120.0,
         min_replicas: int = 2,
         max_replicas: int = 10,
+        utc_offset: float = 0.0,
     ) -> None:
         if step_seconds <= 0:
             raise ValueError(f"step_seconds must be positive, got {step_seconds}")
@@ -85,6 +93,8 @@ class SaleorWorkload:
             raise ValueError(f"base_rps must be positive, got {base_rps}")
         if not 1 <= min_replicas <= max_replicas:
             raise ValueError(f"need 1 <= min_replicas <= max_replicas, got {min_replicas}, {max_replicas}")
+        if not -MAX_UTC_OFFSET <= utc_offset <= MAX_UTC_OFFSET:
+            raise ValueError(f"utc_offset must be within ±{MAX_UTC_OFFSET:g} hours, got {utc_offset}")
         self.step_seconds = step_seconds
         self.seed = seed
         self.incident_at = incident_at
@@ -93,6 +103,7 @@ class SaleorWorkload:
         self.base_rps = base_rps
         self.min_replicas = min_replicas
         self.max_replicas = max_replicas
+        self._local = timedelta(hours=utc_offset)
         self._rng = np.random.default_rng(seed)
         self._step = 0
         self._noise = 0.0
@@ -105,8 +116,9 @@ class SaleorWorkload:
         self._mem_limit = 1024 * _MIB
 
     def _seasonality(self, when: datetime) -> float:
+        when = when + self._local
         hour = when.hour + when.minute / 60 + when.second / 3600
-        # Two humps (lunch break and evening) on a night-time trough at about 04:00 UTC.
+        # Two humps (lunch break and evening) on a night-time trough at about 04:00 local time.
         daily = (
             0.35
             + 0.55 * math.exp(-(((hour - 13.0) / 3.5) ** 2))
@@ -267,6 +279,9 @@ class SyntheticSource:
         of now, so the feed's time of day, and with it the daily cycle, does not depend on when it runs.
     batch_size
         Most samples per batch.
+    utc_offset
+        The shop's time zone (hours east of UTC), which sets the phase of its daily cycle: see
+        :class:`SaleorWorkload`.
 
     Event times: with a known ``count`` the steps are laid out so the last one is at about
     now, or ``end`` (start = end - count x interval); with an endless stream they start ``backfill``
@@ -292,6 +307,7 @@ class SyntheticSource:
         incident_rate: float | None = None,
         incident_length: int = 15,
         end: float | None = None,
+        utc_offset: float = 0.0,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -307,6 +323,8 @@ class SyntheticSource:
             raise ValueError(f"incident_rate must be positive, got {incident_rate}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not -MAX_UTC_OFFSET <= utc_offset <= MAX_UTC_OFFSET:
+            raise ValueError(f"utc_offset must be within ±{MAX_UTC_OFFSET:g} hours, got {utc_offset}")
         if end is not None and count is None:
             raise ValueError("end needs a count: an endless stream follows the clock")
         if end is not None and end > clock():
@@ -324,6 +342,7 @@ class SyntheticSource:
         self.incident_rate = incident_rate
         self.incident_length = incident_length
         self.end = end
+        self.utc_offset = utc_offset
         self.names = deployment_names(deployment, deployments)
         self._clock = clock
         self._sleep = sleep
@@ -355,6 +374,7 @@ class SyntheticSource:
                 incident_length=self.incident_length,
                 start=origin,
                 base_rps=120.0 * (0.5 + ((i * 7919) % 100) / 66) if i else 120.0,
+                utc_offset=self.utc_offset,
             )
             for i in range(len(self.names))
         ]

@@ -67,6 +67,11 @@ BACKFILL = 180
 #: The incident starts at the first real-time step, 0..60 s after the ingester starts.
 INCIDENT_AT = BACKFILL
 INCIDENT_STEPS = int(inspect.signature(SaleorWorkload).parameters["incident_length"].default)
+#: The shop's local hour at the incident: the feed follows the wall clock, so its time zone is chosen to
+#: put the incident at the same point of the daily cycle whenever the test runs. How far the onset's
+#: score clears the critical factor depends on that point (at the afternoon peak the same incident
+#: can score only a warning); the night trough is where it stands out most.
+INCIDENT_LOCAL_HOUR = 4.0
 
 WARNING, CRITICAL = "HeliosAnomalyWarning", "HeliosAnomalyCritical"
 ANOMALY_ALERTS = (WARNING, CRITICAL)
@@ -110,6 +115,12 @@ def duration_seconds(text: str) -> float:
     parts = re.findall(r"(\d+)(ms|s|m|h|d)", text)
     assert parts and "".join(n + u for n, u in parts) == text, f"unparsed duration {text!r}"
     return sum(int(n) * units[u] for n, u in parts)
+
+
+def utc_offset_for(local_hour: float, now: float) -> float:
+    """The time zone (hours east of UTC, within ±12) whose local time at ``now`` is ``local_hour``."""
+    utc_hour = (now % 86400) / 3600
+    return (local_hour - utc_hour + 12) % 24 - 12
 
 
 def write_prometheus_config(folder: Path, target: str, alertmanager: str) -> Path:
@@ -464,6 +475,8 @@ def test_whole_loop(kafka_bootstrap: str, unique: str, tmp_path: Path) -> None:
                 str(BACKFILL),
                 "--incident-at",
                 str(INCIDENT_AT),
+                "--utc-offset",
+                f"{utc_offset_for(INCIDENT_LOCAL_HOUR, t_ingest):.4f}",
             ],
             cwd=REPO,
             env={**os.environ, **env},

@@ -9,7 +9,7 @@ import pytest
 
 from models.features import FEATURES
 from pipeline.records import MetricSample
-from pipeline.sources.synthetic import SyntheticSource, deployment_names, synthetic_trace
+from pipeline.sources.synthetic import SaleorWorkload, SyntheticSource, deployment_names, synthetic_trace
 
 
 class FakeTime:
@@ -166,3 +166,25 @@ async def test_endless_stream_follows_the_wall_clock() -> None:
     # Ten backfilled steps end at the last whole minute; the 5 live ones waited for their minute each.
     assert t.now == (1_700_000_000 // 60) * 60 + 5 * 60
     assert max(s.timestamp.timestamp() for s in seen) == t.now
+
+
+async def test_a_time_zone_moves_the_daily_cycle_with_local_time() -> None:
+    # The same feed nine hours later in event time, in a shop nine hours west: the same local times,
+    # so the same values step by step; in UTC's own zone the values differ.
+    end = datetime(2026, 12, 1, 6, 30, tzinfo=UTC).timestamp()
+    runs = {}
+    for shift, offset in ((0.0, 0.0), (9 * 3600.0, -9.0), (9 * 3600.0, 0.0)):
+        t = FakeTime(end + shift + 60.0)
+        source = SyntheticSource(
+            interval=60, count=600, end=end + shift, utc_offset=offset, clock=t.clock, sleep=t.sleep
+        )
+        runs[shift, offset] = [s.metrics.cpu_utilization for b in await collect(source) for s in b]
+    assert runs[0.0, 0.0] == runs[9 * 3600.0, -9.0]
+    assert runs[0.0, 0.0] != runs[9 * 3600.0, 0.0]
+
+
+def test_a_time_zone_beyond_any_on_earth_is_refused() -> None:
+    with pytest.raises(ValueError, match="utc_offset must be within"):
+        SyntheticSource(utc_offset=14.5)
+    with pytest.raises(ValueError, match="utc_offset must be within"):
+        SaleorWorkload(utc_offset=-15)
