@@ -768,7 +768,13 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             total += s[j] - old
         self._season_mean = mean + total / b
 
-    def _candidate_points(self, t_target: float) -> list[float]:
+    def _levels(self) -> list[float]:
+        """The candidates' levels as a list: read once by a caller that forecasts several horizons."""
+        p = self.params
+        return self._packed[p.at_levels : p.at_levels + len(p.seasonal)].tolist()
+
+    def _candidate_points(self, t_target: float, levels: list[float]) -> list[float]:
+        """Each candidate's point at ``t_target``, from ``levels`` (:meth:`_levels`)."""
         p = self.params
         b = p.bins
         if b:  # _season_at(t_target), inlined
@@ -779,7 +785,6 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
             s = (1.0 - frac) * season[i % b] + frac * season[(i + 1) % b] - self._season_mean
         else:
             s = 0.0
-        levels = self._packed[p.at_levels : p.at_levels + len(p.seasonal)]
         return [lv + s if seasonal else lv for lv, seasonal in zip(levels, p.seasonal, strict=True)]
 
     def _weights(self, j: int) -> Sequence[float]:
@@ -1007,11 +1012,12 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         step = self._step
         sec = p.step_seconds
         pending = self._pending
+        levels = self._levels()
         for j, h, stride, offset, length in p.rings:
             if step % stride:  # as _base(j, step)
                 continue
             base = (offset + (step // stride) % length) * width
-            cands = self._candidate_points(t + h * sec)
+            cands = self._candidate_points(t + h * sec, levels)
             for c in range(k):
                 pending[base + c] = cands[c]
             pending[base + k] = sum(map(operator.mul, self._weights(j), cands))
@@ -1108,6 +1114,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
         t_last, sec = self._t_last, p.step_seconds
         weights: list[Sequence[float] | None] = [None] * len(cal)  # _weights(j), fetched once
         band = self._band_calibrated
+        levels = self._levels()
         mul = operator.mul
         out: list[Interval] = []
         j = 0
@@ -1141,7 +1148,7 @@ class OnlineForecaster(_ForecasterAttributes, Forecaster):
                 lo1, up1 = band(j + 1)
                 below = g * lo0 + f * lo1
                 above = g * up0 + f * up1
-            point = sum(map(mul, wts, self._candidate_points(t_last + h * sec)))
+            point = sum(map(mul, wts, self._candidate_points(t_last + h * sec, levels)))
             out.append(Interval(point, point - below, point + above))
         return out
 
