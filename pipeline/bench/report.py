@@ -123,6 +123,12 @@ def _summary(res: dict[str, Any], fig: Figures) -> list[str]:
             f"| what any Faust agent of this design can reach: ceiling µs / Faust floor µs | {_f(ceiling_cpu)} / {_f(fl)} "
             f"µs = {ceiling_cpu / fl:.0%} | | |"
         )
+        # The floor runs no Helios code, so its cost moves only with the machine: Helios' CPU over it
+        # compares runs made on a busier or slower machine (benchmarks/perf-history.md).
+        w(
+            f"| Helios CPU per sample over the Faust floor's, same run | {_f(thr['cpu_us_per_sample'])} / {_f(fl)} µs = "
+            f"{thr['cpu_us_per_sample'] / fl:.2f}x | | |"
+        )
     w(
         f"| end-to-end p50 / p99 at half rate ({_f(lat['rate'])}/s) | {_f(lat['p50_ms'])} / **{_f(lat['p99_ms'])} ms** "
         f"| p99 < 250 ms | {_met(lat['p99_ms'] < 250)} |"

@@ -77,6 +77,8 @@ def test_the_perf_report_has_every_section_from_the_recorded_run(tmp_path: Path)
     assert [h.split(".")[0] for h in headings[2:]] == [f"## {i}" for i in range(1, 7)]
     assert text.count("| ceiling run ") == len(res["ceiling"])
     assert f"{res['helios']['throughput']['sustained']:,.0f}" in text
+    over_floor = res["helios"]["throughput"]["cpu_us_per_sample"] / res["floor"]["cpu_us_per_sample"]
+    assert "over the Faust floor's, same run | " in text and f"= {over_floor:.2f}x |" in text
 
 
 def test_the_perf_report_survives_a_paced_run_with_no_steady_values(tmp_path: Path) -> None:
