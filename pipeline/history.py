@@ -227,6 +227,7 @@ class DeploymentHistory:
         "_open",
         "_sealed",
         "_sent",
+        "_trim",
         "config",
     )
 
@@ -243,6 +244,9 @@ class DeploymentHistory:
         self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
         self._chunks: list[bytes] = []
+        #: Leading rows of the oldest closed chunk not held: older than the capacity reaches (see
+        #: :meth:`_trim_oldest`).
+        self._trim = 0
         #: The latest record packed (:meth:`HistoryConfig.pack`), or until :meth:`settle` as sent (the
         #: bytes built for Kafka: no copy) in ``_sent``.
         self._latest: bytes | None = None
@@ -334,9 +338,9 @@ class DeploymentHistory:
             self._open[at : at + width] = row
         elif back <= len(self._chunks):
             i = len(self._chunks) - back
-            rows = bytearray(cfg.decode(self._chunks[i]).tobytes())
+            rows = bytearray(self._closed(i).tobytes())
             rows[at : at + width] = row
-            self._chunks[i] = cfg.encode(rows)
+            self._chunks[i] = cfg.encode(rows[(self._trim if i == 0 else 0) * width :])
 
     def _advance(self, slot: int) -> None:
         """Close the open chunk and open the one of ``slot`` (its rows before ``slot`` absent)."""
@@ -353,7 +357,43 @@ class DeploymentHistory:
         self._lead = slot % size
         # Keep the closed chunks the ring's capacity still reaches into.
         need = -(-max(0, cfg.capacity - slot % size - 1) // size)
-        del self._chunks[: max(0, len(self._chunks) - need)]
+        if len(self._chunks) > need:
+            del self._chunks[: len(self._chunks) - need]
+            self._trim = 0
+        elif not self._chunks:
+            self._trim = 0
+
+    def _closed(self, i: int) -> np.ndarray:
+        """The rows of closed chunk ``i`` (a chunk's, absent where trimmed)."""
+        cfg = self.config
+        trim = self._trim if i == 0 else 0
+        if not trim:
+            return cfg.decode(self._chunks[i])
+        rows = cfg.decode(self._chunks[i], cfg.chunk - trim)
+        pad = np.frombuffer(cfg.absent_row * trim, dtype=np.uint8).reshape(trim, cfg.width)
+        return np.concatenate([pad, rows])
+
+    def _trim_oldest(self) -> None:
+        """Drop the oldest closed chunk's rows the capacity no longer reaches, re-encoding it without them.
+
+        Chunks are aligned on slots, so the oldest one starts up to a chunk less one row before the ring's
+        first window: on average half a chunk of rows no request can return. The open chunk's seals call
+        this (every ``seal`` rows), which bounds those rows by about ``seal``.
+        """
+        cfg = self.config
+        assert self._last is not None
+        size = cfg.chunk
+        while self._chunks:
+            start = (self._last // size - len(self._chunks)) * size  # the oldest chunk's first slot
+            drop = self._last - cfg.capacity + 1 - start
+            if drop < size:
+                if drop > self._trim:
+                    rows = self._closed(0).tobytes()
+                    self._chunks[0] = cfg.encode(rows[drop * cfg.width :])
+                    self._trim = drop
+                return
+            del self._chunks[0]  # wholly older than the capacity (the next close would drop it)
+            self._trim = 0
 
     def settle(self) -> None:
         """Pack the latest record (the runtime calls it once per micro-batch for the rings it fed)."""
@@ -372,6 +412,7 @@ class DeploymentHistory:
         before = cfg.decode(self._sealed, self._sealed_rows()).tobytes()
         self._sealed = cfg.encode(before + self._open[:keep])
         del self._open[:keep]
+        self._trim_oldest()
 
     def _unseal(self) -> None:
         """Put the open chunk's sealed rows back in front of its raw ones."""
@@ -399,7 +440,7 @@ class DeploymentHistory:
         size, width = cfg.chunk, cfg.width
         opened = self._last % size + 1
         chunks = min(len(self._chunks), -(-max(0, n - opened) // size))
-        parts = [cfg.decode(b) for b in self._chunks[len(self._chunks) - chunks :]]
+        parts = [self._closed(i) for i in range(len(self._chunks) - chunks, len(self._chunks))]
         sealed = cfg.decode(self._sealed, self._sealed_rows()).tobytes() if self._sealed else b""
         held = cfg.absent_row * self._lead + sealed + self._open
         parts.append(np.frombuffer(bytes(held), dtype=np.uint8).reshape(opened, width))

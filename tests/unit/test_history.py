@@ -322,3 +322,23 @@ def test_the_openapi_schema_states_the_resolution_the_ring_keeps() -> None:
             )
     score = schemas["HistorySeries"]["properties"]["anomaly_score"]["description"]
     assert f"threshold / {SCORE_STEPS} (within threshold / {2 * SCORE_STEPS}" in score
+
+
+def test_the_oldest_chunk_lets_go_of_the_rows_older_than_the_capacity_at_each_seal() -> None:
+    outputs, whole = run(90, HELIOS_HISTORY="1h")
+    assert whole is not None
+    config = HistoryConfig(**{**_fields(whole.config), "capacity": 20, "chunk": 7, "seal": 3})
+    narrow = HistoryConfig(**{**_fields(whole.config), "capacity": 20, "chunk": 1, "seal": 1})
+    ring, exact = DeploymentHistory(config), DeploymentHistory(narrow)
+    surplus, trimmed = [], 0
+    for o in outputs:
+        replay([o], ring)
+        replay([o], exact)
+        assert ring.to_json() == exact.to_json()  # what a request sees does not change
+        held = len(ring._chunks) * config.chunk - ring._trim + (ring._last or 0) % config.chunk + 1
+        surplus.append(held - config.capacity)
+        trimmed = max(trimmed, ring._trim)
+    # Without trimming the ring holds up to a chunk less one row past its capacity; with it, about a
+    # seal's worth of rows (the raw rows before the next seal) and never fewer than the capacity.
+    assert trimmed > 0 and min(surplus[25:]) >= 0
+    assert max(surplus[25:]) <= config.seal + 1 < config.chunk - 1
