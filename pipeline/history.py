@@ -65,11 +65,18 @@ _WBITS = -15
 #: at 8 that set-up (~250 KB of tables) costs ten times the deflating of a 2 KB blob; at 4 the tables
 #: still cover a blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
 _MEM_LEVEL = 4
+#: The window of a single record's deflate: its dictionary (~2.5 KB) and the record (~1.2 KB) fit, and
+#: copying a compressor primed with the dictionary (:meth:`HistoryConfig.pack`) copies the window, so a
+#: smaller one is a cheaper copy. Inflating with ``_WBITS`` reads any smaller window.
+_RECORD_WBITS = -13
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
 #: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
 #: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
 _KEPT_LEVEL = 6
+
+#: What the latest record is when it is also the newest kept one (no second copy).
+_NEWEST_KEPT = b""
 
 CPU_COL, MEM_COL, SCORE_COL, FLAGS_COL = 0, 1, 2, 3
 _FIRST_FORECAST_COL = 4
@@ -133,6 +140,9 @@ class HistoryConfig:
     #: The deflate dictionaries of the kept records, shared by every ring: per kind, the first record
     #: recorded (key -1), then the first of that kind when it is another.
     dictionaries: dict[int, bytes] = field(init=False, repr=False, compare=False)
+    #: Per (kind, level), a compressor that has been given the kind's dictionary: :meth:`pack` deflates
+    #: with a copy, not with a new compressor that hashes the dictionary again for every record.
+    primed: dict[tuple[int, int], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "score_unit", self.threshold / SCORE_STEPS)
@@ -140,10 +150,12 @@ class HistoryConfig:
         object.__setattr__(self, "replica_bytes", int(np.dtype(self.replica_dtype).itemsize))
         object.__setattr__(self, "chunk", max(1, min(self.chunk, self.capacity)))
         object.__setattr__(self, "seal", max(1, self.seal))
+        object.__setattr__(self, "decisions", max(1, self.decisions))
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
         object.__setattr__(self, "dictionaries", {})
+        object.__setattr__(self, "primed", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryConfig:
@@ -170,18 +182,55 @@ class HistoryConfig:
         return DeploymentHistory(self) if self.capacity > 0 else None
 
     # -- the encodings ----------------------------------------------------------------------------
+    def _words(self, record: bytes, kind: int) -> bytes:
+        """The dictionary of ``kind``, made from ``record`` if it is the first of its kind."""
+        d = self.dictionaries
+        first = d.setdefault(-1, record)
+        return d.setdefault(kind, first if record is first else first + record)
+
     def pack(self, record: bytes, kind: int, level: int = 1) -> bytes:
         """A recommendation record of ``kind`` (0-255): the kind's byte, then the record deflated against
         the kind's shared dictionary."""
-        d = self.dictionaries
-        first = d.setdefault(-1, record)
-        words = d.setdefault(kind, first if record is first else first + record)
-        return bytes((kind,)) + _deflate(record, level, words)
+        z = self.primed.get((kind, level))
+        if z is None:
+            words = self._words(record, kind)
+            strategy = zlib.Z_DEFAULT_STRATEGY
+            z = zlib.compressobj(level, zlib.DEFLATED, _RECORD_WBITS, _MEM_LEVEL, strategy, words)
+            self.primed[kind, level] = z
+        z = z.copy()
+        return bytes((kind,)) + z.compress(record) + z.flush()
 
     def unpack(self, packed: bytes) -> bytes:
         """The record a :meth:`pack` gave ``packed`` for."""
         z = zlib.decompressobj(_WBITS, self.dictionaries[packed[0]])
         return z.decompress(packed[1:]) + z.flush()
+
+    def pack_kept(self, kind: int, records: Sequence[bytes]) -> bytes:
+        """Kept records of ``kind``, oldest first, as one blob: the kind's byte, the number of records,
+        their lengths (4 bytes each, little-endian), then the records deflated one after the other against
+        the kind's dictionary (the second shares more with the first than with the dictionary)."""
+        z = self.primed.get((kind, _KEPT_LEVEL))
+        if z is None:
+            words = self._words(records[0], kind)
+            z = zlib.compressobj(
+                _KEPT_LEVEL, zlib.DEFLATED, _RECORD_WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, words
+            )
+            self.primed[kind, _KEPT_LEVEL] = z
+        z = z.copy()
+        head = bytes((kind, len(records))) + b"".join(len(r).to_bytes(4, "little") for r in records)
+        return head + z.compress(b"".join(records)) + z.flush()
+
+    def unpack_kept(self, blob: bytes) -> list[bytes]:
+        """The records a :meth:`pack_kept` gave ``blob`` for."""
+        n = blob[1]
+        z = zlib.decompressobj(_WBITS, self.dictionaries[blob[0]])
+        raw = z.decompress(blob[2 + 4 * n :]) + z.flush()
+        out, at = [], 0
+        for k in range(n):
+            size = int.from_bytes(blob[2 + 4 * k : 6 + 4 * k], "little")
+            out.append(raw[at : at + size])
+            at += size
+        return out
 
     def encode(self, rows: bytes | bytearray) -> bytes:
         """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
@@ -251,7 +300,8 @@ class DeploymentHistory:
         #: bytes built for Kafka: no copy) in ``_sent``.
         self._latest: bytes | None = None
         self._sent: bytes | None = None
-        #: Kind (first byte) and packed record of the decisions that did something (see :meth:`_keep`).
+        #: The decisions that did something (see :meth:`_keep`): per kind, its records in one blob
+        #: (:meth:`HistoryConfig.pack_kept`, the kind its first byte).
         self._notable: list[bytes] = []
         self._kind = 0
 
@@ -425,13 +475,18 @@ class DeploymentHistory:
         why it started), and of each kind the last ``decisions`` episodes."""
         if self._kind == kind:
             return
-        mine = [i for i, b in enumerate(self._notable) if b[0] == kind]
-        packed = self.config.pack(recommendation, kind, _KEPT_LEVEL)
-        self._notable.append(packed)
-        if len(mine) >= self.config.decisions:
-            del self._notable[mine[0]]
-        if recommendation is self._sent:  # it is the latest too: no second deflate in settle
-            self._latest, self._sent = packed, None
+        cfg = self.config
+        notable = self._notable
+        at = next((i for i, b in enumerate(notable) if b[0] == kind), len(notable))
+        records = cfg.unpack_kept(notable[at]) if at < len(notable) else []
+        records.append(recommendation)
+        packed = cfg.pack_kept(kind, records[-cfg.decisions :])
+        if at < len(notable):
+            notable[at] = packed
+        else:
+            notable.append(packed)
+        if recommendation is self._sent:  # it is the latest too: no deflate in settle
+            self._latest, self._sent = _NEWEST_KEPT, None
 
     def _rows(self, n: int) -> np.ndarray:
         """The rows of the last ``n`` slots (``n`` x ``width``), absent before the first."""
@@ -477,10 +532,10 @@ class DeploymentHistory:
     def recommendations(self) -> list[Any]:
         """The latest recommendation and the last ones that did something, newest first."""
         unpack = self.config.unpack
-        raws = {unpack(b) for b in self._notable}
+        raws = {raw for b in self._notable for raw in self.config.unpack_kept(b)}
         if self._sent is not None:
             raws.add(self._sent)
-        elif self._latest is not None:
+        elif self._latest:  # not _NEWEST_KEPT, which is among the kept
             raws.add(unpack(self._latest))
         records = [orjson.loads(raw) for raw in raws]
         return sorted(records, key=lambda r: str(r.get("timestamp", "")), reverse=True)

@@ -168,7 +168,7 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int,
             keep(kind, n)
         else:
             history._kind = 0
-    kept = sorted(json.loads(config.unpack(b))["n"] for b in history._notable)
+    kept = sorted(json.loads(raw)["n"] for b in history._notable for raw in config.unpack_kept(b))
     # The scale-up episode by its first decision; the last (two) scale-downs; the advice episode's first.
     assert kept == expected
     assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
