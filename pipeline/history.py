@@ -137,6 +137,10 @@ class HistoryConfig:
     replica_missing: int = field(init=False)
     replica_bytes: int = field(init=False)
     absent_row: bytes = field(init=False, repr=False)
+    #: Derived: bytes of a row before the replica counts, and of a row (the columns, then three replica
+    #: counts, little-endian when two bytes); fields, not properties, as the record hook reads them.
+    columns: int = field(init=False, repr=False)
+    width: int = field(init=False, repr=False)
     #: The deflate dictionaries of the kept records, shared by every ring: per kind, the first record
     #: recorded (key -1), then the first of that kind when it is another.
     dictionaries: dict[int, bytes] = field(init=False, repr=False, compare=False)
@@ -151,6 +155,9 @@ class HistoryConfig:
         object.__setattr__(self, "chunk", max(1, min(self.chunk, self.capacity)))
         object.__setattr__(self, "seal", max(1, self.seal))
         object.__setattr__(self, "decisions", max(1, self.decisions))
+        columns = _FIRST_FORECAST_COL + len(self.horizons) * len(FEATURES) * len(PARTS)
+        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "width", columns + len(_REPLICAS) * self.replica_bytes)
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
@@ -166,16 +173,6 @@ class HistoryConfig:
             threshold=settings.anomaly_threshold,
             replica_dtype=np.uint8 if settings.max_replicas <= _TOP else np.uint16,
         )
-
-    @property
-    def columns(self) -> int:
-        """Bytes of a row before the replica counts."""
-        return _FIRST_FORECAST_COL + len(self.horizons) * len(FEATURES) * len(PARTS)
-
-    @property
-    def width(self) -> int:
-        """Bytes of a row: the columns, then three replica counts (little-endian when two bytes)."""
-        return self.columns + len(_REPLICAS) * self.replica_bytes
 
     def new(self) -> DeploymentHistory | None:
         """A fresh ring, or None when ``HELIOS_HISTORY`` is 0."""
