@@ -229,10 +229,11 @@ class HistoryConfig:
             at += size
         return out
 
-    def encode(self, rows: bytes | bytearray) -> bytes:
+    def encode(self, rows: bytes | bytearray, closed: bool = False) -> bytes:
         """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
         from their point, then each column as its change from the row before, column by column; b"" for
-        rows that are all absent."""
+        rows that are all absent. A ``closed`` chunk's changes are packed first (:func:`_pack_changes`):
+        slower, as it is done once a chunk, not at every seal."""
         n = len(rows) // self.width
         if rows == self.absent_row * n:
             return b""
@@ -243,21 +244,81 @@ class HistoryConfig:
         m[:, lower] = m[:, points] - m[:, lower]  # uint8 arithmetic wraps: exact modulo 256
         m[:, upper] = m[:, upper] - m[:, points]
         m[1:] -= m[:-1].copy()
-        return _deflate(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
+        return _deflate(_pack_changes(m) if closed else np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
 
-    def decode(self, blob: bytes, n: int | None = None) -> np.ndarray:
+    def decode(self, blob: bytes, n: int | None = None, closed: bool = False) -> np.ndarray:
         """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
         n = self.chunk if n is None else n
         if not blob:
             return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
-        raw = np.frombuffer(zlib.decompress(blob, _WBITS), dtype=np.uint8)
-        m = np.cumsum(raw.reshape(self.width, n).T, axis=0, dtype=np.uint8)
+        raw = zlib.decompress(blob, _WBITS)
+        if closed:
+            changes = _unpack_changes(raw, n, self.width)
+        else:
+            changes = np.frombuffer(raw, dtype=np.uint8).reshape(self.width, n).T
+        m = np.cumsum(changes, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
         m[:, lower] = m[:, points] - m[:, lower]
         m[:, upper] = m[:, upper] + m[:, points]
         return m
+
+
+def _pack_changes(m: np.ndarray) -> bytes:
+    """Rows of changes (``n`` x ``width``; the first row as it is) in fewer bytes: each change as a
+    zigzag code (0, -1, 1, -2, ... as 0, 1, 2, 3, ...), then per column, by its largest code, four codes
+    to a byte (all under 4), two (under 16) or one. Deflate's single Huffman code spends at least a bit a
+    byte; most columns change by a quantum or two a window, so this halves or quarters their bytes first.
+
+    Layout: the columns' modes (0, 1, 2: four, two, one code a byte), the first row, then the columns of
+    each mode in turn (their original order), column by column.
+    """
+    n, width = m.shape
+    if n == 1:
+        return m.tobytes()
+    k = n - 1
+    u = m[1:]
+    z = (u << 1) ^ (u.view(np.int8) >> 7).view(np.uint8)
+    top = z.max(axis=0)
+    mode = (top > 3).astype(np.uint8) + (top > 15)
+    order = np.argsort(mode, kind="stable")
+    a, b = int(np.count_nonzero(mode == 0)), int(np.count_nonzero(mode < 2))
+    codes = np.zeros((-(-k // 4) * 4, width), dtype=np.uint8)
+    codes[:k] = z[:, order]
+    c = codes[:, :a]
+    fours = (c[0::4] << 6) | (c[1::4] << 4) | (c[2::4] << 2) | c[3::4]
+    c = codes[:, a:b]
+    twos = (c[0::2] << 4) | c[1::2]
+    ones = codes[:k, b:]
+    return b"".join((mode.tobytes(), m[0].tobytes(), fours.T.tobytes(), twos.T.tobytes(), ones.T.tobytes()))
+
+
+def _unpack_changes(buf: bytes, n: int, width: int) -> np.ndarray:
+    """The rows of changes a :func:`_pack_changes` gave ``buf`` for."""
+    if n == 1:
+        return np.frombuffer(buf, dtype=np.uint8).reshape(1, width)
+    k, rows = n - 1, -(-(n - 1) // 4)
+    mode = np.frombuffer(buf, dtype=np.uint8, count=width)
+    order = np.argsort(mode, kind="stable")
+    a, b = int(np.count_nonzero(mode == 0)), int(np.count_nonzero(mode < 2))
+    codes = np.empty((rows * 4, width), dtype=np.uint8)
+    at = 2 * width
+    fours = np.frombuffer(buf, dtype=np.uint8, count=rows * a, offset=at).reshape(a, rows).T
+    at += rows * a
+    for shift in range(4):
+        codes[shift::4, :a] = (fours >> (6 - 2 * shift)) & 3
+    twos = np.frombuffer(buf, dtype=np.uint8, count=2 * rows * (b - a), offset=at).reshape(b - a, 2 * rows).T
+    at += 2 * rows * (b - a)
+    codes[0::2, a:b] = twos >> 4
+    codes[1::2, a:b] = twos & 15
+    ones = np.frombuffer(buf, dtype=np.uint8, count=k * (width - b), offset=at)
+    codes[:k, b:] = ones.reshape(width - b, k).T
+    z = codes[:k]
+    out = np.empty((n, width), dtype=np.uint8)
+    out[0] = np.frombuffer(buf, dtype=np.uint8, count=width, offset=width)
+    out[1:, order] = (z >> 1) ^ (np.uint8(0) - (z & 1))
+    return out
 
 
 class DeploymentHistory:
@@ -387,7 +448,8 @@ class DeploymentHistory:
             i = len(self._chunks) - back
             rows = bytearray(self._closed(i).tobytes())
             rows[at : at + width] = row
-            self._chunks[i] = cfg.encode(rows[(self._trim if i == 0 else 0) * width :])
+            trim = self._trim if i == 0 else 0
+            self._chunks[i] = cfg.encode(rows[trim * width :], closed=not trim)
 
     def _advance(self, slot: int) -> None:
         """Close the open chunk and open the one of ``slot`` (its rows before ``slot`` absent)."""
@@ -397,7 +459,7 @@ class DeploymentHistory:
         if last is not None:
             self._unseal()
             self._open += cfg.absent_row * (size - 1 - last % size)
-            self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open))
+            self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open, closed=True))
             skipped = slot // size - last // size - 1
             self._chunks += [b""] * min(skipped, cfg.capacity // size + 1)
         self._open = bytearray()
@@ -411,11 +473,13 @@ class DeploymentHistory:
             self._trim = 0
 
     def _closed(self, i: int) -> np.ndarray:
-        """The rows of closed chunk ``i`` (a chunk's, absent where trimmed)."""
+        """The rows of closed chunk ``i`` (a chunk's, absent where trimmed). A trimmed chunk is encoded
+        as the sealed rows are, without the closed chunks' packing: it is re-encoded at every seal, and
+        is soon dropped."""
         cfg = self.config
         trim = self._trim if i == 0 else 0
         if not trim:
-            return cfg.decode(self._chunks[i])
+            return cfg.decode(self._chunks[i], closed=True)
         rows = cfg.decode(self._chunks[i], cfg.chunk - trim)
         pad = np.frombuffer(cfg.absent_row * trim, dtype=np.uint8).reshape(trim, cfg.width)
         return np.concatenate([pad, rows])

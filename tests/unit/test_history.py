@@ -103,6 +103,15 @@ def test_closed_chunks_are_lossless_for_any_bytes_and_the_ring_reads_across_them
         rows = rng.integers(0, 256, (7, config.width), dtype=np.uint8)  # wraps in every column
         assert np.array_equal(config.decode(config.encode(rows.tobytes())), rows)
         assert config.encode(config.absent_row * 7) == b""  # a chunk nothing arrived in costs nothing
+        # A closed chunk's changes packed four, two or one to a byte by their size, at every row count
+        # (a trimmed oldest chunk holds fewer): columns that change by at most 1, 7, 8 or anything.
+        for n in (1, 2, 3, 4, 5, 6, 7):
+            steps = np.stack([rng.integers(-r, r + 1, n) for r in (0, 1, 2, 7, 8, 127)], axis=1)
+            walk = (np.cumsum(steps, axis=0) + 100).astype(np.uint8)
+            rows = np.concatenate([walk, rng.integers(0, 256, (n, config.width - 6), dtype=np.uint8)], axis=1)
+            blob = config.encode(rows.tobytes(), closed=True)
+            assert np.array_equal(config.decode(blob, n, closed=True), rows)
+            assert np.array_equal(config.decode(config.encode(rows.tobytes()), n), rows)
     # The same windows through rings of 1-row, 7-row and 60-row chunks, with the open chunk's rows sealed
     # every 1, 2 or 3 rows or never, read the same, gaps and all.
     outputs, whole = run(100, skip=range(50, 64), HELIOS_HISTORY="1h")
