@@ -71,12 +71,9 @@ _MEM_LEVEL = 4
 _RECORD_WBITS = -13
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
-#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's fewer
-#: bytes are worth it.
+#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
+#: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
 _KEPT_LEVEL = 6
-#: Deflate level of the latest record, packed every micro-batch: with the dictionary already hashed
-#: (a primed compressor's copy), 3 costs about what 1 does for fewer bytes; 4 and up search longer.
-_LATEST_LEVEL = 3
 
 #: What the latest record is when it is also the newest kept one (no second copy).
 _NEWEST_KEPT = b""
@@ -188,7 +185,7 @@ class HistoryConfig:
         first = d.setdefault(-1, record)
         return d.setdefault(kind, first if record is first else first + record)
 
-    def pack(self, record: bytes, kind: int, level: int = _LATEST_LEVEL) -> bytes:
+    def pack(self, record: bytes, kind: int, level: int = 1) -> bytes:
         """A recommendation record of ``kind`` (0-255): the kind's byte, then the record deflated against
         the kind's shared dictionary."""
         z = self.primed.get((kind, level))
