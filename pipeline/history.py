@@ -13,11 +13,13 @@ What one byte holds:
 
 Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
 losslessly: each band end as its distance from the point, then every column as its change from the
-window before, column by column, deflated. Utilisations move little from one minute to the next, so a
-closed chunk takes a fraction of its raw size (``benchmarks/status-page.md``). The newest
-chunk grows a raw row per window; every ``seal`` rows, its rows but the newest are compressed the same
-way into one blob with those sealed before, so it holds at most ``seal`` raw rows (the newest stays raw
-for the index page).
+window before, the changes packed several to a byte where they are small (:func:`_pack_changes`),
+column by column, deflated. Utilisations move little from one minute to the next, so a closed chunk
+takes a fraction of its raw size (``benchmarks/memory.md``). The newest chunk grows a raw row per
+window; every ``seal`` rows, its rows but the newest are compressed the same way (without the packing,
+which costs more than a seal should) into one blob with those sealed before, so it holds at most
+``seal`` raw rows (the newest stays raw for the index page). Chunks are aligned on slots, so the oldest
+one starts before the ring's first window; at each seal it lets go of the rows no request can reach.
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
@@ -26,8 +28,10 @@ that did something (scale up during an anomaly, other scale-ups, scale down, res
 an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
 stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
 every ring of the worker, per kind: the first record the worker saw, then the first of that kind (the keys
-and most of the words recur in every record, the reasons in those of one kind), a fifth of their size or
-less, and inflated when the page asks. The latest is deflated once per
+and most of the words recur in every record, the reasons in those of one kind), and inflated when the
+page asks; the kept records of one kind are one stream, the second deflated after the first. A
+compressor given each kind's dictionary is kept for the worker and copied for every record, so the
+dictionary is not hashed again each time. The latest is deflated once per
 micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
 in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
@@ -53,8 +57,8 @@ FRACTION_SCALE = 250
 SCORE_STEPS = 50
 MISSING = 255
 _TOP = 254
-#: Windows per chunk: longer chunks deflate better, but the ring lets old windows go a chunk at a time, so
-#: a longer one holds more windows past the capacity (benchmarks/status-page.md: 30, 60 and 120).
+#: Windows per chunk: longer chunks deflate better, but sealing and trimming re-encode a longer chunk's
+#: rows, so they cost more a sample (benchmarks/memory.md: bytes and µs at 60, 90 and 120).
 CHUNK_ROWS = 60
 #: Raw rows of the open chunk before they are sealed: fewer re-deflate the chunk's sealed rows more often
 #: (benchmarks/status-page.md: bytes and µs per sample at 10, 15 and 20).
@@ -62,8 +66,8 @@ SEAL_ROWS = 15
 #: Raw deflate (no zlib header or checksum: 6 bytes a blob saved; the data never leaves the process).
 _WBITS = -15
 #: zlib's memory level (1-9, its default 8): the hash table it sizes is set up anew for every blob, and
-#: at 8 that set-up (~250 KB of tables) costs ten times the deflating of a 2 KB blob; at 4 the tables
-#: still cover a blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
+#: at 8 that set-up (~250 KB of tables) outweighs deflating a small blob; at 4 the tables still cover a
+#: blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
 _MEM_LEVEL = 4
 #: The window of a single record's deflate: its dictionary (~2.5 KB) and the record (~1.2 KB) fit, and
 #: copying a compressor primed with the dictionary (:meth:`HistoryConfig.pack`) copies the window, so a
@@ -71,8 +75,8 @@ _MEM_LEVEL = 4
 _RECORD_WBITS = -13
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
-#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
-#: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
+#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's fewer
+#: bytes are worth it (the latest, packed every micro-batch, takes the fastest).
 _KEPT_LEVEL = 6
 
 #: What the latest record is when it is also the newest kept one (no second copy).
