@@ -250,16 +250,26 @@ class HistoryConfig:
         m[1:] -= m[:-1].copy()
         return _deflate(_pack_changes(m) if closed else np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
 
+    def trimmed(self, blob: bytes, n: int, drop: int, closed: bool = False) -> bytes:
+        """:meth:`encode`'d rows (``n`` of them) without their first ``drop``, encoded as sealed rows are.
+
+        Done on the changes, not the rows: the first row kept is the sum of the changes up to it (modulo
+        256, as the rows' bytes wrap), and the band transform stays applied, so only the inflate and the
+        deflate cost anything.
+        """
+        if not blob:
+            return b""
+        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
+        kept = changes[drop:].copy()
+        kept[0] = changes[: drop + 1].sum(axis=0, dtype=np.uint8)
+        return _deflate(np.ascontiguousarray(kept.T).tobytes(), _CHUNK_LEVEL)
+
     def decode(self, blob: bytes, n: int | None = None, closed: bool = False) -> np.ndarray:
         """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
         n = self.chunk if n is None else n
         if not blob:
             return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
-        raw = zlib.decompress(blob, _WBITS)
-        if closed:
-            changes = _unpack_changes(raw, n, self.width)
-        else:
-            changes = np.frombuffer(raw, dtype=np.uint8).reshape(self.width, n).T
+        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
         m = np.cumsum(changes, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
@@ -267,6 +277,13 @@ class HistoryConfig:
         m[:, lower] = m[:, points] - m[:, lower]
         m[:, upper] = m[:, upper] + m[:, points]
         return m
+
+
+def _changes_of(raw: bytes, n: int, width: int, closed: bool) -> np.ndarray:
+    """The rows of changes (``n`` x ``width``) of inflated :meth:`HistoryConfig.encode` output."""
+    if closed:
+        return _unpack_changes(raw, n, width)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(width, n).T
 
 
 def _pack_changes(m: np.ndarray) -> bytes:
@@ -503,8 +520,8 @@ class DeploymentHistory:
             drop = self._last - cfg.capacity + 1 - start
             if drop < size:
                 if drop > self._trim:
-                    rows = self._closed(0).tobytes()
-                    self._chunks[0] = cfg.encode(rows[drop * cfg.width :])
+                    held = size - self._trim
+                    self._chunks[0] = cfg.trimmed(self._chunks[0], held, drop - self._trim, not self._trim)
                     self._trim = drop
                 return
             del self._chunks[0]  # wholly older than the capacity (the next close would drop it)

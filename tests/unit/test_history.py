@@ -112,6 +112,10 @@ def test_closed_chunks_are_lossless_for_any_bytes_and_the_ring_reads_across_them
             blob = config.encode(rows.tobytes(), closed=True)
             assert np.array_equal(config.decode(blob, n, closed=True), rows)
             assert np.array_equal(config.decode(config.encode(rows.tobytes()), n), rows)
+            for drop in range(n):  # the oldest chunk trimmed, from either form, reads as its last rows
+                for closed in (True, False):
+                    blob = config.trimmed(config.encode(rows.tobytes(), closed=closed), n, drop, closed)
+                    assert np.array_equal(config.decode(blob, n - drop), rows[drop:])
     # The same windows through rings of 1-row, 7-row and 60-row chunks, with the open chunk's rows sealed
     # every 1, 2 or 3 rows or never, read the same, gaps and all.
     outputs, whole = run(100, skip=range(50, 64), HELIOS_HISTORY="1h")
