@@ -13,11 +13,13 @@ What one byte holds:
 
 Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
 losslessly: each band end as its distance from the point, then every column as its change from the
-window before, column by column, deflated. Utilisations move little from one minute to the next, so a
-closed chunk takes a fraction of its raw size (``benchmarks/status-page.md``). The newest
-chunk grows a raw row per window; every ``seal`` rows, its rows but the newest are compressed the same
-way into one blob with those sealed before, so it holds at most ``seal`` raw rows (the newest stays raw
-for the index page).
+window before, the changes packed several to a byte where they are small (:func:`_pack_changes`),
+column by column, deflated. Utilisations move little from one minute to the next, so a closed chunk
+takes a fraction of its raw size (``benchmarks/memory.md``). The newest chunk grows a raw row per
+window; every ``seal`` rows, its rows but the newest are compressed the same way (without the packing,
+which costs more than a seal should) into one blob with those sealed before, so it holds at most
+``seal`` raw rows (the newest stays raw for the index page). Chunks are aligned on slots, so the oldest
+one starts before the ring's first window; at each seal it lets go of the rows no request can reach.
 
 A forecast is stored in the row of the window it was made in; :meth:`DeploymentHistory.to_json` shifts
 each horizon onto the window it forecasts, so forecast and outcome line up on one time axis.
@@ -26,8 +28,10 @@ that did something (scale up during an anomaly, other scale-ups, scale down, res
 an episode keeps the decision that started it) are kept for the audit table, so an incident's scale-up
 stays listed however many routine decisions follow it. They are deflated against a dictionary shared by
 every ring of the worker, per kind: the first record the worker saw, then the first of that kind (the keys
-and most of the words recur in every record, the reasons in those of one kind), a fifth of their size or
-less, and inflated when the page asks. The latest is deflated once per
+and most of the words recur in every record, the reasons in those of one kind), and inflated when the
+page asks; the kept records of one kind are one stream, the second deflated after the first. A
+compressor given each kind's dictionary is kept for the worker and copied for every record, so the
+dictionary is not hashed again each time. The latest is deflated once per
 micro-batch (:meth:`DeploymentHistory.settle`), not once per sample: a deployment with several samples
 in a batch (a backlog, a flat-out replay) pays for the one that stays.
 The ring is not persisted: a restarted worker, or a new owner after a rebalance, starts it empty.
@@ -53,8 +57,8 @@ FRACTION_SCALE = 250
 SCORE_STEPS = 50
 MISSING = 255
 _TOP = 254
-#: Windows per chunk: longer chunks deflate better, but the ring lets old windows go a chunk at a time, so
-#: a longer one holds more windows past the capacity (benchmarks/status-page.md: 30, 60 and 120).
+#: Windows per chunk: longer chunks deflate better, but sealing and trimming re-encode a longer chunk's
+#: rows, so they cost more a sample (benchmarks/memory.md: bytes and µs at 60, 90 and 120).
 CHUNK_ROWS = 60
 #: Raw rows of the open chunk before they are sealed: fewer re-deflate the chunk's sealed rows more often
 #: (benchmarks/status-page.md: bytes and µs per sample at 10, 15 and 20).
@@ -62,14 +66,21 @@ SEAL_ROWS = 15
 #: Raw deflate (no zlib header or checksum: 6 bytes a blob saved; the data never leaves the process).
 _WBITS = -15
 #: zlib's memory level (1-9, its default 8): the hash table it sizes is set up anew for every blob, and
-#: at 8 that set-up (~250 KB of tables) costs ten times the deflating of a 2 KB blob; at 4 the tables
-#: still cover a blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
+#: at 8 that set-up (~250 KB of tables) outweighs deflating a small blob; at 4 the tables still cover a
+#: blob and its dictionary many times over (benchmarks/status-page.md: same bytes).
 _MEM_LEVEL = 4
+#: The window of a single record's deflate: its dictionary (~2.5 KB) and the record (~1.2 KB) fit, and
+#: copying a compressor primed with the dictionary (:meth:`HistoryConfig.pack`) copies the window, so a
+#: smaller one is a cheaper copy. Inflating with ``_WBITS`` reads any smaller window.
+_RECORD_WBITS = -13
 #: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
 _CHUNK_LEVEL = 6
-#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's ~10 %
-#: fewer bytes are worth it (the latest, packed every micro-batch, takes the fastest).
+#: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's fewer
+#: bytes are worth it (the latest, packed every micro-batch, takes the fastest).
 _KEPT_LEVEL = 6
+
+#: What the latest record is when it is also the newest kept one (no second copy).
+_NEWEST_KEPT = b""
 
 CPU_COL, MEM_COL, SCORE_COL, FLAGS_COL = 0, 1, 2, 3
 _FIRST_FORECAST_COL = 4
@@ -130,9 +141,16 @@ class HistoryConfig:
     replica_missing: int = field(init=False)
     replica_bytes: int = field(init=False)
     absent_row: bytes = field(init=False, repr=False)
+    #: Derived: bytes of a row before the replica counts, and of a row (the columns, then three replica
+    #: counts, little-endian when two bytes); fields, not properties, as the record hook reads them.
+    columns: int = field(init=False, repr=False)
+    width: int = field(init=False, repr=False)
     #: The deflate dictionaries of the kept records, shared by every ring: per kind, the first record
     #: recorded (key -1), then the first of that kind when it is another.
     dictionaries: dict[int, bytes] = field(init=False, repr=False, compare=False)
+    #: Per (kind, level), a compressor that has been given the kind's dictionary: :meth:`pack` deflates
+    #: with a copy, not with a new compressor that hashes the dictionary again for every record.
+    primed: dict[tuple[int, int], Any] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "score_unit", self.threshold / SCORE_STEPS)
@@ -140,10 +158,15 @@ class HistoryConfig:
         object.__setattr__(self, "replica_bytes", int(np.dtype(self.replica_dtype).itemsize))
         object.__setattr__(self, "chunk", max(1, min(self.chunk, self.capacity)))
         object.__setattr__(self, "seal", max(1, self.seal))
+        object.__setattr__(self, "decisions", max(1, self.decisions))
+        columns = _FIRST_FORECAST_COL + len(self.horizons) * len(FEATURES) * len(PARTS)
+        object.__setattr__(self, "columns", columns)
+        object.__setattr__(self, "width", columns + len(_REPLICAS) * self.replica_bytes)
         row = bytearray([MISSING]) * self.width
         row[FLAGS_COL] = 0  # not present
         object.__setattr__(self, "absent_row", bytes(row))
         object.__setattr__(self, "dictionaries", {})
+        object.__setattr__(self, "primed", {})
 
     @classmethod
     def from_settings(cls, settings: Settings) -> HistoryConfig:
@@ -155,38 +178,66 @@ class HistoryConfig:
             replica_dtype=np.uint8 if settings.max_replicas <= _TOP else np.uint16,
         )
 
-    @property
-    def columns(self) -> int:
-        """Bytes of a row before the replica counts."""
-        return _FIRST_FORECAST_COL + len(self.horizons) * len(FEATURES) * len(PARTS)
-
-    @property
-    def width(self) -> int:
-        """Bytes of a row: the columns, then three replica counts (little-endian when two bytes)."""
-        return self.columns + len(_REPLICAS) * self.replica_bytes
-
     def new(self) -> DeploymentHistory | None:
         """A fresh ring, or None when ``HELIOS_HISTORY`` is 0."""
         return DeploymentHistory(self) if self.capacity > 0 else None
 
     # -- the encodings ----------------------------------------------------------------------------
+    def _words(self, record: bytes, kind: int) -> bytes:
+        """The dictionary of ``kind``, made from ``record`` if it is the first of its kind."""
+        d = self.dictionaries
+        first = d.setdefault(-1, record)
+        return d.setdefault(kind, first if record is first else first + record)
+
     def pack(self, record: bytes, kind: int, level: int = 1) -> bytes:
         """A recommendation record of ``kind`` (0-255): the kind's byte, then the record deflated against
         the kind's shared dictionary."""
-        d = self.dictionaries
-        first = d.setdefault(-1, record)
-        words = d.setdefault(kind, first if record is first else first + record)
-        return bytes((kind,)) + _deflate(record, level, words)
+        z = self.primed.get((kind, level))
+        if z is None:
+            words = self._words(record, kind)
+            strategy = zlib.Z_DEFAULT_STRATEGY
+            z = zlib.compressobj(level, zlib.DEFLATED, _RECORD_WBITS, _MEM_LEVEL, strategy, words)
+            self.primed[kind, level] = z
+        z = z.copy()
+        return bytes((kind,)) + z.compress(record) + z.flush()
 
     def unpack(self, packed: bytes) -> bytes:
         """The record a :meth:`pack` gave ``packed`` for."""
         z = zlib.decompressobj(_WBITS, self.dictionaries[packed[0]])
         return z.decompress(packed[1:]) + z.flush()
 
-    def encode(self, rows: bytes | bytearray) -> bytes:
+    def pack_kept(self, kind: int, records: Sequence[bytes]) -> bytes:
+        """Kept records of ``kind``, oldest first, as one blob: the kind's byte, the number of records,
+        their lengths (4 bytes each, little-endian), then the records deflated one after the other against
+        the kind's dictionary (the second shares more with the first than with the dictionary)."""
+        z = self.primed.get((kind, _KEPT_LEVEL))
+        if z is None:
+            words = self._words(records[0], kind)
+            z = zlib.compressobj(
+                _KEPT_LEVEL, zlib.DEFLATED, _RECORD_WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, words
+            )
+            self.primed[kind, _KEPT_LEVEL] = z
+        z = z.copy()
+        head = bytes((kind, len(records))) + b"".join(len(r).to_bytes(4, "little") for r in records)
+        return head + z.compress(b"".join(records)) + z.flush()
+
+    def unpack_kept(self, blob: bytes) -> list[bytes]:
+        """The records a :meth:`pack_kept` gave ``blob`` for."""
+        n = blob[1]
+        z = zlib.decompressobj(_WBITS, self.dictionaries[blob[0]])
+        raw = z.decompress(blob[2 + 4 * n :]) + z.flush()
+        out, at = [], 0
+        for k in range(n):
+            size = int.from_bytes(blob[2 + 4 * k : 6 + 4 * k], "little")
+            out.append(raw[at : at + size])
+            at += size
+        return out
+
+    def encode(self, rows: bytes | bytearray, closed: bool = False) -> bytes:
         """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
         from their point, then each column as its change from the row before, column by column; b"" for
-        rows that are all absent."""
+        rows that are all absent. A ``closed`` chunk's changes are packed first (:func:`_pack_changes`):
+        slower, as it is done once a chunk, not at every seal."""
         n = len(rows) // self.width
         if rows == self.absent_row * n:
             return b""
@@ -197,21 +248,98 @@ class HistoryConfig:
         m[:, lower] = m[:, points] - m[:, lower]  # uint8 arithmetic wraps: exact modulo 256
         m[:, upper] = m[:, upper] - m[:, points]
         m[1:] -= m[:-1].copy()
-        return _deflate(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
+        return _deflate(_pack_changes(m) if closed else np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
 
-    def decode(self, blob: bytes, n: int | None = None) -> np.ndarray:
+    def trimmed(self, blob: bytes, n: int, drop: int, closed: bool = False) -> bytes:
+        """:meth:`encode`'d rows (``n`` of them) without their first ``drop``, encoded as sealed rows are.
+
+        Done on the changes, not the rows: the first row kept is the sum of the changes up to it (modulo
+        256, as the rows' bytes wrap), and the band transform stays applied, so only the inflate and the
+        deflate cost anything.
+        """
+        if not blob:
+            return b""
+        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
+        kept = changes[drop:].copy()
+        kept[0] = changes[: drop + 1].sum(axis=0, dtype=np.uint8)
+        return _deflate(np.ascontiguousarray(kept.T).tobytes(), _CHUNK_LEVEL)
+
+    def decode(self, blob: bytes, n: int | None = None, closed: bool = False) -> np.ndarray:
         """The rows (``n`` x ``width`` uint8; ``n`` a chunk's by default) of :meth:`encode`'d rows."""
         n = self.chunk if n is None else n
         if not blob:
             return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
-        raw = np.frombuffer(zlib.decompress(blob, _WBITS), dtype=np.uint8)
-        m = np.cumsum(raw.reshape(self.width, n).T, axis=0, dtype=np.uint8)
+        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
+        m = np.cumsum(changes, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
         m[:, lower] = m[:, points] - m[:, lower]
         m[:, upper] = m[:, upper] + m[:, points]
         return m
+
+
+def _changes_of(raw: bytes, n: int, width: int, closed: bool) -> np.ndarray:
+    """The rows of changes (``n`` x ``width``) of inflated :meth:`HistoryConfig.encode` output."""
+    if closed:
+        return _unpack_changes(raw, n, width)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(width, n).T
+
+
+def _pack_changes(m: np.ndarray) -> bytes:
+    """Rows of changes (``n`` x ``width``; the first row as it is) in fewer bytes: each change as a
+    zigzag code (0, -1, 1, -2, ... as 0, 1, 2, 3, ...), then per column, by its largest code, four codes
+    to a byte (all under 4), two (under 16) or one. Deflate's single Huffman code spends at least a bit a
+    byte; most columns change by a quantum or two a window, so this halves or quarters their bytes first.
+
+    Layout: the columns' modes (0, 1, 2: four, two, one code a byte), the first row, then the columns of
+    each mode in turn (their original order), column by column.
+    """
+    n, width = m.shape
+    if n == 1:
+        return m.tobytes()
+    k = n - 1
+    u = m[1:]
+    z = (u << 1) ^ (u.view(np.int8) >> 7).view(np.uint8)
+    top = z.max(axis=0)
+    mode = (top > 3).astype(np.uint8) + (top > 15)
+    order = np.argsort(mode, kind="stable")
+    a, b = int(np.count_nonzero(mode == 0)), int(np.count_nonzero(mode < 2))
+    codes = np.zeros((-(-k // 4) * 4, width), dtype=np.uint8)
+    codes[:k] = z[:, order]
+    c = codes[:, :a]
+    fours = (c[0::4] << 6) | (c[1::4] << 4) | (c[2::4] << 2) | c[3::4]
+    c = codes[:, a:b]
+    twos = (c[0::2] << 4) | c[1::2]
+    ones = codes[:k, b:]
+    return b"".join((mode.tobytes(), m[0].tobytes(), fours.T.tobytes(), twos.T.tobytes(), ones.T.tobytes()))
+
+
+def _unpack_changes(buf: bytes, n: int, width: int) -> np.ndarray:
+    """The rows of changes a :func:`_pack_changes` gave ``buf`` for."""
+    if n == 1:
+        return np.frombuffer(buf, dtype=np.uint8).reshape(1, width)
+    k, rows = n - 1, -(-(n - 1) // 4)
+    mode = np.frombuffer(buf, dtype=np.uint8, count=width)
+    order = np.argsort(mode, kind="stable")
+    a, b = int(np.count_nonzero(mode == 0)), int(np.count_nonzero(mode < 2))
+    codes = np.empty((rows * 4, width), dtype=np.uint8)
+    at = 2 * width
+    fours = np.frombuffer(buf, dtype=np.uint8, count=rows * a, offset=at).reshape(a, rows).T
+    at += rows * a
+    for shift in range(4):
+        codes[shift::4, :a] = (fours >> (6 - 2 * shift)) & 3
+    twos = np.frombuffer(buf, dtype=np.uint8, count=2 * rows * (b - a), offset=at).reshape(b - a, 2 * rows).T
+    at += 2 * rows * (b - a)
+    codes[0::2, a:b] = twos >> 4
+    codes[1::2, a:b] = twos & 15
+    ones = np.frombuffer(buf, dtype=np.uint8, count=k * (width - b), offset=at)
+    codes[:k, b:] = ones.reshape(width - b, k).T
+    z = codes[:k]
+    out = np.empty((n, width), dtype=np.uint8)
+    out[0] = np.frombuffer(buf, dtype=np.uint8, count=width, offset=width)
+    out[1:, order] = (z >> 1) ^ (np.uint8(0) - (z & 1))
+    return out
 
 
 class DeploymentHistory:
@@ -227,6 +355,7 @@ class DeploymentHistory:
         "_open",
         "_sealed",
         "_sent",
+        "_trim",
         "config",
     )
 
@@ -243,11 +372,15 @@ class DeploymentHistory:
         self._lead = 0
         #: The closed chunks before it, oldest first, consecutive (:meth:`HistoryConfig.encode`).
         self._chunks: list[bytes] = []
+        #: Leading rows of the oldest closed chunk not held: older than the capacity reaches (see
+        #: :meth:`_trim_oldest`).
+        self._trim = 0
         #: The latest record packed (:meth:`HistoryConfig.pack`), or until :meth:`settle` as sent (the
         #: bytes built for Kafka: no copy) in ``_sent``.
         self._latest: bytes | None = None
         self._sent: bytes | None = None
-        #: Kind (first byte) and packed record of the decisions that did something (see :meth:`_keep`).
+        #: The decisions that did something (see :meth:`_keep`): per kind, its records in one blob
+        #: (:meth:`HistoryConfig.pack_kept`, the kind its first byte).
         self._notable: list[bytes] = []
         self._kind = 0
 
@@ -334,9 +467,10 @@ class DeploymentHistory:
             self._open[at : at + width] = row
         elif back <= len(self._chunks):
             i = len(self._chunks) - back
-            rows = bytearray(cfg.decode(self._chunks[i]).tobytes())
+            rows = bytearray(self._closed(i).tobytes())
             rows[at : at + width] = row
-            self._chunks[i] = cfg.encode(rows)
+            trim = self._trim if i == 0 else 0
+            self._chunks[i] = cfg.encode(rows[trim * width :], closed=not trim)
 
     def _advance(self, slot: int) -> None:
         """Close the open chunk and open the one of ``slot`` (its rows before ``slot`` absent)."""
@@ -346,14 +480,52 @@ class DeploymentHistory:
         if last is not None:
             self._unseal()
             self._open += cfg.absent_row * (size - 1 - last % size)
-            self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open))
+            self._chunks.append(cfg.encode(cfg.absent_row * self._lead + self._open, closed=True))
             skipped = slot // size - last // size - 1
             self._chunks += [b""] * min(skipped, cfg.capacity // size + 1)
         self._open = bytearray()
         self._lead = slot % size
         # Keep the closed chunks the ring's capacity still reaches into.
         need = -(-max(0, cfg.capacity - slot % size - 1) // size)
-        del self._chunks[: max(0, len(self._chunks) - need)]
+        if len(self._chunks) > need:
+            del self._chunks[: len(self._chunks) - need]
+            self._trim = 0
+        elif not self._chunks:
+            self._trim = 0
+
+    def _closed(self, i: int) -> np.ndarray:
+        """The rows of closed chunk ``i`` (a chunk's, absent where trimmed). A trimmed chunk is encoded
+        as the sealed rows are, without the closed chunks' packing: it is re-encoded at every seal, and
+        is soon dropped."""
+        cfg = self.config
+        trim = self._trim if i == 0 else 0
+        if not trim:
+            return cfg.decode(self._chunks[i], closed=True)
+        rows = cfg.decode(self._chunks[i], cfg.chunk - trim)
+        pad = np.frombuffer(cfg.absent_row * trim, dtype=np.uint8).reshape(trim, cfg.width)
+        return np.concatenate([pad, rows])
+
+    def _trim_oldest(self) -> None:
+        """Drop the oldest closed chunk's rows the capacity no longer reaches, re-encoding it without them.
+
+        Chunks are aligned on slots, so the oldest one starts up to a chunk less one row before the ring's
+        first window: on average half a chunk of rows no request can return. The open chunk's seals call
+        this (every ``seal`` rows), which bounds those rows by about ``seal``.
+        """
+        cfg = self.config
+        assert self._last is not None
+        size = cfg.chunk
+        while self._chunks:
+            start = (self._last // size - len(self._chunks)) * size  # the oldest chunk's first slot
+            drop = self._last - cfg.capacity + 1 - start
+            if drop < size:
+                if drop > self._trim:
+                    held = size - self._trim
+                    self._chunks[0] = cfg.trimmed(self._chunks[0], held, drop - self._trim, not self._trim)
+                    self._trim = drop
+                return
+            del self._chunks[0]  # wholly older than the capacity (the next close would drop it)
+            self._trim = 0
 
     def settle(self) -> None:
         """Pack the latest record (the runtime calls it once per micro-batch for the rings it fed)."""
@@ -372,6 +544,7 @@ class DeploymentHistory:
         before = cfg.decode(self._sealed, self._sealed_rows()).tobytes()
         self._sealed = cfg.encode(before + self._open[:keep])
         del self._open[:keep]
+        self._trim_oldest()
 
     def _unseal(self) -> None:
         """Put the open chunk's sealed rows back in front of its raw ones."""
@@ -384,13 +557,18 @@ class DeploymentHistory:
         why it started), and of each kind the last ``decisions`` episodes."""
         if self._kind == kind:
             return
-        mine = [i for i, b in enumerate(self._notable) if b[0] == kind]
-        packed = self.config.pack(recommendation, kind, _KEPT_LEVEL)
-        self._notable.append(packed)
-        if len(mine) >= self.config.decisions:
-            del self._notable[mine[0]]
-        if recommendation is self._sent:  # it is the latest too: no second deflate in settle
-            self._latest, self._sent = packed, None
+        cfg = self.config
+        notable = self._notable
+        at = next((i for i, b in enumerate(notable) if b[0] == kind), len(notable))
+        records = cfg.unpack_kept(notable[at]) if at < len(notable) else []
+        records.append(recommendation)
+        packed = cfg.pack_kept(kind, records[-cfg.decisions :])
+        if at < len(notable):
+            notable[at] = packed
+        else:
+            notable.append(packed)
+        if recommendation is self._sent:  # it is the latest too: no deflate in settle
+            self._latest, self._sent = _NEWEST_KEPT, None
 
     def _rows(self, n: int) -> np.ndarray:
         """The rows of the last ``n`` slots (``n`` x ``width``), absent before the first."""
@@ -399,7 +577,7 @@ class DeploymentHistory:
         size, width = cfg.chunk, cfg.width
         opened = self._last % size + 1
         chunks = min(len(self._chunks), -(-max(0, n - opened) // size))
-        parts = [cfg.decode(b) for b in self._chunks[len(self._chunks) - chunks :]]
+        parts = [self._closed(i) for i in range(len(self._chunks) - chunks, len(self._chunks))]
         sealed = cfg.decode(self._sealed, self._sealed_rows()).tobytes() if self._sealed else b""
         held = cfg.absent_row * self._lead + sealed + self._open
         parts.append(np.frombuffer(bytes(held), dtype=np.uint8).reshape(opened, width))
@@ -436,10 +614,10 @@ class DeploymentHistory:
     def recommendations(self) -> list[Any]:
         """The latest recommendation and the last ones that did something, newest first."""
         unpack = self.config.unpack
-        raws = {unpack(b) for b in self._notable}
+        raws = {raw for b in self._notable for raw in self.config.unpack_kept(b)}
         if self._sent is not None:
             raws.add(self._sent)
-        elif self._latest is not None:
+        elif self._latest:  # not _NEWEST_KEPT, which is among the kept
             raws.add(unpack(self._latest))
         records = [orjson.loads(raw) for raw in raws]
         return sorted(records, key=lambda r: str(r.get("timestamp", "")), reverse=True)

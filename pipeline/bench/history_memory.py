@@ -116,10 +116,10 @@ def hook_cost(config: HistoryConfig, outputs: list[StageOutput]) -> tuple[float,
 def describe(ring: DeploymentHistory) -> str:
     closed = [b for b in ring._chunks if b]
     per_window = sum(map(len, closed)) / max(1, len(closed) * ring.config.chunk)
-    kept = sum(map(len, ring._notable))
+    kept, count = sum(map(len, ring._notable)), sum(b[1] for b in ring._notable)
     return (
         f"open chunk {len(ring._sealed)} B sealed + {len(ring._open)} B raw, {len(ring._chunks)} closed "
-        f"{per_window:.1f} B/window, latest {len(ring._latest or b'')} B, {len(ring._notable)} kept {kept} B"
+        f"{per_window:.1f} B/window, latest {len(ring._latest or b'')} B, {count} kept {kept} B"
     )
 
 

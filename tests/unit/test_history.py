@@ -103,6 +103,19 @@ def test_closed_chunks_are_lossless_for_any_bytes_and_the_ring_reads_across_them
         rows = rng.integers(0, 256, (7, config.width), dtype=np.uint8)  # wraps in every column
         assert np.array_equal(config.decode(config.encode(rows.tobytes())), rows)
         assert config.encode(config.absent_row * 7) == b""  # a chunk nothing arrived in costs nothing
+        # A closed chunk's changes packed four, two or one to a byte by their size, at every row count
+        # (a trimmed oldest chunk holds fewer): columns that change by at most 1, 7, 8 or anything.
+        for n in (1, 2, 3, 4, 5, 6, 7):
+            steps = np.stack([rng.integers(-r, r + 1, n) for r in (0, 1, 2, 7, 8, 127)], axis=1)
+            walk = (np.cumsum(steps, axis=0) + 100).astype(np.uint8)
+            rows = np.concatenate([walk, rng.integers(0, 256, (n, config.width - 6), dtype=np.uint8)], axis=1)
+            blob = config.encode(rows.tobytes(), closed=True)
+            assert np.array_equal(config.decode(blob, n, closed=True), rows)
+            assert np.array_equal(config.decode(config.encode(rows.tobytes()), n), rows)
+            for drop in range(n):  # the oldest chunk trimmed, from either form, reads as its last rows
+                for closed in (True, False):
+                    blob = config.trimmed(config.encode(rows.tobytes(), closed=closed), n, drop, closed)
+                    assert np.array_equal(config.decode(blob, n - drop), rows[drop:])
     # The same windows through rings of 1-row, 7-row and 60-row chunks, with the open chunk's rows sealed
     # every 1, 2 or 3 rows or never, read the same, gaps and all.
     outputs, whole = run(100, skip=range(50, 64), HELIOS_HISTORY="1h")
@@ -168,7 +181,7 @@ def test_a_scale_up_stays_listed_however_many_scale_downs_follow(decisions: int,
             keep(kind, n)
         else:
             history._kind = 0
-    kept = sorted(json.loads(config.unpack(b))["n"] for b in history._notable)
+    kept = sorted(json.loads(raw)["n"] for b in history._notable for raw in config.unpack_kept(b))
     # The scale-up episode by its first decision; the last (two) scale-downs; the advice episode's first.
     assert kept == expected
     assert [r["n"] for r in history.recommendations()] == sorted(expected, reverse=True)  # newest first
@@ -322,3 +335,23 @@ def test_the_openapi_schema_states_the_resolution_the_ring_keeps() -> None:
             )
     score = schemas["HistorySeries"]["properties"]["anomaly_score"]["description"]
     assert f"threshold / {SCORE_STEPS} (within threshold / {2 * SCORE_STEPS}" in score
+
+
+def test_the_oldest_chunk_lets_go_of_the_rows_older_than_the_capacity_at_each_seal() -> None:
+    outputs, whole = run(90, HELIOS_HISTORY="1h")
+    assert whole is not None
+    config = HistoryConfig(**{**_fields(whole.config), "capacity": 20, "chunk": 7, "seal": 3})
+    narrow = HistoryConfig(**{**_fields(whole.config), "capacity": 20, "chunk": 1, "seal": 1})
+    ring, exact = DeploymentHistory(config), DeploymentHistory(narrow)
+    surplus, trimmed = [], 0
+    for o in outputs:
+        replay([o], ring)
+        replay([o], exact)
+        assert ring.to_json() == exact.to_json()  # what a request sees does not change
+        held = len(ring._chunks) * config.chunk - ring._trim + (ring._last or 0) % config.chunk + 1
+        surplus.append(held - config.capacity)
+        trimmed = max(trimmed, ring._trim)
+    # Without trimming the ring holds up to a chunk less one row past its capacity; with it, about a
+    # seal's worth of rows (the raw rows before the next seal) and never fewer than the capacity.
+    assert trimmed > 0 and min(surplus[25:]) >= 0
+    assert max(surplus[25:]) <= config.seal + 1 < config.chunk - 1
