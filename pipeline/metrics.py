@@ -122,6 +122,8 @@ class DeploymentSeries(Collector):
         self.last: dict[DeploymentKey, float] = {}
         self._slots: dict[tuple[Family, tuple[str, ...]], int] = {}
         self._by_family: dict[Family, list[tuple[tuple[str, ...], int]]] = {f: [] for f in FAMILIES}
+        self._horizon_slots: dict[str, tuple[tuple[str, int, int, int], ...]] = {}
+        self._accuracy_slots: dict[tuple[str, str], tuple[int, int]] = {}
 
     def slot(self, family: Family, *extra: str) -> int:
         """The index of one series (a family and its extra label values) in every deployment's array."""
@@ -131,6 +133,28 @@ class DeploymentSeries(Collector):
             index = self._slots[key] = len(self._slots)
             self._by_family[family].append((extra, index))
         return index
+
+    # A slot never moves once given, so the ones every sample asks for are looked up once: a sample
+    # publishes ~60 series, and a call per series was most of the update's cost.
+    def horizon_slots(self, horizon: str) -> tuple[tuple[str, int, int, int], ...]:
+        """(feature, point, lower, upper) slots of one horizon's bands, for every predicted feature."""
+        slots = self._horizon_slots.get(horizon)
+        if slots is None:
+            slots = self._horizon_slots[horizon] = tuple(
+                (feature, self.slot(point, horizon), self.slot(lower, horizon), self.slot(upper, horizon))
+                for feature, (point, lower, upper) in PREDICTED.items()
+            )
+        return slots
+
+    def accuracy_slots(self, feature: str, horizon: str) -> tuple[int, int]:
+        """The (mean absolute error, coverage) slots of one feature at one horizon."""
+        slots = self._accuracy_slots.get((feature, horizon))
+        if slots is None:
+            slots = self._accuracy_slots[feature, horizon] = (
+                self.slot(FORECAST_ABS_ERROR, feature, horizon),
+                self.slot(FORECAST_COVERAGE, feature, horizon),
+            )
+        return slots
 
     def _row(self, key: DeploymentKey) -> array[float]:
         row = self.rows.get(key)
@@ -277,17 +301,14 @@ class HeliosMetrics:
 
         ``accuracy`` is feature -> horizon label -> (rolling mean abs error, rolling coverage).
         """
-        slot = self.deployments.slot
+        series = self.deployments
+        slot = series.slot
         values: list[tuple[int, float]] = []
         for h in forecast.horizons:
-            for feature, (point, lower, upper) in PREDICTED.items():
+            for feature, point, lower, upper in series.horizon_slots(h.horizon):
                 band = getattr(h, feature)
                 if band is not None:
-                    values += (
-                        (slot(point, h.horizon), band.point),
-                        (slot(lower, h.horizon), band.lower),
-                        (slot(upper, h.horizon), band.upper),
-                    )
+                    values += ((point, band.point), (lower, band.lower), (upper, band.upper))
         observed = forecast.observed
         if observed.cpu_utilization is not None:
             values.append((slot(OBSERVED_CPU), observed.cpu_utilization))
@@ -307,12 +328,12 @@ class HeliosMetrics:
             values.append((slot(CURRENT_REPLICAS), recommendation.current_replicas))
         for feature, per_horizon in accuracy.items():
             for horizon, (mae, coverage) in per_horizon.items():
-                values.append((slot(FORECAST_ABS_ERROR, feature, horizon), mae))
-                values.append((slot(FORECAST_COVERAGE, feature, horizon), coverage))
+                mae_slot, coverage_slot = series.accuracy_slots(feature, horizon)
+                values += ((mae_slot, mae), (coverage_slot, coverage))
         actions = [
             slot(RECOMMENDATIONS, i.action) for i in recommendation.recommendations if i.type == "scaling"
         ]
-        self.deployments.update((forecast.namespace, forecast.deployment), values, now, actions)
+        series.update((forecast.namespace, forecast.deployment), values, now, actions)
 
     def forget(self, namespace: str, deployment: str) -> None:
         """Remove every series of one deployment (partition moved away, or silent too long)."""
