@@ -1,6 +1,6 @@
 """``helios simulate``: replay a trace through Helios and against a Kubernetes HPA on the same demand.
 
-The demand model (issue 4): a CPU-utilisation trace (fraction, or percent / 100) times ``--base-replicas``
+The demand model: a CPU-utilisation trace (fraction, or percent / 100) times ``--base-replicas``
 gives demand in cores; any other trace (request counts, bytes) is scaled so that its 95th percentile
 equals ``base_replicas * hpa_target``. Demand is held constant over each trace step (a CloudWatch point is
 the average of its period) and the controllers advance in ``tick`` steps (15 s, the HPA's sync period).
@@ -264,7 +264,7 @@ def trace_kind(path: Path, values: np.ndarray) -> str:
 
 
 def demand_cores(values: np.ndarray, kind: str, base_replicas: int, hpa_target: float) -> np.ndarray:
-    """Demand in cores under the issue's model.
+    """Demand in cores under the benchmark's demand model (the module docstring).
 
     Examples
     --------
@@ -304,7 +304,7 @@ def trace_with_demand(
     return trace, kind, demand_cores(trace["value"].to_numpy(), kind, base_replicas, hpa_target)
 
 
-# -- the issue's targets against the HPA on the same demand ----------------------------------------------
+# -- the targets against the HPA on the same demand ------------------------------------------------------
 #: Traces whose name starts so are "calm" (the NAB EC2/RDS CPU series); every other is "volatile".
 CALM_TRACES = ("ec2_cpu", "rds_cpu")
 #: Helios may use at most this many times the HPA's replica-hours.
