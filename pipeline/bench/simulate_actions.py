@@ -88,10 +88,11 @@ def diagnose(job: tuple[str, str, int]) -> dict[str, Any]:
 def report(results: list[dict[str, Any]]) -> list[str]:
     """The per-replay table: each class for the default HPA / Helios, and Helios without its splits."""
     lines = [
-        "| replay | step (min) | HPA 70 % actions | Helios actions | "
+        "| replay | step (min) | HPA 70 % short min / RH | Helios short min / RH "
+        "| HPA 70 % actions | Helios actions | "
         + " | ".join(f"{c}: HPA / Helios" for c in CLASSES)
         + " | Helios without saturated splits |",
-        "|---|---:|---:|---:|" + "---|" * len(CLASSES) + "---:|",
+        "|---|---:|---|---|---:|---:|" + "---|" * len(CLASSES) + "---:|",
     ]
     totals: dict[str, Counter[str]] = {"hpa": Counter(), "helios": Counter()}
     for r in sorted(results, key=lambda r: (r["step"], r["name"])):
@@ -100,13 +101,18 @@ def report(results: list[dict[str, Any]]) -> list[str]:
             totals[who].update(c)
         cells = " | ".join(f"{h[c]} / {k[c]}" for c in CLASSES)
         hs, ks = sum(h.values()), sum(k.values())
+        short = " | ".join(
+            f"{r['summary'][who]['under_provisioned_minutes']:.1f} / {r['summary'][who]['replica_hours']:.1f}"
+            for who in ("hpa", "helios")
+        )
         lines.append(
-            f"| {r['name']} | {r['step'] // 60} | {hs} | {ks} | {cells} | {ks - k['split_saturated']} |"
+            f"| {r['name']} | {r['step'] // 60} | {short} | {hs} | {ks} | {cells} "
+            f"| {ks - k['split_saturated']} |"
         )
     h, k = totals["hpa"], totals["helios"]
     cells = " | ".join(f"{h[c]} / {k[c]}" for c in CLASSES)
     hs, ks = sum(h.values()), sum(k.values())
-    lines.append(f"| **all** | | {hs} | {ks} | {cells} | {ks - k['split_saturated']} |")
+    lines.append(f"| **all** | | | | {hs} | {ks} | {cells} | {ks - k['split_saturated']} |")
     return lines
 
 

@@ -52,3 +52,18 @@ def test_one_step_bursts_at_30_min_cost_helios_one_split_per_burst_from_idle() -
     assert k["split_saturated"] >= int(on.sum()) // 2
     assert res.helios.actions - k["split_saturated"] - k["descent"] <= res.hpa.actions
     assert res.helios.under_seconds <= res.hpa.under_seconds
+
+
+def test_the_report_counts_helios_without_its_saturated_splits() -> None:
+    from collections import Counter
+
+    summary = {
+        who: {"under_provisioned_minutes": 3.0, "replica_hours": 10.0, "scaling_actions": n}
+        for who, n in (("hpa", 4), ("helios", 7))
+    }
+    counts = {"hpa": Counter(move=4), "helios": Counter(move=4, split_saturated=2, descent=1)}
+    lines = sa.report([{"name": "x", "step": 1800, "summary": summary, "counts": counts}])
+    row = lines[2].split(" | ")
+    assert row[4:6] == ["4", "7"]
+    assert row[-1] == "5 |"
+    assert lines[-1].startswith("| **all** |") and lines[-1].endswith("| 5 |")
