@@ -1,6 +1,6 @@
 """``helios simulate``: replay a trace through Helios and against a Kubernetes HPA on the same demand.
 
-The demand model (issue 4): a CPU-utilisation trace (fraction, or percent / 100) times ``--base-replicas``
+The demand model: a CPU-utilisation trace (fraction, or percent / 100) times ``--base-replicas``
 gives demand in cores; any other trace (request counts, bytes) is scaled so that its 95th percentile
 equals ``base_replicas * hpa_target``. Demand is held constant over each trace step (a CloudWatch point is
 the average of its period) and the controllers advance in ``tick`` steps (15 s, the HPA's sync period).
@@ -181,6 +181,8 @@ class SimResult:
     config: dict[str, Any] = field(default_factory=dict)
     #: The HPA at each target of the sweep, on the same demand (empty: no sweep was run).
     family: list[CurvePoint] = field(default_factory=list)
+    #: Every change of either workload's replica count: (``"hpa"`` or ``"helios"``, time, from, to).
+    changes: list[tuple[str, float, int, int]] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         h, k = self.hpa.as_dict(), self.helios.as_dict()
@@ -262,7 +264,7 @@ def trace_kind(path: Path, values: np.ndarray) -> str:
 
 
 def demand_cores(values: np.ndarray, kind: str, base_replicas: int, hpa_target: float) -> np.ndarray:
-    """Demand in cores under the issue's model.
+    """Demand in cores under the benchmark's demand model (the module docstring).
 
     Examples
     --------
@@ -302,7 +304,7 @@ def trace_with_demand(
     return trace, kind, demand_cores(trace["value"].to_numpy(), kind, base_replicas, hpa_target)
 
 
-# -- the issue's targets against the HPA on the same demand ----------------------------------------------
+# -- the targets against the HPA on the same demand ------------------------------------------------------
 #: Traces whose name starts so are "calm" (the NAB EC2/RDS CPU series); every other is "volatile".
 CALM_TRACES = ("ec2_cpu", "rds_cpu")
 #: Helios may use at most this many times the HPA's replica-hours.
@@ -450,6 +452,8 @@ class _Replay:
     #: (visible from, value) awaiting Prometheus
     published: list[tuple[float, int]] = field(default_factory=list)
     visible: int | None = None
+    #: (workload, time, from, to) of every change of a replica count
+    changes: list[tuple[str, float, int, int]] = field(default_factory=list)
 
     def advance(self, t0: float, d: float) -> tuple[float, float]:
         """Run the ticks of the step starting at ``t0`` at demand ``d``; the seconds each was short."""
@@ -458,10 +462,15 @@ class _Replay:
             t = t0 + j * self.tick
             while self.published and self.published[0][0] <= t:
                 self.visible = self.published.pop(0)[1]
+            before_h, before_k = self.hpa.pods.spec, self.keda.pods.spec
             rh = self.hpa.step(t, d)
             rk = self.keda.step(t, d, self.visible)
             for res, tot in ((rh, self.tot_h), (rk, self.tot_k)):
                 tot.replica_seconds += res.spec * self.tick
+            if rh.scaled:
+                self.changes.append(("hpa", t, before_h, rh.spec))
+            if rk.scaled:
+                self.changes.append(("helios", t, before_k, rk.spec))
             if _under(d, rh.ready, self.capacity, self.threshold):
                 under_h += self.tick
             if _under(d, rk.ready, self.capacity, self.threshold):
@@ -600,7 +609,7 @@ def simulate(
     family = hpa_family(
         ts, demand, sweep, step_seconds=step_seconds, tick=tick, threshold=cpu_scale_up, **common
     )
-    return SimResult(pd.DataFrame(rows), replay.tot_h, replay.tot_k, config, family)
+    return SimResult(pd.DataFrame(rows), replay.tot_h, replay.tot_k, config, family, replay.changes)
 
 
 def _under(demand: float, ready: int, capacity: float, threshold: float) -> bool:

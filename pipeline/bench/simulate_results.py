@@ -59,6 +59,12 @@ def daily_acf(demand: np.ndarray, step: int) -> float:
 
 def replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
     """One replay of the benchmark: its row's figures, and the per-step table of the simulation."""
+    r, result = run_replay(job)
+    return r, result.steps
+
+
+def run_replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
+    """One replay of the benchmark: its row's figures, and the simulation's whole result."""
     from pipeline import simulate as sim
 
     name, path, step = job
@@ -89,7 +95,7 @@ def replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
         "beyond_min": float((steps["demand"] > 10 * 0.8).sum() * step_seconds / 60),
         "hpa_jump_min": float(steps.loc[jump, "hpa_under_seconds"].sum() / 60),
         "seconds": time.time() - started,
-    }, steps
+    }, result
 
 
 def one(job: tuple[str, str, int]) -> dict[str, Any]:
