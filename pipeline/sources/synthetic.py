@@ -47,6 +47,11 @@ _MIB = 2**20
 MAX_UTC_OFFSET = 14.0
 
 
+def _check_utc_offset(utc_offset: float) -> None:
+    if not -MAX_UTC_OFFSET <= utc_offset <= MAX_UTC_OFFSET:
+        raise ValueError(f"utc_offset must be within ±{MAX_UTC_OFFSET:g} hours, got {utc_offset}")
+
+
 class SaleorWorkload:
     """Step-by-step generator of one deployment's metrics (the state behind :func:`synthetic_trace`).
 
@@ -93,8 +98,7 @@ class SaleorWorkload:
             raise ValueError(f"base_rps must be positive, got {base_rps}")
         if not 1 <= min_replicas <= max_replicas:
             raise ValueError(f"need 1 <= min_replicas <= max_replicas, got {min_replicas}, {max_replicas}")
-        if not -MAX_UTC_OFFSET <= utc_offset <= MAX_UTC_OFFSET:
-            raise ValueError(f"utc_offset must be within ±{MAX_UTC_OFFSET:g} hours, got {utc_offset}")
+        _check_utc_offset(utc_offset)
         self.step_seconds = step_seconds
         self.seed = seed
         self.incident_at = incident_at
@@ -323,8 +327,7 @@ class SyntheticSource:
             raise ValueError(f"incident_rate must be positive, got {incident_rate}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if not -MAX_UTC_OFFSET <= utc_offset <= MAX_UTC_OFFSET:
-            raise ValueError(f"utc_offset must be within ±{MAX_UTC_OFFSET:g} hours, got {utc_offset}")
+        _check_utc_offset(utc_offset)
         if end is not None and count is None:
             raise ValueError("end needs a count: an endless stream follows the clock")
         if end is not None and end > clock():
