@@ -67,7 +67,8 @@ def classify(demand: np.ndarray, step: int) -> np.ndarray:
 
 
 def diagnose(job: tuple[str, str, int]) -> dict[str, Any]:
-    r, steps = bench.replay(job)
+    r, result = bench.run_replay(job)
+    steps = result.steps
     s = r["summary"]
     step_seconds = r["step"]
     kinds = classify(steps["demand"].to_numpy(), step_seconds)

@@ -57,12 +57,6 @@ def daily_acf(demand: np.ndarray, step: int) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
-def replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
-    """One replay of the benchmark: its row's figures, and the per-step table of the simulation."""
-    r, result = run_replay(job)
-    return r, result.steps
-
-
 def run_replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
     """One replay of the benchmark: its row's figures, and the simulation's whole result."""
     from pipeline import simulate as sim
@@ -99,7 +93,7 @@ def run_replay(job: tuple[str, str, int]) -> tuple[dict[str, Any], Any]:
 
 
 def one(job: tuple[str, str, int]) -> dict[str, Any]:
-    return replay(job)[0]
+    return run_replay(job)[0]
 
 
 def all_jobs(shared: Path) -> list[tuple[str, str, int]]:
