@@ -161,6 +161,17 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
+#: Decimals of the evidence's measured and forecast values: those the ingested metrics carry. A
+#: forecast's further digits say nothing, and every copy of a record pays for them (the recommendations
+#: topic, the status page's kept decisions).
+EVIDENCE_DECIMALS = 6
+
+
+def _shown(x: float | None) -> float | None:
+    """``x`` at the evidence's decimals (None and non-finite values as they are)."""
+    return round(x, EVIDENCE_DECIMALS) if x is not None and math.isfinite(x) else x
+
+
 @dataclass(frozen=True)
 class _Needs:
     """The replicas each rule of :meth:`Recommender.recommend` asks for."""
@@ -408,8 +419,8 @@ class Recommender:
             "recurring": needs.recurring,
             "periodic_ramp": needs.ramp,
         }
-        evidence["recurring_load"] = x.recurring_load
-        evidence["periodic_growth"] = x.periodic_growth
+        evidence["recurring_load"] = _shown(x.recurring_load)
+        evidence["periodic_growth"] = _shown(x.periodic_growth)
 
         cooling = state.changed_at is not None and x.now - state.changed_at < self.cooldown_seconds
         target, rule = self._choose(previous, needs, db_saturated, cooling, x.is_anomaly)
@@ -455,10 +466,10 @@ class Recommender:
         return {
             "inputs": {
                 "current_replicas": x.current_replicas,
-                "cpu_now": cpu_now,
-                "memory_now": x.memory_now,
-                "db_cpu": x.db_cpu,
-                "db_connections": x.db_connections,
+                "cpu_now": _shown(cpu_now),
+                "memory_now": _shown(x.memory_now),
+                "db_cpu": _shown(x.db_cpu),
+                "db_connections": _shown(x.db_connections),
             },
             "thresholds": {
                 "cpu_scale_up": self.cpu_scale_up,
@@ -470,9 +481,10 @@ class Recommender:
             "sizing_quantile": 0.5 + self.band_level / 2 if self.quantile is None else self.quantile,
             "sizing_centre": "current_cpu" if centred else "point_forecast",
             "forecast": {
-                str(h): {"point": b.point, "lower": b.lower, "upper": b.upper} for h, b in forecast_bands
+                str(h): {"point": _shown(b.point), "lower": _shown(b.lower), "upper": _shown(b.upper)}
+                for h, b in forecast_bands
             },
-            "anomaly": {"score": x.anomaly_score, "is_anomaly": x.is_anomaly},
+            "anomaly": {"score": _shown(x.anomaly_score), "is_anomaly": x.is_anomaly},
             "previous": state.to_dict(),
         }
 

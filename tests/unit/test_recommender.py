@@ -56,6 +56,16 @@ def test_scale_up_on_the_upper_band_with_a_reason_naming_the_numbers() -> None:
     assert d.evidence["needs"]["reactive_floor"] == math.ceil(4 * 0.6 / 0.8)
 
 
+def test_the_evidence_carries_the_ingested_metrics_decimals_and_decides_on_every_digit() -> None:
+    # A band of many digits whose upper end is just past the threshold: the decision uses it exactly,
+    # the evidence shows it at six decimals, as the inputs come.
+    x = inputs(cpu=0.123456789, bands={300: (0.7000000123, 0.6000000456, 0.8000000789)})
+    d = Recommender(quantile=None, center_on_current=False).recommend(RecommenderState(), x)
+    assert d.action == "scale_up"
+    assert d.evidence["forecast"]["300"] == {"point": 0.7, "lower": 0.6, "upper": 0.8}
+    assert d.evidence["inputs"]["cpu_now"] == 0.123457
+
+
 def test_the_point_forecast_alone_does_not_trigger_a_scale_up() -> None:
     # point below the threshold, upper above: the band decides
     d = Recommender(quantile=None, center_on_current=False).recommend(
