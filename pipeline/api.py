@@ -171,6 +171,11 @@ _FRACTION = (
     "Utilisation as a fraction, kept at a resolution of 1/250: within 0.002 of the value recorded, "
     "which is first clipped to [0, 1.016]"
 )
+#: A band end is its point plus its distance from the point, each rounded (pipeline/history.py).
+_BAND_END = (
+    "Utilisation as a fraction, kept as the point plus the end's distance from it, each at a resolution "
+    "of 1/250: within 0.004 of the value recorded, which is first clipped to [0, 1.016]"
+)
 
 
 class HistorySeries(BaseModel):
@@ -188,11 +193,11 @@ class HistorySeries(BaseModel):
 
 
 class BandHistory(BaseModel):
-    """A forecast band, each end and the point at the utilisations' resolution."""
+    """A forecast band: the point at the utilisations' resolution, each end within one step of it."""
 
     point: Values = Field(description=_FRACTION)
-    lower: Values = Field(description=_FRACTION)
-    upper: Values = Field(description=_FRACTION)
+    lower: Values = Field(description=_BAND_END)
+    upper: Values = Field(description=_BAND_END)
 
 
 class HorizonHistory(BaseModel):

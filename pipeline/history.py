@@ -6,18 +6,22 @@ that of slot ``t / step``, so a missed window is a row marked absent and no time
 
 What one byte holds:
 
-* a utilisation (CPU, memory, a forecast's point or band end) in steps of 1/250 (0.4 %), 0 to 1.016;
+* a utilisation (CPU, memory, a forecast's point) in steps of 1/250 (0.4 %), 0 to 1.016;
+* a band end as the point's step plus its own distance from the point in steps (:func:`_end`), so
+  within one step of the value, not half: the forecasters' bands are symmetric wherever they are not
+  clipped at 0, and two distances rounded alike let the two ends of a band cost about one column;
 * the anomaly score in steps of threshold / 50, up to 5.08 x the threshold (higher scores are shown
   at that ceiling: the chart is about the score against its threshold);
 * flags: present, declared anomaly, severity, the action and the non-scaling advice types.
 
 Rows are grouped in chunks of ``chunk`` consecutive slots. A chunk that is over is stored compressed,
-losslessly: each band end as its distance from the point, then every column as its change from the
-window before, the changes packed several to a byte where they are small (:func:`_pack_changes`),
-column by column, deflated. Utilisations move little from one minute to the next, so a closed chunk
-takes a fraction of its raw size (``benchmarks/memory.md``). The newest chunk grows a raw row per
-window; every ``seal`` rows, its rows but the newest are compressed the same way (without the packing,
-which costs more than a seal should) into one blob with those sealed before, so it holds at most
+losslessly: each band end as its distance from the point, the upper distance as its difference from the
+lower one (zero for a symmetric band), then every column as its change from the window before, the
+changes packed several to a byte where they are small (:func:`_pack_changes`), column by column, and
+LZMA-compressed. Utilisations move little from one minute to the next, so a closed chunk takes a
+fraction of its raw size (``benchmarks/memory.md``). The newest chunk grows a raw row per window; every
+``seal`` rows, its rows but the newest are compressed the same way but more cheaply (no packing,
+deflate), as a seal is frequent, into one blob with those sealed before, so it holds at most
 ``seal`` raw rows (the newest stays raw for the index page). Chunks are aligned on slots, so the oldest
 one starts before the ring's first window; at each seal it lets go of the rows no request can reach.
 
@@ -39,6 +43,8 @@ The ring is not persisted: a restarted worker, or a new owner after a rebalance,
 
 from __future__ import annotations
 
+import lzma
+import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,8 +79,24 @@ _MEM_LEVEL = 4
 #: copying a compressor primed with the dictionary (:meth:`HistoryConfig.pack`) copies the window, so a
 #: smaller one is a cheaper copy. Inflating with ``_WBITS`` reads any smaller window.
 _RECORD_WBITS = -13
-#: Closing a chunk is once an hour at a 60 s step: spend the time on the smaller size.
+#: Deflate level of the open chunk's sealed rows and of a trimmed oldest chunk.
 _CHUNK_LEVEL = 6
+#: A closed chunk is compressed once (an hour at a 60 s step) and kept for hours, so it takes LZMA:
+#: its adaptive range coder spends fewer bytes on the packed changes than deflate's one Huffman code
+#: a blob, for ~0.1 ms more a close (benchmarks/status-page.md). Raw (no header: the data never leaves
+#: the process), the smallest window, and no literal context (a column's byte does not predict the
+#: next column's).
+_CLOSED_FILTERS = (
+    {
+        "id": lzma.FILTER_LZMA1,
+        "dict_size": 4096,
+        "lc": 0,
+        "lp": 0,
+        "pb": 0,
+        "mf": lzma.MF_BT4,
+        "nice_len": 32,
+    },
+)
 #: Deflate level of the kept decisions: they are rare and stay for hours, so the slower level's fewer
 #: bytes are worth it (the latest, packed every micro-batch, takes the fastest).
 _KEPT_LEVEL = 6
@@ -113,6 +135,28 @@ def _frac(v: float | None) -> int:
     if v is None or v != v:  # absent, or NaN
         return MISSING
     q = int(v * FRACTION_SCALE + 0.5)
+    return 0 if q < 0 else (q if q < _TOP else _TOP)
+
+
+def _end(q_point: int, point: float, end: float | None) -> int:
+    """A band end's byte: the point's (``q_point``) plus the end's distance from the point, rounded.
+
+    Rounding each end by itself would give a symmetric band's two distances from the point different
+    steps about half the time; rounding the distances keeps them equal, which the chunks' band transform
+    turns into a column of zeros. The end is then within one step of its value (two roundings) instead of
+    half a step. A point at or past either edge of the range may have been clipped, so its end is
+    rounded by itself.
+
+    A band 0.1008 either side of 0.5016: the ends by themselves round to 25 and 26 steps from the point,
+    as distances both to 25.
+
+    >>> q = _frac(0.5016)
+    >>> q, (_frac(0.4008), _frac(0.6024)), (_end(q, 0.5016, 0.4008), _end(q, 0.5016, 0.6024))
+    (125, (100, 151), (100, 150))
+    """
+    if not 0 < q_point < _TOP or end is None or not math.isfinite(end):
+        return _frac(end)
+    q = q_point + math.floor((end - point) * FRACTION_SCALE + 0.5)
     return 0 if q < 0 else (q if q < _TOP else _TOP)
 
 
@@ -235,9 +279,10 @@ class HistoryConfig:
 
     def encode(self, rows: bytes | bytearray, closed: bool = False) -> bytes:
         """Rows (a closed chunk, or the sealed rows of the open one) compressed: band ends as distances
-        from their point, then each column as its change from the row before, column by column; b"" for
-        rows that are all absent. A ``closed`` chunk's changes are packed first (:func:`_pack_changes`):
-        slower, as it is done once a chunk, not at every seal."""
+        from their point (the upper one less the lower one), then each column as its change from the row
+        before, column by column; b"" for rows that are all absent. A ``closed`` chunk's changes are
+        packed (:func:`_pack_changes`) and LZMA-compressed, the others deflated: slower, as it is done
+        once a chunk, not at every seal."""
         n = len(rows) // self.width
         if rows == self.absent_row * n:
             return b""
@@ -246,9 +291,11 @@ class HistoryConfig:
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
         m[:, lower] = m[:, points] - m[:, lower]  # uint8 arithmetic wraps: exact modulo 256
-        m[:, upper] = m[:, upper] - m[:, points]
+        m[:, upper] = m[:, upper] - m[:, points] - m[:, lower]
         m[1:] -= m[:-1].copy()
-        return _deflate(_pack_changes(m) if closed else np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
+        if closed:
+            return lzma.compress(_pack_changes(m), lzma.FORMAT_RAW, filters=_CLOSED_FILTERS)
+        return _deflate(np.ascontiguousarray(m.T).tobytes(), _CHUNK_LEVEL)
 
     def trimmed(self, blob: bytes, n: int, drop: int, closed: bool = False) -> bytes:
         """:meth:`encode`'d rows (``n`` of them) without their first ``drop``, encoded as sealed rows are.
@@ -259,7 +306,7 @@ class HistoryConfig:
         """
         if not blob:
             return b""
-        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
+        changes = _changes_of(blob, n, self.width, closed)
         kept = changes[drop:].copy()
         kept[0] = changes[: drop + 1].sum(axis=0, dtype=np.uint8)
         return _deflate(np.ascontiguousarray(kept.T).tobytes(), _CHUNK_LEVEL)
@@ -269,21 +316,21 @@ class HistoryConfig:
         n = self.chunk if n is None else n
         if not blob:
             return np.frombuffer(self.absent_row * n, dtype=np.uint8).reshape(n, self.width)
-        changes = _changes_of(zlib.decompress(blob, _WBITS), n, self.width, closed)
+        changes = _changes_of(blob, n, self.width, closed)
         m = np.cumsum(changes, axis=0, dtype=np.uint8)
         points = slice(_FIRST_FORECAST_COL, self.columns, len(PARTS))
         lower = slice(_FIRST_FORECAST_COL + 1, self.columns, len(PARTS))
         upper = slice(_FIRST_FORECAST_COL + 2, self.columns, len(PARTS))
+        m[:, upper] = m[:, upper] + m[:, points] + m[:, lower]
         m[:, lower] = m[:, points] - m[:, lower]
-        m[:, upper] = m[:, upper] + m[:, points]
         return m
 
 
-def _changes_of(raw: bytes, n: int, width: int, closed: bool) -> np.ndarray:
-    """The rows of changes (``n`` x ``width``) of inflated :meth:`HistoryConfig.encode` output."""
+def _changes_of(blob: bytes, n: int, width: int, closed: bool) -> np.ndarray:
+    """The rows of changes (``n`` x ``width``) of :meth:`HistoryConfig.encode` output."""
     if closed:
-        return _unpack_changes(raw, n, width)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(width, n).T
+        return _unpack_changes(lzma.decompress(blob, lzma.FORMAT_RAW, filters=_CLOSED_FILTERS), n, width)
+    return np.frombuffer(zlib.decompress(blob, _WBITS), dtype=np.uint8).reshape(width, n).T
 
 
 def _pack_changes(m: np.ndarray) -> bytes:
@@ -418,7 +465,9 @@ class DeploymentHistory:
                 if band is None:
                     row += _ABSENT_BAND
                 else:
-                    row += (_frac(band.point), _frac(band.lower), _frac(band.upper))
+                    point = band.point
+                    q = _frac(point)
+                    row += (q, _end(q, point, band.lower), _end(q, point, band.upper))
         missing = cfg.replica_missing
         reactive = (decision.evidence.get("needs") or {}).get("reactive_floor")
         current = rec.current_replicas

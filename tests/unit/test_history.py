@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.history import FRACTION_SCALE, PARTS, DeploymentHistory, HistoryConfig
+from pipeline.history import FRACTION_SCALE, DeploymentHistory, HistoryConfig
 from pipeline.runtime import RawRecord
 from pipeline.settings import load_settings
 from pipeline.status_page import checked_key, deployment_html, session_cookie
@@ -71,8 +71,8 @@ def test_the_ring_holds_the_last_windows_with_each_forecast_at_the_window_it_for
     assert band is not None
     at = body["t"].index(T0 + 135 * STEP)
     drawn = body["forecast"]["15m"]["cpu_utilization"]
-    assert drawn["upper"][at] == pytest.approx(min(band.upper, 254 * QUANTUM), abs=QUANTUM / 2 + 1e-9)
-    assert drawn["lower"][at] == pytest.approx(max(band.lower, 0.0), abs=QUANTUM / 2 + 1e-9)
+    assert drawn["upper"][at] == pytest.approx(min(band.upper, 254 * QUANTUM), abs=QUANTUM + 1e-9)
+    assert drawn["lower"][at] == pytest.approx(max(band.lower, 0.0), abs=QUANTUM + 1e-9)
     assert drawn["point"][:15] == [None] * 15  # made before the ring's first window
     assert body["replicas"]["current"][:60] == [3] * 60
     last = outputs[-1]
@@ -256,10 +256,10 @@ def _held(v: float | None) -> float | None:
     """What the ring promises to give back for a recorded utilisation (see pipeline/history.py)."""
     if v is None or v != v:
         return None
-    return min(max(v, 0.0), 254 * QUANTUM)  # clipped to [0, 1.016], then within QUANTUM / 2
+    return min(max(v, 0.0), 254 * QUANTUM)  # clipped to [0, 1.016], then within a step or half of one
 
 
-def test_every_value_read_back_is_within_half_a_step_of_what_was_recorded_on_adversarial_data() -> None:
+def test_every_value_read_back_is_within_its_stated_resolution_on_adversarial_data() -> None:
     import dataclasses
 
     import numpy as np
@@ -307,11 +307,59 @@ def test_every_value_read_back_is_within_half_a_step_of_what_was_recorded_on_adv
                 drawn = body["forecast"][label]["cpu_utilization"]
                 got += [drawn[part][k + steps] for part in ("point", "lower", "upper")]
                 want += [_held(cpu[(i + 3) % n]), _held(mem[i]), _held(cpu[i])]
-            for g, w in zip(got, want, strict=True):
+            # Actuals and points within half a step; band ends within one (their distance from the
+            # point is rounded, not the end itself).
+            bounds = [QUANTUM / 2] * 2 + [QUANTUM / 2, QUANTUM, QUANTUM] * len(config.horizons)
+            for g, w, bound in zip(got, want, bounds, strict=True):
                 assert (g is None) == (w is None), (i, got, want)
-                assert g is None or w is None or abs(g - w) <= QUANTUM / 2 + 1e-12, (i, got, want)
+                assert g is None or w is None or abs(g - w) <= bound + 1e-12, (i, got, want)
                 checked += 1
         assert checked >= 60 * (2 + 3 * len(config.horizons))
+
+
+def test_a_symmetric_band_reads_back_symmetric_and_costs_a_closed_chunk_less() -> None:
+    import dataclasses
+
+    import numpy as np
+
+    from pipeline.records import Band
+
+    outputs, whole = run(80, HELIOS_HISTORY="1h")
+    assert whole is not None
+    config = HistoryConfig(**{**_fields(whole.config), "chunk": 20, "seal": 20})
+    rng = np.random.default_rng(3)
+    points = 0.2 + 0.6 * rng.random(len(outputs))
+    widths = 0.05 + 0.1 * rng.random(len(outputs))
+    ring, rounded_alone = DeploymentHistory(config), DeploymentHistory(config)
+    for o, p, w in zip(outputs, points, widths, strict=True):
+        band = Band.model_construct(point=float(p), lower=float(p - w), upper=float(p + w))
+        horizons = [h.model_copy(update={"cpu_utilization": band}) for h in o.forecast.horizons]
+        out = dataclasses.replace(o, forecast=o.forecast.model_copy(update={"horizons": horizons}))
+        ring.record(o.forecast.timestamp.timestamp(), out, b"{}")
+        # The same values if each end were rounded by itself: about half the bands one step lopsided.
+        lopsided = Band.model_construct(
+            point=float(p),
+            lower=round(p * FRACTION_SCALE) * QUANTUM - round(w * FRACTION_SCALE) * QUANTUM,
+            upper=round(p * FRACTION_SCALE) * QUANTUM
+            + round(w * FRACTION_SCALE) * QUANTUM
+            + QUANTUM * (rng.random() < 0.5),
+        )
+        horizons = [h.model_copy(update={"cpu_utilization": lopsided}) for h in o.forecast.horizons]
+        out = dataclasses.replace(o, forecast=o.forecast.model_copy(update={"horizons": horizons}))
+        rounded_alone.record(o.forecast.timestamp.timestamp(), out, b"{}")
+    body = ring.to_json()
+    checked = 0
+    for label, _ in config.horizons:
+        drawn = body["forecast"][label]["cpu_utilization"]
+        for p, lo, up in zip(drawn["point"], drawn["lower"], drawn["upper"], strict=True):
+            if p is not None:
+                assert round((up - p) * FRACTION_SCALE) == round((p - lo) * FRACTION_SCALE)
+                checked += 1
+    assert checked > 100
+    # Each lopsided band holds a coin's bit the symmetric one does not: half of it at least is saved.
+    windows = len(ring._chunks) * config.chunk
+    saved = sum(map(len, rounded_alone._chunks)) - sum(map(len, ring._chunks))
+    assert saved >= len(config.horizons) * windows / 16
 
 
 def test_the_openapi_schema_states_the_resolution_the_ring_keeps() -> None:
@@ -321,16 +369,17 @@ def test_the_openapi_schema_states_the_resolution_the_ring_keeps() -> None:
     from pipeline.openapi import openapi_spec
 
     schemas = openapi_spec()["components"]["schemas"]
-    for model, fields in (
-        ("HistorySeries", ("cpu_utilization", "memory_utilization")),
-        ("BandHistory", PARTS),
+    for model, fields, steps in (
+        ("HistorySeries", ("cpu_utilization", "memory_utilization"), 0.5),
+        ("BandHistory", ("point",), 0.5),
+        ("BandHistory", ("lower", "upper"), 1.0),
     ):
         for name in fields:
             text = schemas[model]["properties"][name]["description"]
-            scale, half, top = re.search(r"1/(\d+): within ([\d.]+) .* \[0, ([\d.]+)\]", text).groups()  # type: ignore[union-attr]
-            assert (int(scale), float(half), float(top)) == (
+            scale, within, top = re.search(r"1/(\d+): within ([\d.]+) .* \[0, ([\d.]+)\]", text).groups()  # type: ignore[union-attr]
+            assert (int(scale), float(within), float(top)) == (
                 FRACTION_SCALE,
-                0.5 / FRACTION_SCALE,
+                steps / FRACTION_SCALE,
                 _TOP / FRACTION_SCALE,
             )
     score = schemas["HistorySeries"]["properties"]["anomaly_score"]["description"]
