@@ -8,6 +8,9 @@ per deployment is what the ring adds, after 2 samples (what the RSS phase of ``m
 after ``--steps`` samples (the ring full). Then the record hook alone (µs per sample, timed on the outputs
 the stages produced) and ``to_json`` of a full ring (ms, bytes of JSON).
 
+``--starts N`` instead replays only the full ring, on workloads ending at N times of day, and prints
+the range of its bytes.
+
 ``--rss`` instead runs ``make bench``'s memory phase (a real worker on the broker of
 ``HELIOS_KAFKA_BOOTSTRAP``, its RSS at 10 / 1,000 / 10,000 deployments of 2 samples each) twice, without
 and with the ring, and prints the RSS slope per deployment of each.
@@ -53,13 +56,15 @@ def heap_per_deployment(history: str, deployments: int, steps: list[int]) -> dic
     return out
 
 
-def workloads(rt: Runtime, steps: int) -> dict[str, list[StageOutput]]:
+def workloads(rt: Runtime, steps: int, end: float | None = None) -> dict[str, list[StageOutput]]:
     """One deployment's real stage outputs on three kinds of data: the make_samples load of ``make bench``
     (daily cycle, AR(1) noise), the synthetic Saleor workload (``pipeline/sources/synthetic.py``, with
     its incident), and uniform noise (CPU and memory drawn anew each window: the worst case to compress).
+    They end at ``end`` (now by default): the time of day moves the daily cycle, hence which decisions
+    are kept, and the minute moves the chunks' alignment.
     """
     step = rt.settings.scoring_interval
-    bench = make_samples(1, steps, step, seed=9)
+    bench = make_samples(1, steps, step, seed=9, end=end)
     saleor_name, noise_name = deployment_name(1), deployment_name(2)
     first = datetime.fromtimestamp(bench[0].window, UTC)
     trace = synthetic_trace(steps, step, seed=3, incident_at=steps // 2, start=first)
@@ -123,6 +128,26 @@ def describe(ring: DeploymentHistory) -> str:
     )
 
 
+def full_ring_over_starts(starts: int) -> None:
+    """The most bytes a full ring holds (default settings), for workloads ending at ``starts`` times ~2 h
+    apart: every hour of the day and many minute alignments, so one lucky start cannot carry the figure.
+    """
+    most: dict[str, list[int]] = {}
+    now = time.time()
+    for k in range(starts):
+        rt, _ = build_runtime(load_settings({}))
+        config = rt.history
+        assert config is not None
+        for name, outputs in workloads(rt, config.capacity + 240, end=now - k * 7393.0).items():
+            _, bytes_held, _ = hook_cost(config, outputs)
+            most.setdefault(name, []).append(bytes_held)
+    for name, held in most.items():
+        print(
+            f"{name:6s} full ring over {starts} ends: {min(held):,}-{max(held):,} B, "
+            f"mean {sum(held) / len(held):,.0f} B"
+        )
+
+
 def rss_slopes() -> None:
     from pipeline.bench.perf import Run, phase_memory
 
@@ -144,9 +169,13 @@ def main() -> None:
     parser.add_argument("--deployments", type=int, default=200)
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--rss", action="store_true", help="the RSS slope of a real worker, without and with")
+    parser.add_argument("--starts", type=int, default=0, help="only the full ring, at N workload ends")
     args = parser.parse_args()
     if args.rss:
         rss_slopes()
+        return
+    if args.starts:
+        full_ring_over_starts(args.starts)
         return
     ages = [2, args.steps]
     without = heap_per_deployment("0", args.deployments, ages)
